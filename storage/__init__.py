@@ -1,0 +1,71 @@
+"""Storage for the context runtime: the State record, its codec, and the stores that keep it.
+
+`storage` stands alone: it never imports `actors`. Everything public is re-exported here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from storage._codec import FORMAT_VERSION, SnapshotCodec
+from storage._exceptions import (
+    ContextError,
+    ContextExistsError,
+    ContextInactiveError,
+    ContextNotFoundError,
+    ContextTimeoutError,
+    CorruptSnapshotError,
+    ForeignStateError,
+    InvalidContextNameError,
+    InvalidValueError,
+    PersistenceError,
+    RecoveryError,
+    RecoveryPointNotFoundError,
+    ShutdownError,
+    SnapshotNotFoundError,
+    StateError,
+    StateTooLargeError,
+    SynchronizationError,
+    UnsupportedFormatError,
+    VersionConflict,
+)
+from storage._memory import MemoryStore
+from storage._names import MAX_NAME_LENGTH, validate_context_name
+from storage._sqlite import SqliteStore
+from storage._state import State
+from storage._store import RecoveryPoint, Store
+from storage._url import open_store
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_NAME_LENGTH",
+    "ContextError",
+    "ContextExistsError",
+    "ContextInactiveError",
+    "ContextNotFoundError",
+    "ContextTimeoutError",
+    "CorruptSnapshotError",
+    "ForeignStateError",
+    "InvalidContextNameError",
+    "InvalidValueError",
+    "MemoryStore",
+    "PersistenceError",
+    "RecoveryError",
+    "RecoveryPoint",
+    "RecoveryPointNotFoundError",
+    "ShutdownError",
+    "SnapshotCodec",
+    "SnapshotNotFoundError",
+    "SqliteStore",
+    "State",
+    "StateError",
+    "StateTooLargeError",
+    "Store",
+    "SynchronizationError",
+    "UnsupportedFormatError",
+    "VersionConflict",
+    "open_store",
+    "validate_context_name",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

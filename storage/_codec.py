@@ -1,0 +1,216 @@
+"""The snapshot codec: State <-> cattrs-unstructured dict <-> JSON <-> zstd frame, behind a header.
+
+A blob is a 16-byte header followed by one zstd frame (see docs/storage.md for the byte layout):
+
+    offset  size  field
+    0       4     magic b"CTXS"
+    4       1     format version (1)
+    5       1     codec id (1 = JSON, UTF-8)
+    6       2     flags, reserved, 0
+    8       4     CRC-32 of bytes 4..7 and of the zstd frame, little-endian
+    12      4     length of the zstd frame in bytes, little-endian
+    16      n     zstd frame, with content size and zstd's own content checksum
+
+JSON was chosen over msgpack on measured numbers (orjson encodes a 10,000-key state about four
+times faster than msgpack and sixteen times faster than the stdlib; see
+tests/benchmarks/codecs.py), and a JSON body stays readable by any tool after `zstd -d`.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from datetime import datetime
+from typing import Any
+
+import cattrs
+import orjson
+import zstandard
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from storage._exceptions import (
+    CorruptSnapshotError,
+    StateTooLargeError,
+    UnsupportedFormatError,
+)
+from storage._state import State
+
+__all__ = [
+    "CODEC_JSON",
+    "DEFAULT_MAX_STATE_BYTES",
+    "FORMAT_VERSION",
+    "HEADER",
+    "MAGIC",
+    "SnapshotCodec",
+]
+
+MAGIC = b"CTXS"
+"""The first four bytes of every snapshot blob."""
+
+FORMAT_VERSION = 1
+"""The newest snapshot format this library writes and reads."""
+
+CODEC_JSON = 1
+"""Codec id of a JSON (UTF-8) body."""
+
+DEFAULT_MAX_STATE_BYTES = 64 * 2**20
+"""Largest JSON body a State may encode to by default (64 MiB)."""
+
+HEADER = struct.Struct("<4sBBHII")
+"""magic, format version, codec id, flags, CRC-32, frame length."""
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        msg = f"timestamp {value!r} has no timezone"
+        raise ValueError(msg)
+    return parsed
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _structure_data(value: Any, _: type) -> dict[str, Any]:
+    # The body came out of orjson, so every value is JSON already; only the top level
+    # shape can be wrong in a blob that passed its checksums but was written by a bug.
+    if type(value) is not dict:
+        msg = f"data must be an object, not {type(value).__name__}"
+        raise TypeError(msg)
+    return value
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+    converter.register_unstructure_hook(datetime, datetime.isoformat)
+    converter.register_structure_hook(datetime, _structure_datetime)
+    # `data` was validated when it was set: pass it through instead of walking every value
+    # again (a 10,000-key state unstructures in microseconds instead of milliseconds).
+    converter.register_unstructure_hook(
+        State, make_dict_unstructure_fn(State, converter, data=override(unstruct_hook=_identity))
+    )
+    converter.register_structure_hook(
+        State,
+        make_dict_structure_fn(State, converter, data=override(struct_hook=_structure_data)),
+    )
+    return converter
+
+
+def _crc(header_fields: bytes, frame: bytes) -> int:
+    return zlib.crc32(frame, zlib.crc32(header_fields))
+
+
+class SnapshotCodec:
+    """Encodes States to self-checking blobs and decodes them back, or raises.
+
+    Thread-safe: zstd (de)compressor objects are not, so each thread gets its own.
+    """
+
+    def __init__(
+        self, compression_level: int = 3, max_state_bytes: int = DEFAULT_MAX_STATE_BYTES
+    ) -> None:
+        if not 1 <= compression_level <= 22:
+            msg = f"zstd compression level must be 1..22, got {compression_level!r}"
+            raise ValueError(msg)
+        if max_state_bytes < 1:
+            msg = f"max_state_bytes must be positive, got {max_state_bytes!r}"
+            raise ValueError(msg)
+        self.compression_level = compression_level
+        self.max_state_bytes = max_state_bytes
+        self._converter = _make_converter()
+        self._local = threading.local()
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        compressor: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
+        if compressor is None:
+            compressor = zstandard.ZstdCompressor(
+                level=self.compression_level, write_checksum=True, write_content_size=True
+            )
+            self._local.compressor = compressor
+        return compressor
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        decompressor: zstandard.ZstdDecompressor | None = getattr(self._local, "decompressor", None)
+        if decompressor is None:
+            decompressor = zstandard.ZstdDecompressor()
+            self._local.decompressor = decompressor
+        return decompressor
+
+    def unstructure(self, state: State) -> dict[str, Any]:
+        """The plain-dict form of `state` that the JSON body holds."""
+        result: dict[str, Any] = self._converter.unstructure(state)
+        return result
+
+    def encode(self, state: State) -> bytes:
+        """Encode `state` into a blob.
+
+        Raises:
+            StateTooLargeError: the JSON body is longer than `max_state_bytes`.
+        """
+        body = orjson.dumps(self.unstructure(state))
+        if len(body) > self.max_state_bytes:
+            raise StateTooLargeError(state.context, len(body), self.max_state_bytes)
+        frame = self._compressor().compress(body)
+        fields = struct.pack("<BBH", FORMAT_VERSION, CODEC_JSON, 0)
+        header = HEADER.pack(MAGIC, FORMAT_VERSION, CODEC_JSON, 0, _crc(fields, frame), len(frame))
+        return header + frame
+
+    def decode(
+        self,
+        blob: bytes,
+        *,
+        context: str | None = None,
+        version: int | None = None,
+    ) -> State:
+        """Decode a blob, checking it holds `version` of `context` when they are given.
+
+        Raises:
+            CorruptSnapshotError: the blob is truncated, damaged, or holds another record.
+            UnsupportedFormatError: the blob was written by a newer format or another codec.
+        """
+        where = _describe(context, version)
+        blob = bytes(blob)
+        if len(blob) < HEADER.size:
+            raise CorruptSnapshotError(
+                f"{where}: blob is {len(blob)} bytes, shorter than the {HEADER.size}-byte header"
+            )
+        magic, fmt, codec, flags, crc, length = HEADER.unpack_from(blob)
+        if magic != MAGIC:
+            raise CorruptSnapshotError(f"{where}: bad magic {magic!r}, expected {MAGIC!r}")
+        if fmt > FORMAT_VERSION:
+            raise UnsupportedFormatError(
+                f"{where}: written in snapshot format {fmt}; this library reads up to "
+                f"{FORMAT_VERSION}"
+            )
+        frame = blob[HEADER.size :]
+        if len(frame) != length:
+            raise CorruptSnapshotError(
+                f"{where}: zstd frame is {len(frame)} bytes, header says {length} (truncated?)"
+            )
+        if _crc(blob[4:8], frame) != crc:
+            raise CorruptSnapshotError(f"{where}: CRC-32 mismatch")
+        if fmt != FORMAT_VERSION or codec != CODEC_JSON or flags != 0:
+            raise UnsupportedFormatError(
+                f"{where}: format {fmt}, codec {codec}, flags {flags} are not supported"
+            )
+        try:
+            body = self._decompressor().decompress(frame)
+            state = self._converter.structure(orjson.loads(body), State)
+        except (zstandard.ZstdError, orjson.JSONDecodeError, cattrs.BaseValidationError) as exc:
+            raise CorruptSnapshotError(f"{where}: {exc}") from exc
+        if context is not None and state.context != context:
+            raise CorruptSnapshotError(f"{where}: blob holds context {state.context!r}")
+        if version is not None and state.version != version:
+            raise CorruptSnapshotError(f"{where}: blob holds version {state.version}")
+        return state
+
+
+def _describe(context: str | None, version: int | None) -> str:
+    parts = ["snapshot"]
+    if context is not None:
+        parts.append(f"of context {context!r}")
+    if version is not None:
+        parts.append(f"version {version}")
+    return " ".join(parts)

@@ -1,0 +1,181 @@
+"""The one exception hierarchy of the context runtime.
+
+It lives in `storage` because the stores raise most of these errors and `storage` never
+imports `actors`; `actors` re-exports every name, so users catch them from either package.
+
+```
+ContextError
+├── InvalidContextNameError        (also ValueError)
+├── ContextNotFoundError           (also LookupError)
+├── ContextExistsError
+├── SnapshotNotFoundError          (also LookupError)
+├── RecoveryPointNotFoundError     (also LookupError)
+├── VersionConflict
+├── StateError
+│   ├── InvalidValueError          (also TypeError / ValueError)
+│   ├── StateTooLargeError
+│   └── ForeignStateError
+├── PersistenceError
+│   ├── CorruptSnapshotError
+│   └── UnsupportedFormatError
+├── RecoveryError
+├── SynchronizationError
+├── ContextTimeoutError            (also TimeoutError)
+├── ContextInactiveError
+└── ShutdownError
+```
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContextError",
+    "ContextExistsError",
+    "ContextInactiveError",
+    "ContextNotFoundError",
+    "ContextTimeoutError",
+    "CorruptSnapshotError",
+    "ForeignStateError",
+    "InvalidContextNameError",
+    "InvalidValueError",
+    "PersistenceError",
+    "RecoveryError",
+    "RecoveryPointNotFoundError",
+    "ShutdownError",
+    "SnapshotNotFoundError",
+    "StateError",
+    "StateTooLargeError",
+    "SynchronizationError",
+    "UnsupportedFormatError",
+    "VersionConflict",
+]
+
+
+class ContextError(Exception):
+    """Base class of every error the context runtime raises on purpose."""
+
+
+class InvalidContextNameError(ContextError, ValueError):
+    """A context name is not a non-empty string of at most 200 safe characters."""
+
+    def __init__(self, name: object, reason: str) -> None:
+        super().__init__(f"invalid context name {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class ContextNotFoundError(ContextError, LookupError):
+    """The named context does not exist in the store."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"context {name!r} does not exist")
+        self.name = name
+
+
+class ContextExistsError(ContextError):
+    """A context with that name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"context {name!r} already exists")
+        self.name = name
+
+
+class SnapshotNotFoundError(ContextError, LookupError):
+    """The context keeps no head snapshot of that version (never written or past retention)."""
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(f"context {name!r} keeps no snapshot of version {version}")
+        self.name = name
+        self.version = version
+
+
+class RecoveryPointNotFoundError(ContextError, LookupError):
+    """The context has no recovery point with that id."""
+
+    def __init__(self, name: str, point_id: object) -> None:
+        super().__init__(f"context {name!r} has no recovery point {point_id!r}")
+        self.name = name
+        self.point_id = point_id
+
+
+class VersionConflict(ContextError):  # noqa: N818 - the name the spec and users know
+    """A write expected one stored version and found another; nothing was written."""
+
+    def __init__(self, name: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"version conflict on context {name!r}: expected version {expected}, found {actual}"
+        )
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+
+
+class StateError(ContextError):
+    """A State was used in a way its rules forbid."""
+
+
+class InvalidValueError(StateError, TypeError, ValueError):
+    """A key or value is not JSON-compatible; the State was left unchanged."""
+
+    def __init__(self, path: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid value at {path}: {reason} (got {type(value).__name__})")
+        self.path = path
+        self.value = value
+        self.reason = reason
+
+
+class StateTooLargeError(StateError):
+    """The encoded State is larger than the configured limit; nothing was written."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"state of context {name!r} encodes to {size} bytes, over the limit of {limit}"
+        )
+        self.name = name
+        self.size = size
+        self.limit = limit
+
+
+class ForeignStateError(StateError):
+    """A State read from one context was handed to another."""
+
+    def __init__(self, name: str, state_context: str) -> None:
+        super().__init__(f"a State of context {state_context!r} cannot update context {name!r}")
+        self.name = name
+        self.state_context = state_context
+
+
+class PersistenceError(ContextError):
+    """The store failed to read or write; the original error is chained as `__cause__`."""
+
+
+class CorruptSnapshotError(PersistenceError):
+    """A stored blob failed its integrity check; its contents were not returned."""
+
+
+class UnsupportedFormatError(PersistenceError):
+    """A stored blob or database was written by a newer or foreign format."""
+
+
+class RecoveryError(ContextError):
+    """A context could not be brought back: no intact snapshot, or the restart limit was hit."""
+
+
+class SynchronizationError(ContextError):
+    """A subscriber or another process could not be kept in step with a context."""
+
+
+class ContextTimeoutError(ContextError, TimeoutError):
+    """An actor did not answer within its timeout (the actor world's lock-acquisition failure)."""
+
+
+class ContextInactiveError(ContextError):
+    """The context exists but is deactivated; activate it before using its tracker."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"context {name!r} is inactive; activate it first")
+        self.name = name
+
+
+class ShutdownError(ContextError):
+    """The manager or tracker was shut down before it could handle the call."""

@@ -1,0 +1,154 @@
+"""MemoryStore: the store contract in a dict, for tests and ephemeral contexts.
+
+It keeps encoded blobs, not State objects, so it exercises the same codec, size limits and
+corruption checks as the durable stores; only durability is missing.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import attrs
+
+from storage._codec import SnapshotCodec
+from storage._exceptions import (
+    ContextExistsError,
+    ContextNotFoundError,
+    PersistenceError,
+    RecoveryPointNotFoundError,
+    SnapshotNotFoundError,
+    VersionConflict,
+)
+from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store
+
+__all__ = ["MemoryStore"]
+
+
+@attrs.define
+class _Context:
+    version: int
+    heads: dict[int, bytes]
+    points: dict[int, tuple[RecoveryPoint, bytes]] = attrs.field(factory=dict)
+
+
+class MemoryStore(Store):
+    """A thread-safe in-process store; everything is gone when the process ends."""
+
+    def __init__(
+        self, *, codec: SnapshotCodec | None = None, retain_heads: int = DEFAULT_RETAIN_HEADS
+    ) -> None:
+        super().__init__(codec=codec, retain_heads=retain_heads)
+        # storage/ is plain library code shared by threads; a lock is the right tool here
+        # (the no-locks rule is for actors/, whose state belongs to one actor each).
+        self._lock = threading.Lock()
+        self._contexts: dict[str, _Context] = {}
+        self._next_point_id = 1
+        self._closed = False
+
+    def close(self) -> None:
+        """Forget everything; later calls raise `PersistenceError`."""
+        with self._lock:
+            self._closed = True
+            self._contexts.clear()
+
+    def corrupt(self, name: str, version: int, blob: bytes) -> None:
+        """Replace a stored head blob as is, for tests that plant damage."""
+        with self._lock:
+            self._get(name).heads[version] = blob
+
+    def _get(self, name: str) -> _Context:
+        if self._closed:
+            raise PersistenceError("memory store is closed")
+        context = self._contexts.get(name)
+        if context is None:
+            raise ContextNotFoundError(name)
+        return context
+
+    def _create(self, name: str, version: int, blob: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                raise PersistenceError("memory store is closed")
+            if name in self._contexts:
+                raise ContextExistsError(name)
+            self._contexts[name] = _Context(version, {version: blob})
+
+    def _read_head(self, name: str) -> tuple[int, bytes]:
+        with self._lock:
+            context = self._get(name)
+            return context.version, context.heads[context.version]
+
+    def _head_version(self, name: str) -> int:
+        with self._lock:
+            return self._get(name).version
+
+    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
+        with self._lock:
+            context = self._get(name)
+            if context.version != expected:
+                raise VersionConflict(name, expected, context.version)
+            context.heads[version] = blob
+            context.version = version
+            for old in sorted(context.heads)[: -self.retain_heads]:
+                del context.heads[old]
+
+    def _delete(self, name: str) -> None:
+        with self._lock:
+            self._get(name)
+            del self._contexts[name]
+
+    def _exists(self, name: str) -> bool:
+        with self._lock:
+            if self._closed:
+                raise PersistenceError("memory store is closed")
+            return name in self._contexts
+
+    def _list_contexts(self) -> list[str]:
+        with self._lock:
+            if self._closed:
+                raise PersistenceError("memory store is closed")
+            return list(self._contexts)
+
+    def _list_versions(self, name: str) -> list[int]:
+        with self._lock:
+            return list(self._get(name).heads)
+
+    def _read_version(self, name: str, version: int) -> bytes:
+        with self._lock:
+            blob = self._get(name).heads.get(version)
+            if blob is None:
+                raise SnapshotNotFoundError(name, version)
+            return blob
+
+    def _create_recovery_point(
+        self, name: str, version: int, label: str | None, created_at: datetime, blob: bytes
+    ) -> int:
+        with self._lock:
+            context = self._get(name)
+            point_id = self._next_point_id
+            self._next_point_id += 1
+            context.points[point_id] = (
+                RecoveryPoint(name, point_id, version, label, created_at),
+                blob,
+            )
+            return point_id
+
+    def _list_recovery_points(self, name: str) -> list[RecoveryPoint]:
+        with self._lock:
+            return [point for point, _ in self._get(name).points.values()]
+
+    def _read_recovery_point(self, name: str, point_id: int) -> tuple[int, bytes]:
+        with self._lock:
+            entry = self._point(name, point_id)
+            return entry[0].version, entry[1]
+
+    def _delete_recovery_point(self, name: str, point_id: int) -> None:
+        with self._lock:
+            self._point(name, point_id)
+            del self._contexts[name].points[point_id]
+
+    def _point(self, name: str, point_id: int) -> tuple[RecoveryPoint, bytes]:
+        try:
+            return self._get(name).points[point_id]
+        except (ContextNotFoundError, KeyError):
+            raise RecoveryPointNotFoundError(name, point_id) from None

@@ -1,0 +1,362 @@
+"""SqliteStore: the embedded default store, one SQLite file in WAL mode.
+
+Every write is one `BEGIN IMMEDIATE` transaction, so compare-and-set holds between threads and
+between processes sharing the file. Connections come from a small pool: a thread takes one for
+a single operation and gives it back, so many short-lived actor threads share few connections.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from storage._codec import SnapshotCodec
+from storage._exceptions import (
+    ContextError,
+    ContextExistsError,
+    ContextNotFoundError,
+    PersistenceError,
+    RecoveryPointNotFoundError,
+    SnapshotNotFoundError,
+    UnsupportedFormatError,
+    VersionConflict,
+)
+from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore", "Synchronous"]
+
+APPLICATION_ID = 0x43545852
+"""`PRAGMA application_id` of our databases: b"CTXR" read as a big-endian int."""
+
+SCHEMA_VERSION = 1
+"""`PRAGMA user_version` of the schema this library writes and reads."""
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_SCHEMA = """
+CREATE TABLE contexts (
+    name    TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE snapshots (
+    context TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    blob    BLOB NOT NULL,
+    UNIQUE (context, version)
+);
+CREATE TABLE recovery_points (
+    point_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    context    TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    label      TEXT,
+    created_at TEXT NOT NULL,
+    blob       BLOB NOT NULL
+);
+CREATE INDEX recovery_points_by_context ON recovery_points (context, point_id);
+"""
+
+
+class SqliteStore(Store):
+    """A store in one SQLite file, safe to share between threads and processes.
+
+    Args:
+        path: the database file; created with our schema if missing or empty.
+        synchronous: `PRAGMA synchronous` for every connection. `FULL` (the default) makes
+            a returned write survive power loss; `NORMAL` in WAL mode can lose the last
+            transactions on power loss but never corrupts; `OFF` trusts the OS entirely.
+        busy_timeout: seconds a write waits for another connection's write lock before
+            failing with `PersistenceError`.
+
+    Raises:
+        UnsupportedFormatError: the file is not a SQLite database, belongs to another
+            application, or was written by a newer schema.
+        PersistenceError: the file cannot be opened.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 10.0,
+        codec: SnapshotCodec | None = None,
+        retain_heads: int = DEFAULT_RETAIN_HEADS,
+    ) -> None:
+        super().__init__(codec=codec, retain_heads=retain_heads)
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):  # callers may be untyped
+            msg = f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
+            raise ValueError(msg)
+        self.path = Path(path)
+        self.synchronous: Synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._closed = False
+        with self._translate("open"), self._connection() as conn:
+            self._ensure_schema(conn)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+    # -- connections and transactions -----------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,  # we issue BEGIN IMMEDIATE ourselves
+            check_same_thread=False,  # a pooled connection serves one thread at a time
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise PersistenceError(f"{self!r} is closed")
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._release(conn)
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        # close() may have run while the connection was out: then it is ours to close.
+        if self._closed:
+            conn.close()
+        else:
+            self._pool.put(conn)
+
+    @contextmanager
+    def _transaction(self, op: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE, COMMIT, ROLLBACK on any exception."""
+        with self._translate(op), self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self, op: str) -> Iterator[sqlite3.Connection]:
+        with self._translate(op), self._connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _translate(self, op: str) -> Iterator[None]:
+        """Map every sqlite3 error to `PersistenceError`, chained; ours pass through."""
+        try:
+            yield
+        except ContextError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            if "file is not a database" in str(exc):
+                raise UnsupportedFormatError(
+                    f"{self.path} is not a SQLite database ({op}): {exc}"
+                ) from exc
+            raise PersistenceError(f"sqlite {op} on {self.path} failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise PersistenceError(f"sqlite {op} on {self.path} failed: {exc}") from exc
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            problem = self._initialise_or_check(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if problem is not None:
+            conn.execute("ROLLBACK")
+            raise UnsupportedFormatError(problem)
+        conn.execute("COMMIT")
+
+    def _initialise_or_check(self, conn: sqlite3.Connection) -> str | None:
+        """Create our schema in an empty file, or say why the file is not ours to open."""
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        (user_version,) = conn.execute("PRAGMA user_version").fetchone()
+        (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if app_id == 0 and tables == 0:
+            # executescript() would COMMIT first; run the statements inside our transaction.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return None
+        if app_id != APPLICATION_ID:
+            return (
+                f"{self.path} is a SQLite database of another application "
+                f"(application_id {app_id:#x}, ours is {APPLICATION_ID:#x})"
+            )
+        if user_version > SCHEMA_VERSION:
+            return (
+                f"{self.path} has schema version {user_version}; this library reads up "
+                f"to {SCHEMA_VERSION}"
+            )
+        return None
+
+    def pragmas(self) -> dict[str, object]:
+        """The durability settings in effect on a pooled connection, for checks and tests."""
+        with self._read("pragmas") as conn:
+            return {
+                "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+                "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+            }
+
+    def close(self) -> None:
+        """Close every pooled connection; later calls raise `PersistenceError`."""
+        self._closed = True
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def _create(self, name: str, version: int, blob: bytes) -> None:
+        with self._transaction("create") as conn:
+            if conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+                raise ContextExistsError(name)
+            conn.execute("INSERT INTO contexts (name, version) VALUES (?, ?)", (name, version))
+            conn.execute(
+                "INSERT INTO snapshots (context, version, blob) VALUES (?, ?, ?)",
+                (name, version, blob),
+            )
+
+    def _read_head(self, name: str) -> tuple[int, bytes]:
+        with self._read("read head") as conn:
+            row = conn.execute(
+                "SELECT s.version, s.blob FROM contexts c JOIN snapshots s "
+                "ON s.context = c.name AND s.version = c.version WHERE c.name = ?",
+                (name,),
+            ).fetchone()
+        if row is None:
+            raise ContextNotFoundError(name)
+        return row[0], row[1]
+
+    def _head_version(self, name: str) -> int:
+        with self._read("read version") as conn:
+            row = conn.execute("SELECT version FROM contexts WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ContextNotFoundError(name)
+        version: int = row[0]
+        return version
+
+    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
+        with self._transaction("compare-and-set") as conn:
+            row = conn.execute("SELECT version FROM contexts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise ContextNotFoundError(name)
+            if row[0] != expected:
+                raise VersionConflict(name, expected, row[0])
+            conn.execute(
+                "INSERT INTO snapshots (context, version, blob) VALUES (?, ?, ?)",
+                (name, version, blob),
+            )
+            conn.execute("UPDATE contexts SET version = ? WHERE name = ?", (version, name))
+            conn.execute(
+                "DELETE FROM snapshots WHERE context = ? AND version <= ?",
+                (name, version - self.retain_heads),
+            )
+
+    def _delete(self, name: str) -> None:
+        with self._transaction("delete") as conn:
+            if conn.execute("DELETE FROM contexts WHERE name = ?", (name,)).rowcount == 0:
+                raise ContextNotFoundError(name)
+            conn.execute("DELETE FROM snapshots WHERE context = ?", (name,))
+            conn.execute("DELETE FROM recovery_points WHERE context = ?", (name,))
+
+    def _exists(self, name: str) -> bool:
+        with self._read("exists") as conn:
+            row = conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone()
+        return row is not None
+
+    def _list_contexts(self) -> list[str]:
+        with self._read("list contexts") as conn:
+            return [row[0] for row in conn.execute("SELECT name FROM contexts")]
+
+    def _list_versions(self, name: str) -> list[int]:
+        with self._read("list versions") as conn:
+            versions = [
+                row[0]
+                for row in conn.execute("SELECT version FROM snapshots WHERE context = ?", (name,))
+            ]
+        if not versions:
+            raise ContextNotFoundError(name)
+        return versions
+
+    def _read_version(self, name: str, version: int) -> bytes:
+        with self._read("read snapshot") as conn:
+            row = conn.execute(
+                "SELECT blob FROM snapshots WHERE context = ? AND version = ?", (name, version)
+            ).fetchone()
+            if row is None:
+                if conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+                    raise SnapshotNotFoundError(name, version)
+                raise ContextNotFoundError(name)
+        blob: bytes = row[0]
+        return blob
+
+    def _create_recovery_point(
+        self, name: str, version: int, label: str | None, created_at: datetime, blob: bytes
+    ) -> int:
+        with self._transaction("create recovery point") as conn:
+            if not conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+                raise ContextNotFoundError(name)
+            cursor = conn.execute(
+                "INSERT INTO recovery_points (context, version, label, created_at, blob) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, version, label, created_at.isoformat(), blob),
+            )
+            point_id = cursor.lastrowid
+        assert point_id is not None
+        return point_id
+
+    def _list_recovery_points(self, name: str) -> list[RecoveryPoint]:
+        with self._read("list recovery points") as conn:
+            if not conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+                raise ContextNotFoundError(name)
+            rows = conn.execute(
+                "SELECT point_id, version, label, created_at FROM recovery_points "
+                "WHERE context = ?",
+                (name,),
+            ).fetchall()
+        return [
+            RecoveryPoint(name, point_id, version, label, datetime.fromisoformat(created_at))
+            for point_id, version, label, created_at in rows
+        ]
+
+    def _read_recovery_point(self, name: str, point_id: int) -> tuple[int, bytes]:
+        with self._read("read recovery point") as conn:
+            row = conn.execute(
+                "SELECT version, blob FROM recovery_points WHERE context = ? AND point_id = ?",
+                (name, point_id),
+            ).fetchone()
+        if row is None:
+            raise RecoveryPointNotFoundError(name, point_id)
+        return row[0], row[1]
+
+    def _delete_recovery_point(self, name: str, point_id: int) -> None:
+        with self._transaction("delete recovery point") as conn:
+            deleted = conn.execute(
+                "DELETE FROM recovery_points WHERE context = ? AND point_id = ?",
+                (name, point_id),
+            ).rowcount
+            if deleted == 0:
+                raise RecoveryPointNotFoundError(name, point_id)

@@ -1,0 +1,198 @@
+"""The State record: versioned JSON-compatible key-value data with metadata and timestamps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import ItemsView, KeysView, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from storage._exceptions import InvalidValueError
+
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "State",
+    "check_json_value",
+    "copy_json_value",
+    "utc_now",
+    "validate_contents",
+]
+
+INT_MIN = -(2**63)
+"""Smallest int a State accepts: JSON peers (and our codec) agree on signed 64-bit."""
+
+INT_MAX = 2**63 - 1
+"""Largest int a State accepts."""
+
+_MISSING: Any = object()
+
+
+def utc_now() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def check_json_value(value: Any, path: str) -> None:
+    """Raise `InvalidValueError` unless `value` is strictly JSON-compatible.
+
+    Allowed: None, bool, int in signed 64-bit range, finite float, str, list, and dict with
+    str keys, nested. Tuples, sets, NaN and subclasses of these types are refused because
+    they would not come back from storage as the same value.
+    """
+    try:
+        _check(value, path)
+    except RecursionError:
+        raise InvalidValueError(path, value, "nested too deeply") from None
+
+
+def _check(value: Any, path: str) -> None:
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return
+    if kind is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise InvalidValueError(path, value, f"int {value} is outside signed 64-bit range")
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise InvalidValueError(path, value, f"float {value} is not finite")
+        return
+    if kind is list:
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]")
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidValueError(f"{path}[{key!r}]", key, f"dict key {key!r} is not a str")
+            _check(item, f"{path}[{key!r}]")
+        return
+    raise InvalidValueError(path, value, "not a JSON-compatible type")
+
+
+def copy_json_value(value: Any) -> Any:
+    """Deep-copy a JSON-compatible value (far cheaper than `copy.deepcopy`)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json_value(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json_value(item) for item in value]
+    return value
+
+
+def _check_key(key: Any, where: str) -> None:
+    if type(key) is not str:
+        raise InvalidValueError(f"{where} key {key!r}", key, "keys must be str")
+
+
+@attrs.define(eq=True)
+class State:
+    """A versioned key-value record of one context.
+
+    `version` is 0 for a new context and grows by one for every accepted update; the
+    runtime, not the caller, advances it. `data` maps str keys to JSON-compatible values,
+    `metadata` maps str to str. Mutating methods validate their input and leave the State
+    unchanged when they raise.
+    """
+
+    context: str
+    version: int = 0
+    created_at: datetime = attrs.field(factory=utc_now)
+    updated_at: datetime = attrs.field(factory=utc_now)
+    data: dict[str, Any] = attrs.field(factory=dict)
+    metadata: dict[str, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        context: str,
+        data: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> State:
+        """A version-0 State for a new context, validating and copying `data` and `metadata`."""
+        state = cls(context=context)
+        state.replace_contents(data or {}, metadata or {})
+        state.updated_at = state.created_at
+        return state
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under `key`, or `default`."""
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store a JSON-compatible `value` under `key`.
+
+        Raises:
+            InvalidValueError: `key` is not a str or `value` is not JSON-compatible.
+        """
+        _check_key(key, "data")
+        check_json_value(value, f"data[{key!r}]")
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; a missing key raises `KeyError`."""
+        del self.data[key]
+
+    def set_metadata(self, key: str, value: str) -> None:
+        """Store a str metadata entry.
+
+        Raises:
+            InvalidValueError: `key` or `value` is not a str.
+        """
+        _check_key(key, "metadata")
+        if type(value) is not str:
+            raise InvalidValueError(f"metadata[{key!r}]", value, "metadata values must be str")
+        self.metadata[key] = value
+
+    def replace_contents(self, data: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
+        """Validate `data` and `metadata` as a whole, then install deep copies of them.
+
+        Raises:
+            InvalidValueError: anything in either mapping is not allowed; nothing changes.
+        """
+        validate_contents(data, metadata)
+        self.data = {key: copy_json_value(value) for key, value in data.items()}
+        self.metadata = dict(metadata)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def keys(self) -> KeysView[str]:
+        """A view of the data keys."""
+        return self.data.keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        """A view of the data items."""
+        return self.data.items()
+
+    def snapshot(self) -> State:
+        """An independent deep copy: mutating either never changes the other."""
+        return State(
+            context=self.context,
+            version=self.version,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            data={key: copy_json_value(value) for key, value in self.data.items()},
+            metadata=dict(self.metadata),
+        )
+
+
+def validate_contents(data: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
+    """Raise `InvalidValueError` unless `data` and `metadata` are both acceptable."""
+    if not isinstance(data, Mapping):
+        raise InvalidValueError("data", data, "data must be a mapping")
+    if not isinstance(metadata, Mapping):
+        raise InvalidValueError("metadata", metadata, "metadata must be a mapping")
+    for key, value in data.items():
+        _check_key(key, "data")
+        check_json_value(value, f"data[{key!r}]")
+    for key, value in metadata.items():
+        _check_key(key, "metadata")
+        if type(value) is not str:
+            raise InvalidValueError(f"metadata[{key!r}]", value, "metadata values must be str")
