@@ -1,1 +1,90 @@
+"""The context runtime: named, versioned, persisted and supervised contexts on Pykka actors.
 
+```python
+from actors import create_adapter, create_manager
+
+manager = create_manager("sqlite:///contexts.db")
+adapter = create_adapter(manager)
+tracker = adapter.initialize().get()
+tracker.set("key", "value").get()
+manager.shutdown().get()
+```
+
+Every error comes from one hierarchy rooted at `ContextError` (re-exported from `storage`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from actors._adapter import ContextAdapter, create_adapter
+from actors._cell import ContextStatus
+from actors._config import SupervisorConfig, SyncPolicy, TrackerConfig
+from actors._factory import ContextTrackerFactory
+from actors._future import ContextFuture
+from actors._manager import ContextManager, create_manager
+from actors._tracker import ContextTracker
+from storage import (
+    ContextError,
+    ContextExistsError,
+    ContextInactiveError,
+    ContextNotFoundError,
+    ContextTimeoutError,
+    CorruptSnapshotError,
+    ForeignStateError,
+    InvalidContextNameError,
+    InvalidValueError,
+    KeyNotFoundError,
+    NoCurrentContextError,
+    PersistenceError,
+    RecoveryError,
+    RecoveryPoint,
+    RecoveryPointNotFoundError,
+    ShutdownError,
+    SnapshotNotFoundError,
+    State,
+    StateError,
+    StateTooLargeError,
+    SynchronizationError,
+    UnsupportedFormatError,
+    VersionConflict,
+)
+
+__all__ = [
+    "ContextAdapter",
+    "ContextError",
+    "ContextExistsError",
+    "ContextFuture",
+    "ContextInactiveError",
+    "ContextManager",
+    "ContextNotFoundError",
+    "ContextStatus",
+    "ContextTimeoutError",
+    "ContextTracker",
+    "ContextTrackerFactory",
+    "CorruptSnapshotError",
+    "ForeignStateError",
+    "InvalidContextNameError",
+    "InvalidValueError",
+    "KeyNotFoundError",
+    "NoCurrentContextError",
+    "PersistenceError",
+    "RecoveryError",
+    "RecoveryPoint",
+    "RecoveryPointNotFoundError",
+    "ShutdownError",
+    "SnapshotNotFoundError",
+    "State",
+    "StateError",
+    "StateTooLargeError",
+    "SupervisorConfig",
+    "SyncPolicy",
+    "SynchronizationError",
+    "TrackerConfig",
+    "UnsupportedFormatError",
+    "VersionConflict",
+    "create_adapter",
+    "create_manager",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,96 @@
+"""ContextAdapter: the facade components use to activate, deactivate and switch contexts."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from actors._cell import ContextStatus
+from actors._future import ContextFuture
+from actors._manager import ContextManager
+from actors._tracker import ContextTracker
+from storage import ContextError, State, validate_context_name
+
+__all__ = ["ContextAdapter", "create_adapter"]
+
+_ids = itertools.count(1)
+
+
+class ContextAdapter:
+    """Tracks which contexts are active and which one is current for its component.
+
+    Each adapter has its own current context; activation is shared by every adapter of a
+    manager. Every method returns a `ContextFuture`.
+    """
+
+    def __init__(self, manager: ContextManager) -> None:
+        self.manager = manager
+        """The manager this adapter fronts."""
+        self._id = next(_ids)
+
+    def __repr__(self) -> str:
+        return f"<ContextAdapter #{self._id} of {self.manager!r}>"
+
+    def initialize(self) -> ContextFuture[ContextTracker]:
+        """Create the context "default" if absent, activate it and make it current.
+        Idempotent; resolves to its tracker."""
+        return self.manager.call("initialize", self._id)
+
+    def get_current_tracker(self) -> ContextFuture[ContextTracker]:
+        """The tracker of the current context.
+
+        Raises (through the future): `NoCurrentContextError`.
+        """
+        return self.manager.call("current_tracker", self._id)
+
+    def current_context(self) -> ContextFuture[str | None]:
+        """The name of the current context, or None."""
+        return self.manager.call("current_context", self._id)
+
+    def activate_context(self, name: str) -> ContextFuture[ContextTracker]:
+        """Start a tracker for stored context `name` (if none runs); resolves to it."""
+        return self.manager.get_tracker(name)
+
+    def deactivate_context(self, name: str) -> ContextFuture[None]:
+        """Write what the tracker has unsaved, then stop it. A context that was current in
+        any adapter is current no more."""
+        return self.manager.deactivate(name)
+
+    def create_and_activate_context(
+        self,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ContextFuture[ContextTracker]:
+        """Create context `name`, activate it and make it current; resolves to its tracker."""
+        try:
+            state = State.new(validate_context_name(name), data, metadata)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what="adapter.create_and_activate_context()")
+        return self.manager.call("create_and_switch", self._id, state)
+
+    def switch_context(self, name: str) -> ContextFuture[ContextTracker]:
+        """Make `name` current, activating it if needed; resolves to its tracker."""
+        try:
+            validate_context_name(name)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what="adapter.switch_context()")
+        return self.manager.call("switch", self._id, name)
+
+    def get_status(self, name: str) -> ContextFuture[ContextStatus]:
+        """ACTIVE, INACTIVE, FAILED or NONEXISTENT."""
+        return self.manager.status(name)
+
+    def active_contexts(self) -> ContextFuture[list[str]]:
+        """The names of the active contexts, sorted."""
+        return self.manager.active_contexts()
+
+    def shutdown(self) -> ContextFuture[None]:
+        """Shut down the manager this adapter fronts (see `ContextManager.shutdown`)."""
+        return self.manager.shutdown()
+
+
+def create_adapter(manager: ContextManager) -> ContextAdapter:
+    """A new adapter on `manager`, with no current context until `initialize()` or a switch."""
+    return ContextAdapter(manager)

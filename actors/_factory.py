@@ -1,0 +1,36 @@
+"""ContextTrackerFactory: builds trackers that all share one frozen configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pykka
+
+from actors._config import TrackerConfig
+from actors._future import Reply
+from actors._tracker import TrackerActor
+from storage import Store
+
+__all__ = ["ContextTrackerFactory"]
+
+
+class ContextTrackerFactory:
+    """Starts preconfigured tracker actors; a manager uses one for all its trackers.
+
+    Build it from a `TrackerConfig`, from keyword overrides of the default one, or both:
+    `ContextTrackerFactory(sync=SyncPolicy.batched(50, 0.5), ask_timeout=2.0)`.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, **overrides: Any) -> None:
+        base = config if config is not None else TrackerConfig()
+        self.config: TrackerConfig = attrs.evolve(base, **overrides) if overrides else base
+
+    def __repr__(self) -> str:
+        return f"ContextTrackerFactory({self.config!r})"
+
+    def start(
+        self, name: str, store: Store, supervisor: pykka.ActorRef[Any], ready: Reply[None]
+    ) -> pykka.ActorRef[Any]:
+        """Start the tracker actor of context `name`; `ready` resolves once it has loaded."""
+        return TrackerActor.start(name, store, self.config, supervisor, ready)

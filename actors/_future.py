@@ -1,0 +1,122 @@
+"""ContextFuture: the one kind of future every call that crosses into an actor returns.
+
+Pykka's own futures block the event loop when awaited, so replies travel in a stdlib
+`concurrent.futures.Future` instead: threads wait on it with a timeout, asyncio awaits it
+through `asyncio.wrap_future` without blocking the loop, and the actor that owns the call
+resolves it whenever it is ready ("reply later"), not only when the handler returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Generator
+from typing import Any, Generic, TypeVar
+
+from storage import ContextTimeoutError
+
+__all__ = ["ContextFuture", "new_reply", "reject", "resolve"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+Reply = concurrent.futures.Future
+
+
+def new_reply() -> Reply[Any]:
+    """A fresh reply slot, already "running" so that no waiter can cancel it under the actor."""
+    reply: Reply[Any] = concurrent.futures.Future()
+    reply.set_running_or_notify_cancel()
+    return reply
+
+
+def resolve(reply: Reply[Any], value: Any) -> None:
+    """Set a reply's value unless it was settled already (first answer wins)."""
+    if not reply.done():
+        reply.set_result(value)
+
+
+def reject(reply: Reply[Any], error: BaseException) -> None:
+    """Set a reply's error unless it was settled already (first answer wins)."""
+    if not reply.done():
+        reply.set_exception(error)
+
+
+class ContextFuture(Generic[T]):
+    """The eventual result of a call into an actor.
+
+    Use `future.get(timeout=...)` from threads or `await future` from asyncio. Neither waits
+    forever: without an explicit timeout both use the default timeout of the configuration
+    that made the call, and raise `ContextTimeoutError` when it runs out. Errors the actor
+    replied with are raised as they are.
+    """
+
+    __slots__ = ("_reply", "_timeout", "_what")
+
+    def __init__(self, reply: Reply[T], *, timeout: float, what: str) -> None:
+        self._reply = reply
+        self._timeout = timeout
+        self._what = what
+
+    def __repr__(self) -> str:
+        state = "done" if self._reply.done() else "pending"
+        return f"<ContextFuture {self._what} {state}>"
+
+    @classmethod
+    def failed(cls, error: BaseException, *, what: str) -> ContextFuture[Any]:
+        """A future that already holds `error`."""
+        reply = new_reply()
+        reply.set_exception(error)
+        return cls(reply, timeout=0.0, what=what)
+
+    def get(self, timeout: float | None = None) -> T:
+        """Wait up to `timeout` seconds (default: the configured one) and return the result.
+
+        Raises:
+            ContextTimeoutError: no answer in time; the call may still complete later.
+            ContextError: whatever the actor replied with.
+        """
+        limit = self._timeout if timeout is None else timeout
+        try:
+            return self._reply.result(limit)
+        except concurrent.futures.TimeoutError:
+            raise self._timed_out(limit) from None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> T:
+        # shield(): a timeout must not cancel the shared reply other waiters may hold.
+        waiter = asyncio.wrap_future(self._reply)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
+        except TimeoutError:
+            raise self._timed_out(self._timeout) from None
+
+    def done(self) -> bool:
+        """Whether the result (or error) is in."""
+        return self._reply.done()
+
+    def add_done_callback(self, callback: Callable[[ContextFuture[T]], object]) -> None:
+        """Call `callback(self)` once done, in the thread that completes it (keep it short)."""
+        self._reply.add_done_callback(lambda _: callback(self))
+
+    def map(self, fn: Callable[[T], U], *, what: str | None = None) -> ContextFuture[U]:
+        """A future of `fn(result)`; errors pass through and so does an error `fn` raises."""
+        mapped: Reply[U] = new_reply()
+
+        def chain(source: Reply[T]) -> None:
+            error = source.exception()
+            if error is not None:
+                mapped.set_exception(error)
+                return
+            try:
+                mapped.set_result(fn(source.result()))
+            except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                mapped.set_exception(exc)
+
+        self._reply.add_done_callback(chain)
+        return ContextFuture(mapped, timeout=self._timeout, what=what or self._what)
+
+    def _timed_out(self, limit: float) -> ContextTimeoutError:
+        return ContextTimeoutError(f"{self._what} did not answer within {limit} s")

@@ -1,0 +1,591 @@
+"""The manager actor, which creates and supervises trackers, and `ContextManager`, its facade.
+
+The manager owns the registry of contexts (one `Cell` each), the supervision records and the
+adapters' current contexts. It never waits on another actor: when an operation needs a
+tracker's answer (activation, deactivation, shutdown), it chains a callback on the tracker's
+reply that comes back to it as a `Done` message, and answers its own caller then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import pykka
+
+from actors._cell import Cell, ContextStatus
+from actors._config import TrackerConfig
+from actors._factory import ContextTrackerFactory
+from actors._future import ContextFuture, Reply, new_reply, reject, resolve
+from actors._messages import (
+    Call,
+    Done,
+    GiveUp,
+    MakeRecoveryPoint,
+    Restart,
+    Restore,
+    Save,
+    Stop,
+    TrackerFailed,
+)
+from actors._tracker import ContextTracker
+from storage import (
+    ContextError,
+    ContextInactiveError,
+    ContextNotFoundError,
+    NoCurrentContextError,
+    RecoveryError,
+    RecoveryPoint,
+    ShutdownError,
+    SnapshotCodec,
+    State,
+    Store,
+    open_store,
+    validate_context_name,
+)
+
+__all__ = ["ContextManager", "ManagerActor", "create_manager"]
+
+logger = logging.getLogger("actors.manager")
+
+_LATER: Any = object()
+"""Returned by an operation that will answer its reply itself, later."""
+
+DEFAULT_CONTEXT = "default"
+"""The context `ContextAdapter.initialize()` creates and makes current."""
+
+
+class ManagerActor(pykka.ThreadingActor):
+    """Creates, supervises and stops the trackers of one store; see `ContextManager`."""
+
+    def __init__(self, store: Store, factory: ContextTrackerFactory, owns_store: bool) -> None:
+        super().__init__()
+        self._store = store
+        self._factory = factory
+        self._config = factory.config
+        self._owns_store = owns_store
+        self._cells: dict[str, Cell] = {}
+        self._failures: dict[str, deque[float]] = {}
+        self._stopping: dict[str, Reply[None]] = {}
+        self._currents: dict[int, str | None] = {}
+        self._switches: dict[int, int] = {}
+        self._timers: set[threading.Timer] = set()
+        self._closing = False
+
+    # -- mailbox ----------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, Call):
+            self._handle_call(message)
+        elif isinstance(message, Done):
+            try:
+                message.callback(*message.args)
+            except Exception:  # pragma: no cover - a bug of ours; the manager must live on
+                logger.exception("manager callback %r failed", message.callback)
+        elif isinstance(message, TrackerFailed):
+            self._on_tracker_failed(message)
+
+    def _handle_call(self, call: Call) -> None:
+        if self._closing and call.method != "shutdown":
+            reject(call.reply, ShutdownError("the context manager was shut down"))
+            return
+        try:
+            result = getattr(self, f"_op_{call.method}")(call.reply, *call.args)
+        except ContextError as exc:
+            reject(call.reply, exc)
+        except Exception as exc:
+            # A store or programming error: the caller learns of it; the manager lives on.
+            logger.exception("context manager failed in %s", call.method)
+            reject(call.reply, exc)
+        else:
+            if result is not _LATER:
+                resolve(call.reply, result)
+
+    def on_stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        error = ShutdownError("the context manager was shut down")
+        while not self.actor_inbox.empty():
+            message = self.actor_inbox.get().message
+            if isinstance(message, Call):
+                reject(message.reply, error)
+
+    def _when_done(self, reply: Reply[Any], callback: Callable[..., None], *args: Any) -> None:
+        """Run `callback(reply, *args)` in this actor once `reply` is settled."""
+        ref = self.actor_ref
+
+        def come_back(_: Reply[Any]) -> None:
+            # If the manager stopped meanwhile, on_stop() answered whoever waits.
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(Done(callback, (reply, *args)))
+
+        reply.add_done_callback(come_back)
+
+    # -- contexts ---------------------------------------------------------------------------
+
+    def _cell(self, name: str) -> Cell:
+        cell = self._cells.get(name)
+        if cell is None or cell.status is ContextStatus.NONEXISTENT:
+            cell = Cell(name, self._config.ask_timeout)
+            self._cells[name] = cell
+        return cell
+
+    def _is_running(self, name: str) -> bool:
+        cell = self._cells.get(name)
+        return cell is not None and cell.ref is not None
+
+    def _op_create_context(self, _: Reply[State], state: State) -> State:
+        self._store.create(state)
+        self._cell(state.context)
+        return state.snapshot()
+
+    def _op_get_tracker(self, reply: Reply[ContextTracker], name: str) -> Any:
+        self._activate(name, reply)
+        return _LATER
+
+    def _activate(self, name: str, reply: Reply[ContextTracker]) -> None:
+        """Answer `reply` with a handle once `name` has a running tracker."""
+        cell = self._cells.get(name)
+        if cell is not None and cell.status is ContextStatus.FAILED:
+            reject(reply, cell.unavailable())
+            return
+        if cell is not None and cell.ref is not None:
+            resolve(reply, ContextTracker(cell))
+            return
+        if not self._store.exists(name):
+            raise ContextNotFoundError(name)
+        cell = self._cell(name)
+        ready = new_reply()
+        cell.ref = self._factory.start(name, self._store, self.actor_ref, ready)
+        cell.status = ContextStatus.ACTIVE
+        cell.failure = None
+        self._when_done(ready, self._on_ready, cell, reply)
+
+    def _on_ready(self, ready: Reply[None], cell: Cell, reply: Reply[ContextTracker]) -> None:
+        error = ready.exception()
+        if error is not None:
+            reject(reply, error)
+        else:
+            resolve(reply, ContextTracker(cell))
+
+    def _op_deactivate(self, reply: Reply[None], name: str) -> Any:
+        if not self._is_running(name):
+            if not self._store.exists(name):
+                raise ContextNotFoundError(name)
+            return None
+        self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
+        return _LATER
+
+    def _stop_tracker(
+        self, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
+    ) -> None:
+        """Stop the tracker of `name` (writing what it has unsaved), then set `after`."""
+        stopping = self._stopping.get(name)
+        if stopping is None:
+            cell = self._cells[name]
+            assert cell.ref is not None
+            stopping = new_reply()
+            self._stopping[name] = stopping
+            cell.ref.tell(Stop(stopping, error, force=self._closing))
+            self._when_done(stopping, self._on_stopped, cell, cell.ref, after)
+        self._when_done(stopping, self._pass_on, reply)
+
+    def _on_stopped(
+        self, stopping: Reply[None], cell: Cell, ref: pykka.ActorRef[Any], after: ContextStatus
+    ) -> None:
+        del self._stopping[cell.name]
+        if stopping.exception() is not None and not self._closing:
+            return  # the tracker could not write and keeps running; the caller is told
+        if cell.ref is ref:
+            cell.ref = None
+            cell.status = after
+            cell.failure = None
+        self._failures.pop(cell.name, None)
+        for adapter, current in self._currents.items():
+            if current == cell.name:
+                self._currents[adapter] = None
+
+    @staticmethod
+    def _pass_on(source: Reply[Any], reply: Reply[Any]) -> None:
+        error = source.exception()
+        if error is not None:
+            reject(reply, error)
+        else:
+            resolve(reply, source.result())
+
+    def _op_delete_context(self, reply: Reply[None], name: str) -> Any:
+        if not self._is_running(name):
+            self._store.delete(name)
+            self._cell(name).status = ContextStatus.NONEXISTENT
+            return None
+        stopped = new_reply()
+        self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
+        self._when_done(stopped, self._delete_after_stop, name, reply)
+        return _LATER
+
+    def _delete_after_stop(self, stopped: Reply[None], name: str, reply: Reply[None]) -> None:
+        try:
+            if stopped.exception() is not None:
+                stopped.result()  # re-raise into the handler below
+            self._store.delete(name)
+        except Exception as exc:  # noqa: BLE001 - answered to the caller
+            reject(reply, exc)
+        else:
+            self._cell(name).status = ContextStatus.NONEXISTENT
+            resolve(reply, None)
+
+    def _op_list_contexts(self, _: Reply[list[str]]) -> list[str]:
+        return self._store.list_contexts()
+
+    def _op_status(self, _: Reply[ContextStatus], name: str) -> ContextStatus:
+        cell = self._cells.get(name)
+        if cell is not None and cell.status in (ContextStatus.ACTIVE, ContextStatus.FAILED):
+            return cell.status
+        return ContextStatus.INACTIVE if self._store.exists(name) else ContextStatus.NONEXISTENT
+
+    def _op_active_contexts(self, _: Reply[list[str]]) -> list[str]:
+        return sorted(
+            name for name, cell in self._cells.items() if cell.status is ContextStatus.ACTIVE
+        )
+
+    # -- persistence and recovery points ----------------------------------------------------
+
+    def _forward(self, name: str, message: Any, reply: Reply[Any]) -> bool:
+        """Hand a request to the running tracker of `name`, which answers `reply` itself."""
+        cell = self._cells.get(name)
+        if cell is None or cell.ref is None:
+            return False
+        cell.send(message, reply)
+        return True
+
+    def _op_save(self, reply: Reply[int], name: str) -> Any:
+        if self._forward(name, Save(reply), reply):
+            return _LATER
+        return self._store.head_version(name)
+
+    def _op_load(self, _: Reply[State], name: str) -> State:
+        return self._store.read_head(name)
+
+    def _op_create_recovery_point(
+        self, reply: Reply[RecoveryPoint], name: str, label: str | None
+    ) -> Any:
+        if self._forward(name, MakeRecoveryPoint(label, reply), reply):
+            return _LATER
+        return self._store.create_recovery_point(self._store.read_head(name), label)
+
+    def _op_list_recovery_points(self, _: Reply[Any], name: str) -> list[RecoveryPoint]:
+        return self._store.list_recovery_points(name)
+
+    def _op_restore_recovery_point(self, reply: Reply[State], name: str, point_id: int) -> Any:
+        if self._forward(name, Restore(point_id, reply), reply):
+            return _LATER
+        head = self._store.read_head(name)
+        restored = head.successor(self._store.read_recovery_point(name, point_id))
+        self._store.compare_and_set(restored, head.version)
+        return restored
+
+    def _op_delete_recovery_point(self, _: Reply[None], name: str, point_id: int) -> None:
+        self._store.delete_recovery_point(name, point_id)
+
+    # -- adapters ---------------------------------------------------------------------------
+
+    def _op_initialize(self, reply: Reply[ContextTracker], adapter: int) -> Any:
+        if not self._store.exists(DEFAULT_CONTEXT):
+            self._store.create(State.new(DEFAULT_CONTEXT))
+        self._switch(adapter, DEFAULT_CONTEXT, reply)
+        return _LATER
+
+    def _op_switch(self, reply: Reply[ContextTracker], adapter: int, name: str) -> Any:
+        self._switch(adapter, name, reply)
+        return _LATER
+
+    def _op_create_and_switch(
+        self, reply: Reply[ContextTracker], adapter: int, state: State
+    ) -> Any:
+        self._store.create(state)
+        self._switch(adapter, state.context, reply)
+        return _LATER
+
+    def _switch(self, adapter: int, name: str, reply: Reply[ContextTracker]) -> None:
+        # Switches complete out of order when one must start a tracker and a later one
+        # need not; only the latest request may set the current context.
+        ticket = self._switches.get(adapter, 0) + 1
+        self._switches[adapter] = ticket
+        activated = new_reply()
+        self._activate(name, activated)
+        self._when_done(activated, self._on_switched, adapter, name, ticket, reply)
+
+    def _on_switched(
+        self,
+        activated: Reply[ContextTracker],
+        adapter: int,
+        name: str,
+        ticket: int,
+        reply: Reply[ContextTracker],
+    ) -> None:
+        if activated.exception() is None and self._switches[adapter] == ticket:
+            self._currents[adapter] = name
+        self._pass_on(activated, reply)
+
+    def _op_current_context(self, _: Reply[str | None], adapter: int) -> str | None:
+        return self._currents.get(adapter)
+
+    def _op_current_tracker(self, _: Reply[ContextTracker], adapter: int) -> ContextTracker:
+        name = self._currents.get(adapter)
+        if name is None:
+            raise NoCurrentContextError("the adapter has no current context")
+        return ContextTracker(self._cells[name])
+
+    # -- supervision ------------------------------------------------------------------------
+
+    def _on_tracker_failed(self, report: TrackerFailed) -> None:
+        cell = self._cells.get(report.name)
+        ref = cell.ref if cell is not None else None
+        if cell is None or ref is None or ref is not report.tracker or self._closing:
+            return  # a report from a tracker already replaced or being shut down
+        policy = self._config.supervisor
+        now = time.monotonic()
+        failures = self._failures.setdefault(report.name, deque())
+        while failures and now - failures[0] > policy.within_seconds:
+            failures.popleft()
+        if len(failures) >= policy.max_restarts:
+            error = RecoveryError(
+                f"context {report.name!r} failed {len(failures) + 1} times within "
+                f"{policy.within_seconds} s and will not be restarted; last error: "
+                f"{report.error!r}"
+            )
+            error.__cause__ = report.error
+            logger.error("%s", error)
+            cell.status = ContextStatus.FAILED
+            cell.failure = error
+            ref.tell(GiveUp(error))
+            return
+        delay = policy.backoff(len(failures))
+        failures.append(now)
+        logger.warning("restarting tracker %r in %.3f s after %r", report.name, delay, report.error)
+        self._after(delay, ref, Restart())
+
+    def _after(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> None:
+        """Tell `ref` `message` after `delay` seconds without blocking this mailbox."""
+        if delay <= 0:
+            ref.tell(message)
+            return
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped while we waited
+                ref.tell(message)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        self._timers.add(timer)
+        timer.start()
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def _op_shutdown(self, reply: Reply[None]) -> Any:
+        if self._closing:
+            return None
+        self._closing = True
+        running = [name for name, cell in self._cells.items() if cell.ref is not None]
+        if not running:
+            self._finish_shutdown(reply, [])
+            return _LATER
+        stops = []
+        for name in running:
+            stopped = new_reply()
+            self._stop_tracker(
+                name,
+                ShutdownError("the context manager was shut down"),
+                stopped,
+                ContextStatus.INACTIVE,
+            )
+            stops.append(stopped)
+        remaining = [len(stops)]
+
+        def one_stopped(_: Reply[None]) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                self._finish_shutdown(reply, stops)
+
+        for stopped in stops:
+            self._when_done(stopped, one_stopped)
+        return _LATER
+
+    def _finish_shutdown(self, reply: Reply[None], stops: list[Reply[None]]) -> None:
+        for cell in self._cells.values():
+            cell.closed = True
+            cell.ref = None
+        errors = [error for stop in stops if (error := stop.exception()) is not None]
+        if self._owns_store:
+            try:
+                self._store.close()
+            except Exception as exc:  # noqa: BLE001 - reported to the caller below
+                errors.append(exc)
+        if errors:
+            reject(reply, errors[0])
+        else:
+            resolve(reply, None)
+        self.stop()
+
+
+class ContextManager:
+    """Creates, stores, activates and supervises named contexts.
+
+    Every method returns a `ContextFuture`; invalid arguments fail the future at once.
+    Use it as a `with` block to shut it down on exit.
+    """
+
+    def __init__(
+        self, ref: pykka.ActorRef[ManagerActor], store: Store, config: TrackerConfig
+    ) -> None:
+        self._ref = ref
+        self.store = store
+        """The store this manager keeps its contexts in."""
+        self.config = config
+        """The configuration its trackers were built with."""
+
+    def __repr__(self) -> str:
+        return f"<ContextManager store={self.store!r}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.shutdown().get()
+
+    def call(self, method: str, *args: Any, name: object = None) -> ContextFuture[Any]:
+        """Send operation `method` to the manager actor (for this package's facades)."""
+        what = f"context manager.{method}()"
+        if name is not None:
+            try:
+                validate_context_name(name)
+            except ContextError as exc:
+                return ContextFuture.failed(exc, what=what)
+            args = (name, *args)
+        reply = new_reply()
+        try:
+            self._ref.tell(Call(method, args, reply))
+        except pykka.ActorDeadError:
+            reject(reply, ShutdownError("the context manager was shut down"))
+        return ContextFuture(reply, timeout=self.config.ask_timeout, what=what)
+
+    def create_context(
+        self,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ContextFuture[State]:
+        """Create and store a context at version 0; resolves to its first State. It starts
+        inactive: `get_tracker()` activates it.
+
+        Raises (through the future): `InvalidContextNameError`, `InvalidValueError`,
+        `ContextExistsError`, `PersistenceError`.
+        """
+        try:
+            state = State.new(validate_context_name(name), data, metadata)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what="context manager.create_context()")
+        return self.call("create_context", state)
+
+    def get_tracker(self, name: str) -> ContextFuture[ContextTracker]:
+        """The tracker handle of `name`, activating the context if it is inactive."""
+        return self.call("get_tracker", name=name)
+
+    def deactivate(self, name: str) -> ContextFuture[None]:
+        """Write what the tracker has unsaved, then stop it."""
+        return self.call("deactivate", name=name)
+
+    def delete_context(self, name: str) -> ContextFuture[None]:
+        """Stop the context's tracker and delete it with all its snapshots and recovery points."""
+        return self.call("delete_context", name=name)
+
+    def list_contexts(self) -> ContextFuture[list[str]]:
+        """The names of all stored contexts, sorted."""
+        return self.call("list_contexts")
+
+    def status(self, name: str) -> ContextFuture[ContextStatus]:
+        """Whether `name` is active, inactive, failed or nonexistent."""
+        return self.call("status", name=name)
+
+    def active_contexts(self) -> ContextFuture[list[str]]:
+        """The names of the contexts with a tracker, sorted."""
+        return self.call("active_contexts")
+
+    def save(self, name: str) -> ContextFuture[int]:
+        """Write what the context's tracker has unsaved; resolves to the stored version."""
+        return self.call("save", name=name)
+
+    def load(self, name: str) -> ContextFuture[State]:
+        """The State as stored (what a restart would recover), read from the store."""
+        return self.call("load", name=name)
+
+    def create_recovery_point(
+        self, name: str, label: str | None = None
+    ) -> ContextFuture[RecoveryPoint]:
+        """Keep a full snapshot of the context's current State until it is deleted."""
+        return self.call("create_recovery_point", label, name=name)
+
+    def list_recovery_points(self, name: str) -> ContextFuture[list[RecoveryPoint]]:
+        """The context's recovery points, oldest first."""
+        return self.call("list_recovery_points", name=name)
+
+    def restore_recovery_point(self, name: str, point_id: int) -> ContextFuture[State]:
+        """Write the point's data and metadata as the next version (versions never go back);
+        resolves to the new State.
+
+        Raises (through the future): `RecoveryPointNotFoundError`, `CorruptSnapshotError`.
+        """
+        return self.call("restore_recovery_point", point_id, name=name)
+
+    def delete_recovery_point(self, name: str, point_id: int) -> ContextFuture[None]:
+        """Delete one recovery point."""
+        return self.call("delete_recovery_point", point_id, name=name)
+
+    def shutdown(self) -> ContextFuture[None]:
+        """Write what every tracker has unsaved, stop them all, then stop the manager.
+
+        Idempotent. Calls made after it fail with `ShutdownError`.
+        """
+        if not self._ref.is_alive():
+            reply = new_reply()
+            resolve(reply, None)
+            return ContextFuture(reply, timeout=self.config.ask_timeout, what="shutdown()")
+        return self.call("shutdown")
+
+
+def create_manager(
+    store: Store | str | None = None,
+    *,
+    factory: ContextTrackerFactory | None = None,
+    config: TrackerConfig | None = None,
+) -> ContextManager:
+    """Start a context manager on `store`: a `Store`, a URL for `open_store()`, or None for
+    a new in-memory store.
+
+    A store opened here from a URL (or created for None) is closed by `shutdown()`; a
+    `Store` passed in is left open for its owner. Pass a `factory` or a `config`, not both.
+    """
+    if factory is not None and config is not None:
+        msg = "pass factory= or config=, not both"
+        raise ValueError(msg)
+    factory = factory or ContextTrackerFactory(config)
+    owns_store = not isinstance(store, Store)
+    if store is None:
+        store = "memory://"
+    if isinstance(store, str):
+        codec = SnapshotCodec(factory.config.compression_level)
+        store = open_store(store, codec=codec, retain_heads=factory.config.retain_heads)
+    ref = ManagerActor.start(store, factory, owns_store)
+    return ContextManager(ref, store, factory.config)

@@ -1,0 +1,159 @@
+"""The messages actors exchange. Each request carries the reply slot its sender waits on.
+
+Values inside messages are private copies made by the sender, so an actor never shares a
+mutable object with a caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from actors._future import Reply
+from storage import State
+
+# -- to a tracker: requests ----------------------------------------------------------------
+
+
+@attrs.frozen
+class GetState:
+    reply: Reply[State]
+
+
+@attrs.frozen
+class GetValue:
+    key: str
+    default: Any
+    reply: Reply[Any]
+
+
+@attrs.frozen
+class SetValue:
+    key: str
+    value: Any
+    reply: Reply[int]
+
+
+@attrs.frozen
+class DeleteValue:
+    key: str
+    reply: Reply[int]
+
+
+@attrs.frozen
+class SetMetadata:
+    key: str
+    value: str
+    reply: Reply[int]
+
+
+@attrs.frozen
+class UpdateState:
+    state: State
+    reply: Reply[State]
+
+
+@attrs.frozen
+class Modify:
+    fn: Callable[[State], object]
+    reply: Reply[State]
+
+
+@attrs.frozen
+class Save:
+    reply: Reply[int]
+
+
+@attrs.frozen
+class MakeRecoveryPoint:
+    label: str | None
+    reply: Reply[Any]
+
+
+@attrs.frozen
+class Restore:
+    point_id: int
+    reply: Reply[State]
+
+
+@attrs.frozen
+class Crash:
+    """Testing: fail as an unexpected exception would. `reply` gets the failure like any
+    request that hits a fault; `restarted` resolves once the tracker runs again."""
+
+    restarted: Reply[None]
+    reply: Reply[None]
+
+
+TrackerRequest = (
+    GetState
+    | GetValue
+    | SetValue
+    | DeleteValue
+    | SetMetadata
+    | UpdateState
+    | Modify
+    | Save
+    | MakeRecoveryPoint
+    | Restore
+    | Crash
+)
+
+# -- to a tracker: control from its manager --------------------------------------------------
+
+
+@attrs.frozen
+class Restart:
+    """Reload from the store and resume the stashed requests."""
+
+
+@attrs.frozen
+class GiveUp:
+    """Stop trying: fail every stashed and future request with `error`."""
+
+    error: BaseException
+
+
+@attrs.frozen
+class Stop:
+    """Write what is unsaved, then stop; `reply` resolves once stopped. If the write fails,
+    `reply` fails and the tracker keeps running, unless `force` (shutdown) is set: then it
+    stops anyway, and the error is logged and replied."""
+
+    reply: Reply[None]
+    error: BaseException
+    force: bool = False
+
+
+@attrs.frozen
+class Flush:
+    """Timer tick of a batched sync policy."""
+
+
+# -- to a manager ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TrackerFailed:
+    name: str
+    tracker: object  # the failing actor's ref: stale reports from an older actor are ignored
+    error: BaseException
+
+
+@attrs.frozen
+class Call:
+    """A request to the manager: run `method(*args)` inside the manager actor."""
+
+    method: str
+    args: tuple[Any, ...]
+    reply: Reply[Any]
+
+
+@attrs.frozen
+class Done:
+    """A reply the manager chained on another actor's future has arrived."""
+
+    callback: Callable[..., None]
+    args: tuple[Any, ...]

@@ -1,0 +1,520 @@
+"""The tracker actor, which owns one context's State, and `ContextTracker`, the caller's handle.
+
+A tracker handles one message at a time, so its State needs no lock. Its life:
+
+    RUNNING --unexpected error--> SUSPENDED --Restart--> RUNNING (stashed requests replayed)
+                                            --GiveUp---> FAILED  (every request: RecoveryError)
+
+While SUSPENDED the tracker keeps its mailbox and stashes requests, so calls queued behind
+the one that hit the fault reach the restarted tracker (Akka's restart semantics); only the
+failing call gets an error. The manager, as supervisor, decides when to restart and when to
+give up, and the tracker never waits on the manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pykka
+
+from actors._config import TrackerConfig
+from actors._future import ContextFuture, Reply, new_reply, reject, resolve
+from actors._messages import (
+    Crash,
+    DeleteValue,
+    Flush,
+    GetState,
+    GetValue,
+    GiveUp,
+    MakeRecoveryPoint,
+    Modify,
+    Restart,
+    Restore,
+    Save,
+    SetMetadata,
+    SetValue,
+    Stop,
+    TrackerFailed,
+    TrackerRequest,
+    UpdateState,
+)
+from storage import (
+    ContextError,
+    ForeignStateError,
+    InvalidValueError,
+    KeyNotFoundError,
+    RecoveryError,
+    RecoveryPoint,
+    State,
+    Store,
+    VersionConflict,
+)
+from storage._state import check_json_value, copy_json_value, utc_now, validate_contents
+
+if TYPE_CHECKING:
+    from actors._cell import Cell
+
+__all__ = ["ContextTracker", "InjectedCrash", "TrackerActor"]
+
+logger = logging.getLogger("actors.tracker")
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+
+class InjectedCrash(Exception):  # noqa: N818 - it is a fault, not an error of ours
+    """The unexpected exception `actors.testing.crash()` makes a tracker raise."""
+
+
+class _UserFunctionError(Exception):
+    """Wraps an exception raised by a caller's `modify` function: expected, not a fault."""
+
+    def __init__(self, user_error: Exception) -> None:
+        super().__init__(user_error)
+        self.user_error = user_error
+
+
+class Phase(enum.Enum):
+    """Where a tracker is in its life (see the module docstring)."""
+
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    FAILED = "failed"
+
+
+class TrackerActor(pykka.ThreadingActor):
+    """Owns the State of one context; talk to it through a `ContextTracker` handle."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        config: TrackerConfig,
+        supervisor: pykka.ActorRef[Any],
+        ready: Reply[None],
+    ) -> None:
+        super().__init__()
+        self._name = name
+        self._store = store
+        self._config = config
+        self._supervisor = supervisor
+        self._phase = Phase.SUSPENDED
+        self._state: State | None = None
+        self._stored_version = -1
+        self._unsaved = 0
+        self._flush_timer: threading.Timer | None = None
+        self._stash: deque[TrackerRequest] = deque()
+        self._failure: BaseException | None = None
+        self._stop_reply: Reply[None] | None = None
+        # Replies waiting for the next successful (re)start: activation and crash().
+        self._restart_waiters: list[Reply[None]] = [ready]
+        self._handlers: dict[type, Callable[[Any], Any]] = {
+            GetState: self._get_state,
+            GetValue: self._get_value,
+            SetValue: self._set_value,
+            DeleteValue: self._delete_value,
+            SetMetadata: self._set_metadata,
+            UpdateState: self._update_state,
+            Modify: self._modify,
+            Save: self._save,
+            MakeRecoveryPoint: self._make_recovery_point,
+            Restore: self._restore,
+            Crash: self._crash,
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._recover()
+
+    def on_stop(self) -> None:
+        self._cancel_flush_timer()
+        error = self._failure or RecoveryError(f"tracker of context {self._name!r} stopped")
+        self._fail_all(error)
+        if self._stop_reply is not None:
+            resolve(self._stop_reply, None)
+
+    def on_failure(self, *_: object) -> None:  # pragma: no cover - only on a bug of ours
+        self._cancel_flush_timer()
+        self._fail_all(RecoveryError(f"tracker of context {self._name!r} died"))
+
+    def _fail_all(self, error: BaseException) -> None:
+        """Answer everything still waiting: stashed requests, restart waiters, the inbox."""
+        while self._stash:
+            reject(self._stash.popleft().reply, error)
+        for waiter in self._restart_waiters:
+            reject(waiter, error)
+        self._restart_waiters.clear()
+        while not self.actor_inbox.empty():
+            message = self.actor_inbox.get().message
+            reply = getattr(message, "reply", None)
+            if reply is not None:
+                reject(reply, error)
+
+    def _recover(self) -> None:
+        """Load the head snapshot and resume; on failure report to the supervisor."""
+        try:
+            state = self._store.read_head(self._name)
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the supervisor
+            logger.warning("tracker %r could not load its snapshot: %r", self._name, exc)
+            self._suspend(exc)
+            return
+        self._state = state
+        self._stored_version = state.version
+        self._unsaved = 0
+        self._phase = Phase.RUNNING
+        logger.debug("tracker %r running at version %d", self._name, state.version)
+        for waiter in self._restart_waiters:
+            resolve(waiter, None)
+        self._restart_waiters.clear()
+        stashed, self._stash = self._stash, deque()
+        for message in stashed:
+            self._dispatch(message)
+
+    def _suspend(self, error: BaseException) -> None:
+        self._phase = Phase.SUSPENDED
+        self._state = None  # whatever it held may be half-changed: the store is the truth
+        self._unsaved = 0
+        self._cancel_flush_timer()
+        self._supervisor.tell(TrackerFailed(self._name, self.actor_ref, error))
+
+    # -- mailbox ----------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, Restart):
+            if self._phase is Phase.SUSPENDED:
+                self._recover()
+        elif isinstance(message, GiveUp):
+            self._phase = Phase.FAILED
+            self._failure = message.error
+            self._fail_all(message.error)
+        elif isinstance(message, Stop):
+            self._handle_stop(message)
+        elif isinstance(message, Flush):
+            self._flush_timer = None
+            if self._phase is Phase.RUNNING:
+                self._flush_quietly()
+        elif self._phase is Phase.RUNNING:
+            self._dispatch(message)
+        elif self._phase is Phase.SUSPENDED:
+            self._stash.append(message)
+        else:
+            reject(message.reply, self._failure or RecoveryError(self._name))
+
+    def _dispatch(self, message: TrackerRequest) -> None:
+        if self._phase is not Phase.RUNNING:  # an earlier stashed message crashed us again
+            self._stash.append(message)
+            return
+        try:
+            result = self._handlers[type(message)](message)
+        except ContextError as exc:
+            reject(message.reply, exc)
+        except _UserFunctionError as exc:
+            reject(message.reply, exc.user_error)
+        except Exception as exc:  # unexpected: the tracker fails and is restarted
+            logger.exception("tracker %r failed handling %s", self._name, type(message).__name__)
+            error = RecoveryError(
+                f"tracker of context {self._name!r} failed handling "
+                f"{type(message).__name__}: {exc!r}; it restarts from its last snapshot"
+            )
+            error.__cause__ = exc
+            reject(message.reply, error)
+            self._suspend(exc)
+        else:
+            resolve(message.reply, result)
+
+    def _handle_stop(self, message: Stop) -> None:
+        if self._phase is Phase.RUNNING and self._unsaved:
+            try:
+                self._flush()
+            except ContextError as exc:
+                reject(message.reply, exc)
+                if not message.force:
+                    return  # not written: keep running, so nothing acknowledged is lost
+                logger.error(  # noqa: TRY400 - the traceback adds nothing to exc's text
+                    "tracker %r stopped with %d unsaved updates: %s", self._name, self._unsaved, exc
+                )
+        self._failure = message.error
+        self._stop_reply = message.reply
+        # pykka's stop message goes to the back of the inbox: requests already queued are
+        # still handled; on_stop() answers anything that arrives after it.
+        self.stop()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    @property
+    def _current(self) -> State:
+        assert self._state is not None
+        return self._state
+
+    def _get_state(self, _: GetState) -> State:
+        return self._current.snapshot()
+
+    def _get_value(self, message: GetValue) -> Any:
+        return copy_json_value(self._current.data.get(message.key, message.default))
+
+    def _set_value(self, message: SetValue) -> int:
+        state = self._current
+        old = state.data.get(message.key, _MISSING)
+        state.data[message.key] = message.value
+        return self._commit_in_place(lambda: _restore_key(state, message.key, old))
+
+    def _delete_value(self, message: DeleteValue) -> int:
+        state = self._current
+        if message.key not in state.data:
+            raise KeyNotFoundError(self._name, message.key)
+        old = state.data.pop(message.key)
+        return self._commit_in_place(lambda: _restore_key(state, message.key, old))
+
+    def _set_metadata(self, message: SetMetadata) -> int:
+        state = self._current
+        old = state.metadata.get(message.key, _MISSING)
+        state.metadata[message.key] = message.value
+
+        def undo() -> None:
+            if old is _MISSING:
+                del state.metadata[message.key]
+            else:
+                state.metadata[message.key] = old
+
+        return self._commit_in_place(undo)
+
+    def _update_state(self, message: UpdateState) -> State:
+        current = self._current
+        if message.state.version != current.version:
+            raise VersionConflict(self._name, message.state.version, current.version)
+        return self._install(message.state).snapshot()
+
+    def _modify(self, message: Modify) -> State:
+        draft = self._current.snapshot()
+        try:
+            message.fn(draft)
+        except Exception as exc:
+            raise _UserFunctionError(exc) from exc
+        try:
+            validate_contents(draft.data, draft.metadata)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"modify() result {exc.path}", exc.value, exc.reason) from None
+        return self._install(draft).snapshot()
+
+    def _save(self, _: Save) -> int:
+        if self._unsaved:
+            self._flush()
+        return self._current.version
+
+    def _make_recovery_point(self, message: MakeRecoveryPoint) -> RecoveryPoint:
+        if self._unsaved:
+            self._flush()
+        return self._store.create_recovery_point(self._current, message.label)
+
+    def _restore(self, message: Restore) -> State:
+        point = self._store.read_recovery_point(self._name, message.point_id)
+        return self._install(point).snapshot()
+
+    def _crash(self, message: Crash) -> None:
+        self._restart_waiters.append(message.restarted)
+        raise InjectedCrash(f"crash injected into tracker {self._name!r}")
+
+    # -- committing -------------------------------------------------------------------------
+
+    def _commit_in_place(self, undo: Callable[[], None]) -> int:
+        """Advance the version of a State already changed in place; undo it if the write fails."""
+        state = self._current
+        previous = state.version, state.updated_at
+        state.version += 1
+        state.updated_at = utc_now()
+        try:
+            self._after_update()
+        except BaseException:
+            undo()
+            state.version, state.updated_at = previous
+            raise
+        return state.version
+
+    def _install(self, source: State) -> State:
+        """Make `source`'s contents the next version; nothing changes if the write fails."""
+        current = self._current
+        candidate = current.successor(source)
+        self._state = candidate
+        try:
+            self._after_update()
+        except BaseException:
+            self._state = current
+            raise
+        return candidate
+
+    def _after_update(self) -> None:
+        """Write the current State now (durable policy) or count it for the next batch."""
+        self._unsaved += 1
+        if self._unsaved >= self._config.sync.max_updates:
+            self._flush()
+        elif self._flush_timer is None and self._config.sync.max_delay is not None:
+            timer = threading.Timer(self._config.sync.max_delay, self._tell_flush)
+            timer.daemon = True
+            timer.start()
+            self._flush_timer = timer
+
+    def _tell_flush(self) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped since: nothing to flush
+            self.actor_ref.tell(Flush())
+
+    def _flush(self) -> None:
+        """Compare-and-set the current State over the last stored version."""
+        state = self._current
+        try:
+            self._store.compare_and_set(state, self._stored_version)
+        except VersionConflict:
+            # Someone else (another process) wrote this context: the store is the truth.
+            self._reload()
+            raise
+        self._stored_version = state.version
+        self._unsaved = 0
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush()
+        except ContextError:
+            logger.exception("tracker %r could not write its batched updates", self._name)
+
+    def _reload(self) -> None:
+        state = self._store.read_head(self._name)
+        self._state = state
+        self._stored_version = state.version
+        self._unsaved = 0
+
+    def _cancel_flush_timer(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+
+
+def _check_key(key: object) -> None:
+    if type(key) is not str:
+        raise InvalidValueError(f"data key {key!r}", key, "keys must be str")
+
+
+def _restore_key(state: State, key: str, old: Any) -> None:
+    if old is _MISSING:
+        state.data.pop(key, None)
+    else:
+        state.data[key] = old
+
+
+class ContextTracker:
+    """A handle on one context's tracker; cheap to copy around, safe to share between threads.
+
+    Every method returns a `ContextFuture`. A handle keeps working across tracker restarts
+    and re-activations; once its context is deactivated, deleted or shut down, calls fail
+    with `ContextInactiveError`, `ContextNotFoundError` or `ShutdownError`.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    def __repr__(self) -> str:
+        return f"<ContextTracker {self._cell.name!r} {self._cell.status.value}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ContextTracker) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return hash(self._cell)
+
+    @property
+    def name(self) -> str:
+        """The context's name."""
+        return self._cell.name
+
+    def get_state(self) -> ContextFuture[State]:
+        """A private copy of the current State."""
+        return self._ask(GetState, "get_state")
+
+    def get(self, key: str, default: Any = None) -> ContextFuture[Any]:
+        """A copy of the value under `key`, or `default`."""
+        return self._ask(GetValue, "get", key, default)
+
+    def set(self, key: str, value: Any) -> ContextFuture[int]:
+        """Store `value` under `key`; resolves to the new version once accepted (and stored,
+        under the durable sync policy).
+
+        Raises (through the future):
+            InvalidValueError: `key` is not a str or `value` is not JSON-compatible.
+        """
+        try:
+            _check_key(key)
+            check_json_value(value, f"data[{key!r}]")
+        except InvalidValueError as exc:
+            return ContextFuture.failed(exc, what=self._what("set"))
+        return self._ask(SetValue, "set", key, copy_json_value(value))
+
+    def delete(self, key: str) -> ContextFuture[int]:
+        """Remove `key`; resolves to the new version. A missing key fails with
+        `KeyNotFoundError`."""
+        return self._ask(DeleteValue, "delete", key)
+
+    def set_metadata(self, key: str, value: str) -> ContextFuture[int]:
+        """Store a str metadata entry; resolves to the new version."""
+        if type(key) is not str or type(value) is not str:
+            error = InvalidValueError(
+                f"metadata[{key!r}]", value, "metadata keys and values must be str"
+            )
+            return ContextFuture.failed(error, what=self._what("set_metadata"))
+        return self._ask(SetMetadata, "set_metadata", key, value)
+
+    def update_state(self, state: State) -> ContextFuture[State]:
+        """Install a copy of `state`'s data and metadata as the next version, if `state.version`
+        is still the current one; resolves to (a copy of) the new State. `state` itself is
+        left untouched.
+
+        Raises (through the future):
+            VersionConflict: the context moved on since `state` was read.
+            ForeignStateError: `state` belongs to another context.
+            InvalidValueError: `state` holds a value that is not JSON-compatible.
+        """
+        what = self._what("update_state")
+        if not isinstance(state, State):  # callers may be untyped
+            error = InvalidValueError("state", state, "update_state() takes a State")  # type: ignore[unreachable]
+            return ContextFuture.failed(error, what=what)
+        if state.context != self.name:
+            return ContextFuture.failed(ForeignStateError(self.name, state.context), what=what)
+        try:
+            validate_contents(state.data, state.metadata)
+        except InvalidValueError as exc:
+            return ContextFuture.failed(exc, what=what)
+        return self._ask(UpdateState, "update_state", state.snapshot())
+
+    def modify(self, fn: Callable[[State], object]) -> ContextFuture[State]:
+        """Run `fn` on a private copy of the State inside the actor and install the result as
+        the next version, atomically: the way to read-modify-write without conflicts.
+
+        `fn` must be quick and must not wait on this or any other tracker. If it raises,
+        nothing changes and the future raises that exception. Resolves to the new State.
+        """
+        return self._ask(Modify, "modify", fn)
+
+    def save(self) -> ContextFuture[int]:
+        """Write any unsaved updates (batched sync policy); resolves to the stored version."""
+        return self._ask(Save, "save")
+
+    def create_recovery_point(self, label: str | None = None) -> ContextFuture[RecoveryPoint]:
+        """Keep a full snapshot of the current State until it is deleted."""
+        return self._ask(MakeRecoveryPoint, "create_recovery_point", label)
+
+    def _what(self, method: str) -> str:
+        return f"tracker {self._cell.name!r}.{method}()"
+
+    def _ask(
+        self, kind: Callable[..., TrackerRequest], method: str, *args: Any
+    ) -> ContextFuture[T]:
+        reply = new_reply()
+        self._cell.send(kind(*args, reply), reply)
+        return ContextFuture(reply, timeout=self._cell.timeout, what=self._what(method))
