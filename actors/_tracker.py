@@ -355,7 +355,11 @@ class TrackerActor(pykka.ThreadingActor):
         self._unsaved += 1
         if self._unsaved >= self._config.sync.max_updates:
             self._flush()
-        elif self._flush_timer is None and self._config.sync.max_delay is not None:
+        else:
+            self._arm_flush_timer()
+
+    def _arm_flush_timer(self) -> None:
+        if self._flush_timer is None and self._config.sync.max_delay is not None:
             timer = threading.Timer(self._config.sync.max_delay, self._tell_flush)
             timer.daemon = True
             timer.start()
@@ -382,6 +386,7 @@ class TrackerActor(pykka.ThreadingActor):
             self._flush()
         except ContextError:
             logger.exception("tracker %r could not write its batched updates", self._name)
+            self._arm_flush_timer()  # try again later even if no update comes
 
     def _reload(self) -> None:
         state = self._store.read_head(self._name)

@@ -1,0 +1,52 @@
+"""The README's usage example and the examples really run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_usage_example_runs(tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    assert blocks, "README has no python example"
+    usage = blocks[0]
+    assert len(usage.strip().splitlines()) <= 25
+    monkeypatch.chdir(tmp_path)
+    exec(compile(usage, "README.md", "exec"), {"__name__": "readme"})
+    assert "version conflict on context 'default'" in capsys.readouterr().out
+    assert (tmp_path / "contexts.db").exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("example", ["quickstart.py", "quickstart_async.py"])
+def test_example_runs(example, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / example)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+
+def test_quickstart_shows_recovery_and_persistence(tmp_path):
+    db = tmp_path / "q.db"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(db)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=True,
+    )
+    assert "after a crash, visits = 2" in result.stdout
+    assert "after a restart: version 3" in result.stdout
