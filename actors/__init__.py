@@ -23,6 +23,7 @@ from actors._config import SupervisorConfig, SyncPolicy, TrackerConfig
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture
 from actors._manager import ContextManager, create_manager
+from actors._recovery import Damage, RecoveryReport
 from actors._tracker import ContextTracker
 from storage import (
     ContextError,
@@ -63,6 +64,7 @@ __all__ = [
     "ContextTracker",
     "ContextTrackerFactory",
     "CorruptSnapshotError",
+    "Damage",
     "ForeignStateError",
     "InvalidContextNameError",
     "InvalidValueError",
@@ -72,6 +74,7 @@ __all__ = [
     "RecoveryError",
     "RecoveryPoint",
     "RecoveryPointNotFoundError",
+    "RecoveryReport",
     "ShutdownError",
     "SnapshotNotFoundError",
     "State",

@@ -28,12 +28,14 @@ from actors._messages import (
     Done,
     GiveUp,
     MakeRecoveryPoint,
+    Recovered,
     Restart,
     Restore,
     Save,
     Stop,
     TrackerFailed,
 )
+from actors._recovery import RecoveryReport
 from actors._tracker import ContextTracker
 from storage import (
     ContextError,
@@ -76,6 +78,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._currents: dict[int, str | None] = {}
         self._switches: dict[int, int] = {}
         self._timers: set[threading.Timer] = set()
+        self._reports: dict[str, RecoveryReport] = {}
         self._closing = False
 
     # -- mailbox ----------------------------------------------------------------------------
@@ -90,6 +93,8 @@ class ManagerActor(pykka.ThreadingActor):
                 logger.exception("manager callback %r failed", message.callback)
         elif isinstance(message, TrackerFailed):
             self._on_tracker_failed(message)
+        elif isinstance(message, Recovered):
+            self._reports[message.report.context] = message.report
 
     def _handle_call(self, call: Call) -> None:
         if self._closing and call.method != "shutdown":
@@ -290,6 +295,9 @@ class ManagerActor(pykka.ThreadingActor):
         self._store.compare_and_set(restored, head.version)
         return restored
 
+    def _op_recovery_report(self, _: Reply[Any], name: str) -> RecoveryReport | None:
+        return self._reports.get(name)
+
     def _op_delete_recovery_point(self, _: Reply[None], name: str, point_id: int) -> None:
         self._store.delete_recovery_point(name, point_id)
 
@@ -354,6 +362,10 @@ class ManagerActor(pykka.ThreadingActor):
         failures = self._failures.setdefault(report.name, deque())
         while failures and now - failures[0] > policy.within_seconds:
             failures.popleft()
+        if isinstance(report.error, RecoveryError):
+            # Nothing intact to load: restarting cannot help.
+            self._give_up(cell, ref, report.error)
+            return
         if len(failures) >= policy.max_restarts:
             error = RecoveryError(
                 f"context {report.name!r} failed {len(failures) + 1} times within "
@@ -361,15 +373,19 @@ class ManagerActor(pykka.ThreadingActor):
                 f"{report.error!r}"
             )
             error.__cause__ = report.error
-            logger.error("%s", error)
-            cell.status = ContextStatus.FAILED
-            cell.failure = error
-            ref.tell(GiveUp(error))
+            self._give_up(cell, ref, error)
             return
         delay = policy.backoff(len(failures))
         failures.append(now)
         logger.warning("restarting tracker %r in %.3f s after %r", report.name, delay, report.error)
         self._after(delay, ref, Restart())
+
+    @staticmethod
+    def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
+        logger.error("%s", error)
+        cell.status = ContextStatus.FAILED
+        cell.failure = error
+        ref.tell(GiveUp(error))
 
     def _after(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> None:
         """Tell `ref` `message` after `delay` seconds without blocking this mailbox."""
@@ -548,6 +564,11 @@ class ContextManager:
         Raises (through the future): `RecoveryPointNotFoundError`, `CorruptSnapshotError`.
         """
         return self.call("restore_recovery_point", point_id, name=name)
+
+    def recovery_report(self, name: str) -> ContextFuture[RecoveryReport | None]:
+        """How `name` was last loaded if that needed a fallback past damaged snapshots (what
+        was damaged, where the data came from, which versions were lost), else None."""
+        return self.call("recovery_report", name=name)
 
     def delete_recovery_point(self, name: str, point_id: int) -> ContextFuture[None]:
         """Delete one recovery point."""

@@ -143,6 +143,13 @@ class TrackerFailed:
 
 
 @attrs.frozen
+class Recovered:
+    """A tracker loaded its context from a fallback past damaged snapshots."""
+
+    report: Any
+
+
+@attrs.frozen
 class Call:
     """A request to the manager: run `method(*args)` inside the manager actor."""
 

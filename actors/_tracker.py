@@ -34,6 +34,7 @@ from actors._messages import (
     GiveUp,
     MakeRecoveryPoint,
     Modify,
+    Recovered,
     Restart,
     Restore,
     Save,
@@ -44,6 +45,7 @@ from actors._messages import (
     TrackerRequest,
     UpdateState,
 )
+from actors._recovery import load_context
 from storage import (
     ContextError,
     ForeignStateError,
@@ -159,16 +161,13 @@ class TrackerActor(pykka.ThreadingActor):
                 reject(reply, error)
 
     def _recover(self) -> None:
-        """Load the head snapshot and resume; on failure report to the supervisor."""
+        """Load the newest intact State and resume; on failure report to the supervisor."""
         try:
-            state = self._store.read_head(self._name)
+            state = self._load()
         except Exception as exc:  # noqa: BLE001 - every failure goes to the supervisor
-            logger.warning("tracker %r could not load its snapshot: %r", self._name, exc)
+            logger.warning("tracker %r could not load its context: %r", self._name, exc)
             self._suspend(exc)
             return
-        self._state = state
-        self._stored_version = state.version
-        self._unsaved = 0
         self._phase = Phase.RUNNING
         logger.debug("tracker %r running at version %d", self._name, state.version)
         for waiter in self._restart_waiters:
@@ -177,6 +176,16 @@ class TrackerActor(pykka.ThreadingActor):
         stashed, self._stash = self._stash, deque()
         for message in stashed:
             self._dispatch(message)
+
+    def _load(self) -> State:
+        """Make the store's newest intact State ours (see `load_context`)."""
+        state, report = load_context(self._store, self._name)
+        if report is not None:
+            self._supervisor.tell(Recovered(report))
+        self._state = state
+        self._stored_version = state.version
+        self._unsaved = 0
+        return state
 
     def _suspend(self, error: BaseException) -> None:
         self._phase = Phase.SUSPENDED
@@ -376,7 +385,7 @@ class TrackerActor(pykka.ThreadingActor):
             self._store.compare_and_set(state, self._stored_version)
         except VersionConflict:
             # Someone else (another process) wrote this context: the store is the truth.
-            self._reload()
+            self._load()
             raise
         self._stored_version = state.version
         self._unsaved = 0
@@ -387,12 +396,6 @@ class TrackerActor(pykka.ThreadingActor):
         except ContextError:
             logger.exception("tracker %r could not write its batched updates", self._name)
             self._arm_flush_timer()  # try again later even if no update comes
-
-    def _reload(self) -> None:
-        state = self._store.read_head(self._name)
-        self._state = state
-        self._stored_version = state.version
-        self._unsaved = 0
 
     def _cancel_flush_timer(self) -> None:
         if self._flush_timer is not None:

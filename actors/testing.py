@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from actors._future import ContextFuture, new_reply
 from actors._messages import Crash
@@ -23,6 +25,8 @@ from actors._tracker import ContextTracker, InjectedCrash
 from storage import ContextError, PersistenceError, RecoveryPoint, Store
 
 __all__ = ["FaultyStore", "InjectedCrash", "crash"]
+
+T = TypeVar("T")
 
 
 def crash(tracker: ContextTracker) -> ContextFuture[None]:
@@ -43,23 +47,28 @@ class FaultyStore(Store):
     Operation names are the store's primitives: `create`, `read_head`, `head_version`,
     `compare_and_set`, `delete`, `exists`, `list_contexts`, `list_versions`, `read_version`,
     `create_recovery_point`, `list_recovery_points`, `read_recovery_point`,
-    `delete_recovery_point`. An injected error that is not a `ContextError` reaches callers
-    the way a backend error does: as `PersistenceError` with it as `__cause__`.
+    `delete_recovery_point`.
+
+    What callers see of an injected error: a `ContextError` as it is; an `InjectedCrash` as
+    it is, i.e. as an unexpected exception (a bug, say) that fails the tracker; anything else
+    the way a backend error reaches them, as `PersistenceError` with it as `__cause__`.
     """
 
     def __init__(self, inner: Store) -> None:
         super().__init__(codec=inner.codec, retain_heads=inner.retain_heads)
         self.inner = inner
         """The store that does the real work."""
-        self._faults: dict[str, deque[BaseException]] = {}
+        self._faults: dict[str, deque[tuple[BaseException, bool]]] = {}
         self._delays: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         """How many times each operation was attempted."""
 
-    def fail(self, op: str, error: BaseException, times: int = 1) -> None:
-        """Make the next `times` calls of `op` raise `error` without doing anything."""
+    def fail(self, op: str, error: BaseException, times: int = 1, *, after: bool = False) -> None:
+        """Make the next `times` calls of `op` raise `error`: before doing anything, or with
+        `after=True`, once the operation has been carried out (a reply lost after a commit).
+        """
         self._check_op(op)
-        self._faults.setdefault(op, deque()).extend([error] * times)
+        self._faults.setdefault(op, deque()).extend([(error, after)] * times)
 
     def delay(self, op: str, seconds: float) -> None:
         """Make every later call of `op` stall for `seconds` first (0 to stop)."""
@@ -80,68 +89,71 @@ class FaultyStore(Store):
             msg = f"unknown store operation {op!r}"
             raise ValueError(msg)  # noqa: TRY004 - a bad name, not a bad type
 
-    def _enter(self, op: str) -> None:
+    def _run(self, op: str, action: Callable[[], T]) -> T:
         self.calls[op] = self.calls.get(op, 0) + 1
         delay = self._delays.get(op, 0.0)
         if delay > 0:
             time.sleep(delay)  # the injected fault itself: a slow disk
+        self._maybe_fail(op, after=False)
+        result = action()
+        self._maybe_fail(op, after=True)
+        return result
+
+    def _maybe_fail(self, op: str, *, after: bool) -> None:
         faults = self._faults.get(op)
-        if faults:
-            error = faults.popleft()
-            if isinstance(error, ContextError):
-                raise error
-            raise PersistenceError(f"injected fault in {op}: {error!r}") from error
+        if not faults or faults[0][1] is not after:
+            return
+        error, _ = faults.popleft()
+        if isinstance(error, ContextError | InjectedCrash):
+            raise error
+        raise PersistenceError(f"injected fault in {op}: {error!r}") from error
 
     def _create(self, name: str, version: int, blob: bytes) -> None:
-        self._enter("create")
-        self.inner._create(name, version, blob)
+        self._run("create", lambda: self.inner._create(name, version, blob))
 
     def _read_head(self, name: str) -> tuple[int, bytes]:
-        self._enter("read_head")
-        return self.inner._read_head(name)
+        return self._run("read_head", lambda: self.inner._read_head(name))
 
     def _head_version(self, name: str) -> int:
-        self._enter("head_version")
-        return self.inner._head_version(name)
+        return self._run("head_version", lambda: self.inner._head_version(name))
 
     def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
-        self._enter("compare_and_set")
-        self.inner._compare_and_set(name, expected, version, blob)
+        self._run(
+            "compare_and_set", lambda: self.inner._compare_and_set(name, expected, version, blob)
+        )
 
     def _delete(self, name: str) -> None:
-        self._enter("delete")
-        self.inner._delete(name)
+        self._run("delete", lambda: self.inner._delete(name))
 
     def _exists(self, name: str) -> bool:
-        self._enter("exists")
-        return self.inner._exists(name)
+        return self._run("exists", lambda: self.inner._exists(name))
 
     def _list_contexts(self) -> list[str]:
-        self._enter("list_contexts")
-        return self.inner._list_contexts()
+        return self._run("list_contexts", self.inner._list_contexts)
 
     def _list_versions(self, name: str) -> list[int]:
-        self._enter("list_versions")
-        return self.inner._list_versions(name)
+        return self._run("list_versions", lambda: self.inner._list_versions(name))
 
     def _read_version(self, name: str, version: int) -> bytes:
-        self._enter("read_version")
-        return self.inner._read_version(name, version)
+        return self._run("read_version", lambda: self.inner._read_version(name, version))
 
     def _create_recovery_point(
         self, name: str, version: int, label: str | None, created_at: datetime, blob: bytes
     ) -> int:
-        self._enter("create_recovery_point")
-        return self.inner._create_recovery_point(name, version, label, created_at, blob)
+        return self._run(
+            "create_recovery_point",
+            lambda: self.inner._create_recovery_point(name, version, label, created_at, blob),
+        )
 
     def _list_recovery_points(self, name: str) -> list[RecoveryPoint]:
-        self._enter("list_recovery_points")
-        return self.inner._list_recovery_points(name)
+        return self._run("list_recovery_points", lambda: self.inner._list_recovery_points(name))
 
     def _read_recovery_point(self, name: str, point_id: int) -> tuple[int, bytes]:
-        self._enter("read_recovery_point")
-        return self.inner._read_recovery_point(name, point_id)
+        return self._run(
+            "read_recovery_point", lambda: self.inner._read_recovery_point(name, point_id)
+        )
 
     def _delete_recovery_point(self, name: str, point_id: int) -> None:
-        self._enter("delete_recovery_point")
-        self.inner._delete_recovery_point(name, point_id)
+        self._run(
+            "delete_recovery_point", lambda: self.inner._delete_recovery_point(name, point_id)
+        )
