@@ -1,0 +1,84 @@
+"""`python -m storage verify URL` and `python -m storage ls URL [NAME]`: check and list a store.
+
+`verify` decodes every retained snapshot and every recovery point of every context, prints
+each damaged one, and exits 1 if any is damaged (2 if the store cannot be opened).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from storage._exceptions import ContextError
+from storage._inspect import summarize, verify
+from storage._store import Store
+from storage._url import open_store
+
+
+def _verify(store: Store) -> int:
+    findings = verify(store)
+    for finding in findings:
+        print(f"DAMAGED {finding}")
+    contexts = len(store.list_contexts())
+    if findings:
+        print(f"{len(findings)} damaged record(s) in {contexts} context(s)")
+        return 1
+    print(f"ok: {contexts} context(s), every snapshot and recovery point intact")
+    return 0
+
+
+def _ls(store: Store, name: str | None) -> int:
+    if name is None:
+        print(f"{'NAME':<32} {'VERSION':>8} {'SIZE':>10} {'POINTS':>6}  UPDATED")
+        for context in store.list_contexts():
+            summary = summarize(store, context)
+            updated = summary.updated_at.isoformat() if summary.updated_at else "DAMAGED"
+            print(
+                f"{summary.name:<32} {summary.version:>8} {summary.size:>10} "
+                f"{summary.recovery_points:>6}  {updated}"
+            )
+        return 0
+    summary = summarize(store, name)
+    updated = summary.updated_at.isoformat() if summary.updated_at else "DAMAGED"
+    print(f"context {name}: version {summary.version}, {summary.size} bytes, updated {updated}")
+    print(f"retained versions: {', '.join(map(str, store.list_versions(name)))}")
+    points = store.list_recovery_points(name)
+    print(f"recovery points: {len(points)}")
+    for point in points:
+        label = point.label if point.label is not None else "-"
+        print(
+            f"  id {point.point_id}: version {point.version}, label {label}, "
+            f"created {point.created_at.isoformat()}"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("verify", help="check every snapshot and recovery point")
+    check.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
+    listing = commands.add_parser("ls", help="list contexts, or one context in detail")
+    listing.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
+    listing.add_argument("name", nargs="?", help="a context to show in detail")
+    args = parser.parse_args(argv)
+    try:
+        store = open_store(args.url)
+    except (ContextError, ValueError) as exc:
+        print(f"cannot open {args.url}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "verify":
+            return _verify(store)
+        return _ls(store, args.name)
+    except ContextError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
