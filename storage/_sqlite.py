@@ -96,21 +96,31 @@ class SqliteStore(Store):
         self.busy_timeout = busy_timeout
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._closed = False
-        with self._translate("open"), self._connection() as conn:
-            self._ensure_schema(conn)
+        with self._translate("open"):
+            # Check that the file is ours (or empty) before anything switches it to WAL,
+            # which rewrites the file header: a foreign database must be left as it was.
+            conn = self._open()
+            try:
+                self._ensure_schema(conn)
+            finally:
+                conn.close()
+            self._pool.put(self._connect())
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
 
     # -- connections and transactions -----------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
+    def _open(self) -> sqlite3.Connection:
+        return sqlite3.connect(
             self.path,
             timeout=self.busy_timeout,
             isolation_level=None,  # we issue BEGIN IMMEDIATE ourselves
             check_same_thread=False,  # a pooled connection serves one thread at a time
         )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = self._open()
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -147,10 +157,13 @@ class SqliteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # A failed COMMIT can leave the transaction open, and a connection must not
+                # go back to the pool holding the write lock.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @contextmanager
     def _read(self, op: str) -> Iterator[sqlite3.Connection]:
@@ -270,9 +283,12 @@ class SqliteStore(Store):
                 (name, version, blob),
             )
             conn.execute("UPDATE contexts SET version = ? WHERE name = ?", (version, name))
+            # Keep the newest `retain_heads` snapshots by count, not by version arithmetic:
+            # a writer may skip versions.
             conn.execute(
-                "DELETE FROM snapshots WHERE context = ? AND version <= ?",
-                (name, version - self.retain_heads),
+                "DELETE FROM snapshots WHERE context = ? AND version NOT IN ("
+                "SELECT version FROM snapshots WHERE context = ? ORDER BY version DESC LIMIT ?)",
+                (name, name, self.retain_heads),
             )
 
     def _delete(self, name: str) -> None:

@@ -39,8 +39,8 @@ def check_json_value(value: Any, path: str) -> None:
     """Raise `InvalidValueError` unless `value` is strictly JSON-compatible.
 
     Allowed: None, bool, int in signed 64-bit range, finite float, str, list, and dict with
-    str keys, nested. Tuples, sets, NaN and subclasses of these types are refused because
-    they would not come back from storage as the same value.
+    str keys, nested. Tuples, sets, NaN, strs holding a lone surrogate and subclasses of these
+    types are refused because they would not come back from storage as the same value.
     """
     try:
         _check(value, path)
@@ -48,9 +48,22 @@ def check_json_value(value: Any, path: str) -> None:
         raise InvalidValueError(path, value, "nested too deeply") from None
 
 
+def _check_str(text: str, path: str) -> None:
+    """Refuse a str with a lone surrogate: it has no UTF-8 form, so orjson cannot store it."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValueError(path, text, "str holds a lone surrogate") from None
+
+
 def _check(value: Any, path: str) -> None:
     kind = type(value)
-    if value is None or kind is bool or kind is str:
+    if value is None or kind is bool:
+        return
+    if kind is str:
+        _check_str(value, path)
         return
     if kind is int:
         if not INT_MIN <= value <= INT_MAX:
@@ -68,6 +81,7 @@ def _check(value: Any, path: str) -> None:
         for key, item in value.items():
             if type(key) is not str:
                 raise InvalidValueError(f"{path}[{key!r}]", key, f"dict key {key!r} is not a str")
+            _check_str(key, f"{path}[{key!r}]")
             _check(item, f"{path}[{key!r}]")
         return
     raise InvalidValueError(path, value, "not a JSON-compatible type")
@@ -86,6 +100,13 @@ def copy_json_value(value: Any) -> Any:
 def _check_key(key: Any, where: str) -> None:
     if type(key) is not str:
         raise InvalidValueError(f"{where} key {key!r}", key, "keys must be str")
+    _check_str(key, f"{where} key {key!r}")
+
+
+def _check_metadata_value(key: str, value: Any) -> None:
+    if type(value) is not str:
+        raise InvalidValueError(f"metadata[{key!r}]", value, "metadata values must be str")
+    _check_str(value, f"metadata[{key!r}]")
 
 
 @attrs.define(eq=True)
@@ -143,8 +164,7 @@ class State:
             InvalidValueError: `key` or `value` is not a str.
         """
         _check_key(key, "metadata")
-        if type(value) is not str:
-            raise InvalidValueError(f"metadata[{key!r}]", value, "metadata values must be str")
+        _check_metadata_value(key, value)
         self.metadata[key] = value
 
     def replace_contents(self, data: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
@@ -194,5 +214,4 @@ def validate_contents(data: Mapping[str, Any], metadata: Mapping[str, str]) -> N
         check_json_value(value, f"data[{key!r}]")
     for key, value in metadata.items():
         _check_key(key, "metadata")
-        if type(value) is not str:
-            raise InvalidValueError(f"metadata[{key!r}]", value, "metadata values must be str")
+        _check_metadata_value(key, value)

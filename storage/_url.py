@@ -26,13 +26,19 @@ def open_store(url: str, **options: Any) -> Store:
         msg = f"store URL must be a str, not {type(url).__name__}"  # type: ignore[unreachable]
         raise TypeError(msg)
     parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        # "?" and "#" would otherwise be dropped silently, along with any settings after them.
+        msg = f"store URL takes no query or fragment; pass options as arguments: {url!r}"
+        raise ValueError(msg)
     if parts.scheme == "memory":
         if parts.netloc or parts.path:
             msg = f"memory store URL takes no path: {url!r}"
             raise ValueError(msg)
         return MemoryStore(**options)
     if parts.scheme == "sqlite":
-        if parts.netloc:
+        # urlsplit reads "sqlite:x.db" and "sqlite:/x.db" much like "sqlite:///x.db"; insist on
+        # the three slashes so that a typo cannot open some other file.
+        if parts.netloc or not url[len("sqlite:") :].startswith("///"):
             msg = f"sqlite URL must be sqlite:///relative or sqlite:////absolute, got {url!r}"
             raise ValueError(msg)
         path = parts.path[1:]  # drop the slash that ends the empty authority

@@ -1,0 +1,358 @@
+"""SqliteStore specifics: URLs, durability settings, foreign files, error mapping, processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage import (
+    MemoryStore,
+    PersistenceError,
+    SqliteStore,
+    State,
+    UnsupportedFormatError,
+    VersionConflict,
+    open_store,
+)
+from storage._sqlite import APPLICATION_ID, SCHEMA_VERSION
+
+TIMEOUT = 30.0
+"""Seconds any wait in these tests may take before it counts as a hang."""
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain autocommit connection to the file, as another program would open it."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+# -- open_store URLs ------------------------------------------------------------------------
+
+
+def test_relative_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    with open_store("sqlite:///rel.db") as store:
+        assert isinstance(store, SqliteStore)
+        store.create(State.new("ctx"))
+
+    assert (tmp_path / "rel.db").is_file()
+
+
+def test_absolute_sqlite_url(tmp_path: Path) -> None:
+    path = tmp_path / "abs.db"
+    url = f"sqlite:///{path}"
+    assert url.startswith("sqlite:////")
+
+    with open_store(url) as store:
+        assert isinstance(store, SqliteStore)
+        assert store.path == path
+        store.create(State.new("ctx"))
+
+    assert path.is_file()
+
+
+def test_url_options_reach_the_store(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/o.db", synchronous="NORMAL", retain_heads=7) as store:
+        assert isinstance(store, SqliteStore)
+        assert store.synchronous == "NORMAL"
+        assert store.retain_heads == 7
+
+
+def test_memory_url() -> None:
+    with open_store("memory://", retain_heads=2) as store:
+        assert isinstance(store, MemoryStore)
+        assert store.retain_heads == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "rel.db",
+        "/abs/path.db",
+        "nosuch:///x.db",
+        "memory://somewhere",
+        "memory:///path",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite://host/x.db",
+        "sqlite:rel.db",
+        "sqlite:/rel.db",
+        "sqlite:///x.db?synchronous=OFF",
+        "sqlite:///data#1.db",
+    ],
+)
+def test_bad_urls_are_value_errors(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(ValueError, match="URL"):
+        open_store(url)
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_str_url_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        open_store(Path("x.db"))  # type: ignore[arg-type]
+
+
+# -- the file -------------------------------------------------------------------------------
+
+
+def test_file_persists_across_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "persist.db"
+    with SqliteStore(path) as store:
+        store.create(State.new("ctx", {"n": 0}))
+        head = store.read_head("ctx")
+        point = store.create_recovery_point(head, "start")
+        written = head.snapshot()
+        written.version = 1
+        written.set("n", 1)
+        store.compare_and_set(written, 0)
+
+    with SqliteStore(path) as store:
+        assert store.list_contexts() == ["ctx"]
+        assert store.read_head("ctx") == written
+        assert store.list_versions("ctx") == [1, 0]
+        assert store.list_recovery_points("ctx") == [point]
+        assert store.read_recovery_point("ctx", point.point_id) == head
+
+
+def test_new_file_is_stamped_as_ours(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    SqliteStore(path).close()
+
+    conn = raw(path)
+    try:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    assert {"contexts", "snapshots", "recovery_points"} <= tables
+
+
+def test_empty_file_is_initialised(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+
+    with SqliteStore(path) as store:
+        store.create(State.new("ctx"))
+        assert store.exists("ctx")
+
+
+@pytest.mark.parametrize(
+    ("synchronous", "level"), [("FULL", 2), ("NORMAL", 1), ("OFF", 0), ("EXTRA", 3)]
+)
+def test_pragmas_match_the_configuration(tmp_path: Path, synchronous: Any, level: int) -> None:
+    with SqliteStore(tmp_path / "p.db", synchronous=synchronous) as store:
+        assert store.pragmas() == {"journal_mode": "wal", "synchronous": level}
+
+
+def test_synchronous_is_per_store_not_per_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    with SqliteStore(path) as store:
+        assert store.pragmas()["synchronous"] == 2  # FULL is the default
+    with SqliteStore(path, synchronous="NORMAL") as store:
+        assert store.pragmas() == {"journal_mode": "wal", "synchronous": 1}
+
+
+def test_unknown_synchronous_is_a_value_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteStore(tmp_path / "p.db", synchronous="FAST")  # type: ignore[arg-type]
+
+
+# -- files that are not ours ----------------------------------------------------------------
+
+
+def test_database_of_another_application_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    conn = raw(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.execute("PRAGMA application_id = 0x12345678")
+    conn.close()
+    before = path.read_bytes()
+
+    with pytest.raises(UnsupportedFormatError, match="application_id 0x12345678"):
+        SqliteStore(path)
+
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db"]
+
+
+def test_database_without_application_id_but_with_tables_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    conn = raw(path)
+    conn.execute("CREATE TABLE contexts (name TEXT)")
+    conn.close()
+
+    with pytest.raises(UnsupportedFormatError, match="another application"):
+        SqliteStore(path)
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    SqliteStore(path).close()
+    conn = raw(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    with pytest.raises(UnsupportedFormatError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        SqliteStore(path)
+
+
+def test_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "random.db"
+    before = os.urandom(8192)
+    path.write_bytes(before)
+
+    with pytest.raises(UnsupportedFormatError) as caught:
+        SqliteStore(path)
+
+    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+    assert path.read_bytes() == before
+
+
+# -- sqlite3 errors surface as PersistenceError ---------------------------------------------
+
+
+def test_unopenable_path_is_a_persistence_error(tmp_path: Path) -> None:
+    with pytest.raises(PersistenceError) as caught:
+        SqliteStore(tmp_path / "no-such-dir" / "x.db")
+
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+
+
+def test_missing_table_is_a_persistence_error(tmp_path: Path) -> None:
+    path = tmp_path / "dropped.db"
+    with SqliteStore(path) as store:
+        store.create(State.new("ctx"))
+        conn = raw(path)
+        conn.execute("DROP TABLE snapshots")
+        conn.close()
+
+        with pytest.raises(PersistenceError) as caught:
+            store.read_head("ctx")
+
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert "no such table" in str(caught.value)
+
+
+def test_locked_database_is_a_persistence_error_and_the_store_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    with SqliteStore(path, busy_timeout=0.05) as store:
+        store.create(State.new("ctx"))
+        state = store.read_head("ctx").snapshot()
+        state.version = 1
+        other = raw(path)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+        try:
+            with pytest.raises(PersistenceError) as caught:
+                store.compare_and_set(state, 0)
+            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+            assert "locked" in str(caught.value)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+        store.compare_and_set(state, 0)
+        assert store.head_version("ctx") == 1
+
+
+def test_failed_commit_is_rolled_back_and_the_store_recovers(tmp_path: Path) -> None:
+    # A deferred foreign key is checked at COMMIT, so this trigger makes COMMIT itself fail
+    # with the transaction still open, as a full disk or an I/O error can.
+    path = tmp_path / "commit.db"
+    with SqliteStore(path) as store:
+        store.create(State.new("ctx"))
+        other = raw(path)
+        other.executescript(
+            """
+            CREATE TABLE parent (id INTEGER PRIMARY KEY);
+            CREATE TABLE child (
+                parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED
+            );
+            CREATE TRIGGER fail_commit AFTER INSERT ON snapshots
+                BEGIN INSERT INTO child VALUES (42); END;
+            """
+        )
+        state = store.read_head("ctx").snapshot()
+        state.version = 1
+
+        with pytest.raises(PersistenceError) as caught:
+            store.compare_and_set(state, 0)
+
+        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+        # Nothing was written, and no pooled connection kept the write lock.
+        other.execute("DROP TRIGGER fail_commit")
+        other.close()
+        assert store.head_version("ctx") == 0
+        store.compare_and_set(state, 0)
+        assert store.read_head("ctx") == state
+
+
+# -- two processes --------------------------------------------------------------------------
+
+
+def increment(path: str, name: str, worker: int, times: int, barrier: Any) -> None:
+    """Add 1 to a counter `times` times by read-modify-compare-and-set, retrying conflicts,
+    and log `worker` with each increment.
+
+    Runs in a child process, so it must be importable at module level.
+    """
+    with SqliteStore(path) as store:
+        barrier.wait(TIMEOUT)
+        for _ in range(times):
+            while True:
+                head = store.read_head(name)
+                state = head.snapshot()
+                state.version = head.version + 1
+                state.set("count", head.get("count") + 1)
+                state.set("log", [*head.get("log"), worker])
+                try:
+                    store.compare_and_set(state, head.version)
+                except VersionConflict:
+                    continue
+                break
+
+
+@pytest.mark.timeout(60)
+def test_two_processes_never_lose_an_update(tmp_path: Path) -> None:
+    times = 100
+    path = tmp_path / "counter.db"
+    with SqliteStore(path) as store:
+        store.create(State.new("counter", {"count": 0, "log": []}))
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [
+        context.Process(target=increment, args=(str(path), "counter", worker, times, barrier))
+        for worker in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join(TIMEOUT)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join(TIMEOUT)
+
+    with SqliteStore(path) as store:
+        head = store.read_head("counter")
+    assert head.get("count") == 2 * times
+    assert head.version == 2 * times
+    # Every increment of each process is in the log: none was overwritten by the other.
+    assert Counter(head.get("log")) == {0: times, 1: times}
