@@ -35,18 +35,18 @@ class ContextAdapter:
     def initialize(self) -> ContextFuture[ContextTracker]:
         """Create the context "default" if absent, activate it and make it current.
         Idempotent; resolves to its tracker."""
-        return self.manager.call("initialize", self._id)
+        return self.manager._call("initialize", self._id)
 
     def get_current_tracker(self) -> ContextFuture[ContextTracker]:
         """The tracker of the current context.
 
         Raises (through the future): `NoCurrentContextError`.
         """
-        return self.manager.call("current_tracker", self._id)
+        return self.manager._call("current_tracker", self._id)
 
     def current_context(self) -> ContextFuture[str | None]:
         """The name of the current context, or None."""
-        return self.manager.call("current_context", self._id)
+        return self.manager._call("current_context", self._id)
 
     def activate_context(self, name: str) -> ContextFuture[ContextTracker]:
         """Start a tracker for stored context `name` (if none runs); resolves to it."""
@@ -68,7 +68,7 @@ class ContextAdapter:
             state = State.new(validate_context_name(name), data, metadata)
         except ContextError as exc:
             return ContextFuture.failed(exc, what="adapter.create_and_activate_context()")
-        return self.manager.call("create_and_switch", self._id, state)
+        return self.manager._call("create_and_switch", self._id, state)
 
     def switch_context(self, name: str) -> ContextFuture[ContextTracker]:
         """Make `name` current, activating it if needed; resolves to its tracker."""
@@ -76,7 +76,7 @@ class ContextAdapter:
             validate_context_name(name)
         except ContextError as exc:
             return ContextFuture.failed(exc, what="adapter.switch_context()")
-        return self.manager.call("switch", self._id, name)
+        return self.manager._call("switch", self._id, name)
 
     def get_status(self, name: str) -> ContextFuture[ContextStatus]:
         """ACTIVE, INACTIVE, FAILED or NONEXISTENT."""

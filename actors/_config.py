@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from storage._codec import DEFAULT_MAX_STATE_BYTES
+
 __all__ = ["SupervisorConfig", "SyncPolicy", "TrackerConfig"]
 
 
@@ -90,6 +92,8 @@ class TrackerConfig:
         supervisor: restart limits and backoff.
         compression_level: zstd level for stores the manager opens from a URL.
         retain_heads: head snapshots kept per context by stores opened from a URL.
+        max_state_bytes: largest encoded State (JSON bytes) stores opened from a URL accept;
+            a bigger update fails with `StateTooLargeError` and changes nothing.
     """
 
     sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable)
@@ -97,3 +101,4 @@ class TrackerConfig:
     supervisor: SupervisorConfig = attrs.field(factory=SupervisorConfig)
     compression_level: int = 3
     retain_heads: int = 3
+    max_state_bytes: int = attrs.field(default=DEFAULT_MAX_STATE_BYTES, validator=_positive)

@@ -481,21 +481,22 @@ class ContextManager:
     ) -> None:
         self.shutdown().get()
 
-    def call(self, method: str, *args: Any, name: object = None) -> ContextFuture[Any]:
+    def _call(self, method: str, *args: Any) -> ContextFuture[Any]:
         """Send operation `method` to the manager actor (for this package's facades)."""
-        what = f"context manager.{method}()"
-        if name is not None:
-            try:
-                validate_context_name(name)
-            except ContextError as exc:
-                return ContextFuture.failed(exc, what=what)
-            args = (name, *args)
         reply = new_reply()
         try:
             self._ref.tell(Call(method, args, reply))
         except pykka.ActorDeadError:
             reject(reply, ShutdownError("the context manager was shut down"))
-        return ContextFuture(reply, timeout=self.config.ask_timeout, what=what)
+        return ContextFuture(reply, timeout=self.config.ask_timeout, what=f"manager.{method}()")
+
+    def _call_named(self, method: str, name: object, *args: Any) -> ContextFuture[Any]:
+        """`_call()` an operation on context `name`, failing at once if the name is invalid."""
+        try:
+            validate_context_name(name)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what=f"manager.{method}()")
+        return self._call(method, name, *args)
 
     def create_context(
         self,
@@ -513,49 +514,49 @@ class ContextManager:
             state = State.new(validate_context_name(name), data, metadata)
         except ContextError as exc:
             return ContextFuture.failed(exc, what="context manager.create_context()")
-        return self.call("create_context", state)
+        return self._call("create_context", state)
 
     def get_tracker(self, name: str) -> ContextFuture[ContextTracker]:
         """The tracker handle of `name`, activating the context if it is inactive."""
-        return self.call("get_tracker", name=name)
+        return self._call_named("get_tracker", name)
 
     def deactivate(self, name: str) -> ContextFuture[None]:
         """Write what the tracker has unsaved, then stop it."""
-        return self.call("deactivate", name=name)
+        return self._call_named("deactivate", name)
 
     def delete_context(self, name: str) -> ContextFuture[None]:
         """Stop the context's tracker and delete it with all its snapshots and recovery points."""
-        return self.call("delete_context", name=name)
+        return self._call_named("delete_context", name)
 
     def list_contexts(self) -> ContextFuture[list[str]]:
         """The names of all stored contexts, sorted."""
-        return self.call("list_contexts")
+        return self._call("list_contexts")
 
     def status(self, name: str) -> ContextFuture[ContextStatus]:
         """Whether `name` is active, inactive, failed or nonexistent."""
-        return self.call("status", name=name)
+        return self._call_named("status", name)
 
     def active_contexts(self) -> ContextFuture[list[str]]:
         """The names of the contexts with a tracker, sorted."""
-        return self.call("active_contexts")
+        return self._call("active_contexts")
 
     def save(self, name: str) -> ContextFuture[int]:
         """Write what the context's tracker has unsaved; resolves to the stored version."""
-        return self.call("save", name=name)
+        return self._call_named("save", name)
 
     def load(self, name: str) -> ContextFuture[State]:
         """The State as stored (what a restart would recover), read from the store."""
-        return self.call("load", name=name)
+        return self._call_named("load", name)
 
     def create_recovery_point(
         self, name: str, label: str | None = None
     ) -> ContextFuture[RecoveryPoint]:
         """Keep a full snapshot of the context's current State until it is deleted."""
-        return self.call("create_recovery_point", label, name=name)
+        return self._call_named("create_recovery_point", name, label)
 
     def list_recovery_points(self, name: str) -> ContextFuture[list[RecoveryPoint]]:
         """The context's recovery points, oldest first."""
-        return self.call("list_recovery_points", name=name)
+        return self._call_named("list_recovery_points", name)
 
     def restore_recovery_point(self, name: str, point_id: int) -> ContextFuture[State]:
         """Write the point's data and metadata as the next version (versions never go back);
@@ -563,16 +564,16 @@ class ContextManager:
 
         Raises (through the future): `RecoveryPointNotFoundError`, `CorruptSnapshotError`.
         """
-        return self.call("restore_recovery_point", point_id, name=name)
+        return self._call_named("restore_recovery_point", name, point_id)
 
     def recovery_report(self, name: str) -> ContextFuture[RecoveryReport | None]:
         """How `name` was last loaded if that needed a fallback past damaged snapshots (what
         was damaged, where the data came from, which versions were lost), else None."""
-        return self.call("recovery_report", name=name)
+        return self._call_named("recovery_report", name)
 
     def delete_recovery_point(self, name: str, point_id: int) -> ContextFuture[None]:
         """Delete one recovery point."""
-        return self.call("delete_recovery_point", point_id, name=name)
+        return self._call_named("delete_recovery_point", name, point_id)
 
     def shutdown(self) -> ContextFuture[None]:
         """Write what every tracker has unsaved, stop them all, then stop the manager.
@@ -583,7 +584,7 @@ class ContextManager:
             reply = new_reply()
             resolve(reply, None)
             return ContextFuture(reply, timeout=self.config.ask_timeout, what="shutdown()")
-        return self.call("shutdown")
+        return self._call("shutdown")
 
 
 def create_manager(
@@ -606,7 +607,7 @@ def create_manager(
     if store is None:
         store = "memory://"
     if isinstance(store, str):
-        codec = SnapshotCodec(factory.config.compression_level)
+        codec = SnapshotCodec(factory.config.compression_level, factory.config.max_state_bytes)
         store = open_store(store, codec=codec, retain_heads=factory.config.retain_heads)
     ref = ManagerActor.start(store, factory, owns_store)
     return ContextManager(ref, store, factory.config)

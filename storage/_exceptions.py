@@ -13,6 +13,7 @@ ContextError
 ├── VersionConflict
 ├── StateError
 │   ├── InvalidValueError          (also TypeError / ValueError)
+│   ├── KeyNotFoundError           (also KeyError)
 │   ├── StateTooLargeError
 │   └── ForeignStateError
 ├── PersistenceError
@@ -22,6 +23,7 @@ ContextError
 ├── SynchronizationError
 ├── ContextTimeoutError            (also TimeoutError)
 ├── ContextInactiveError
+├── NoCurrentContextError
 └── ShutdownError
 ```
 """
@@ -38,6 +40,8 @@ __all__ = [
     "ForeignStateError",
     "InvalidContextNameError",
     "InvalidValueError",
+    "KeyNotFoundError",
+    "NoCurrentContextError",
     "PersistenceError",
     "RecoveryError",
     "RecoveryPointNotFoundError",
@@ -124,6 +128,19 @@ class InvalidValueError(StateError, TypeError, ValueError):
         self.reason = reason
 
 
+class KeyNotFoundError(StateError, KeyError):
+    """The key to delete is not in the State; nothing changed."""
+
+    def __init__(self, context: str, key: object) -> None:
+        super().__init__(f"context {context!r} has no key {key!r}")
+        self.context = context
+        self.key = key
+
+    def __str__(self) -> str:
+        # KeyError would repr() the message; show it as written.
+        return str(self.args[0])
+
+
 class StateTooLargeError(StateError):
     """The encoded State is larger than the configured limit; nothing was written."""
 
@@ -175,6 +192,10 @@ class ContextInactiveError(ContextError):
     def __init__(self, name: str) -> None:
         super().__init__(f"context {name!r} is inactive; activate it first")
         self.name = name
+
+
+class NoCurrentContextError(ContextError):
+    """The adapter has no current context (none was switched to, or it was deactivated)."""
 
 
 class ShutdownError(ContextError):

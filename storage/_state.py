@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from storage._exceptions import InvalidValueError
+from storage._exceptions import InvalidValueError, KeyNotFoundError
 
 __all__ = [
     "INT_MAX",
@@ -154,7 +154,13 @@ class State:
         self.data[key] = value
 
     def delete(self, key: str) -> None:
-        """Remove `key`; a missing key raises `KeyError`."""
+        """Remove `key`.
+
+        Raises:
+            KeyNotFoundError: `key` is not there (a `KeyError` too).
+        """
+        if key not in self.data:
+            raise KeyNotFoundError(self.context, key)
         del self.data[key]
 
     def set_metadata(self, key: str, value: str) -> None:
@@ -190,6 +196,18 @@ class State:
     def items(self) -> ItemsView[str, Any]:
         """A view of the data items."""
         return self.data.items()
+
+    def successor(self, source: State) -> State:
+        """The next version of this State, holding `source`'s data and metadata as they are
+        (not copied: pass a private copy) and the current time as `updated_at`."""
+        return State(
+            context=self.context,
+            version=self.version + 1,
+            created_at=self.created_at,
+            updated_at=utc_now(),
+            data=source.data,
+            metadata=source.metadata,
+        )
 
     def snapshot(self) -> State:
         """An independent deep copy: mutating either never changes the other."""

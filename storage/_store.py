@@ -90,19 +90,20 @@ class Store(abc.ABC):
     def compare_and_set(self, state: State, expected_version: int) -> None:
         """Make `state` the head of its context if the head is still `expected_version`.
 
-        `state.version` must be `expected_version + 1`. Older heads beyond `retain_heads`
-        are dropped in the same transaction.
+        `state.version` must be greater than `expected_version` (a tracker that batches
+        writes skips the versions it never stored). Older heads beyond `retain_heads` are
+        dropped in the same transaction.
 
         Raises:
             VersionConflict: the stored head is not `expected_version`; nothing was written.
             ContextNotFoundError: no such context.
-            StateError: `state.version` does not follow `expected_version`.
+            StateError: `state.version` is not greater than `expected_version`.
         """
         name = validate_context_name(state.context)
-        if state.version != expected_version + 1:
+        if state.version <= expected_version:
             raise StateError(
-                f"context {name!r}: a write after version {expected_version} must carry "
-                f"version {expected_version + 1}, not {state.version}"
+                f"context {name!r}: a write after version {expected_version} must carry a "
+                f"greater version, not {state.version}"
             )
         self._compare_and_set(name, expected_version, state.version, self.codec.encode(state))
 

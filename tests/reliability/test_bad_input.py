@@ -1,0 +1,238 @@
+"""Bad input: each gets a clear, typed error naming the bad value, and changes nothing."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from contextlib import closing
+
+import pykka
+import pytest
+
+from actors import (
+    ContextError,
+    ContextStatus,
+    ForeignStateError,
+    InvalidContextNameError,
+    InvalidValueError,
+    RecoveryPointNotFoundError,
+    ShutdownError,
+    StateTooLargeError,
+    TrackerConfig,
+    UnsupportedFormatError,
+    VersionConflict,
+    create_adapter,
+    create_manager,
+)
+from storage import SqliteStore
+
+BAD_NAMES = [
+    "",
+    ".",
+    "..",
+    "a/b",
+    "a\\b",
+    "\x00",
+    "x" * 10_000,
+    "cafe\u0301",  # a combining accent
+    "\u0430dmin",  # Cyrillic a, looks like "admin"
+    "admin\n",
+    None,
+    42,
+    b"bytes",
+]
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors():
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "bad.db"
+
+
+@pytest.fixture
+def manager(db):
+    manager = create_manager(f"sqlite:///{db}", config=TrackerConfig(max_state_bytes=10_000))
+    yield manager
+    manager.shutdown().get()
+
+
+@pytest.fixture
+def tracker(manager):
+    manager.create_context("ctx", {"n": 1, "nested": {"list": [1, 2]}}).get()
+    return manager.get_tracker("ctx").get()
+
+
+def _unchanged(manager, tracker, before):
+    assert tracker.get_state().get() == before
+    assert manager.load("ctx").get() == before
+    # The actor is healthy: the next good call works.
+    assert tracker.set("ok", True).get() == before.version + 1
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=lambda name: repr(name)[:20])
+def test_bad_context_name_is_refused_everywhere(manager, name):
+    adapter = create_adapter(manager)
+    calls = [
+        lambda: manager.create_context(name),
+        lambda: manager.get_tracker(name),
+        lambda: manager.delete_context(name),
+        lambda: manager.status(name),
+        lambda: manager.save(name),
+        lambda: manager.load(name),
+        lambda: manager.create_recovery_point(name),
+        lambda: manager.restore_recovery_point(name, 1),
+        lambda: adapter.switch_context(name),
+        lambda: adapter.create_and_activate_context(name),
+        lambda: adapter.deactivate_context(name),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidContextNameError) as info:
+            call().get()
+        long = isinstance(name, str) and len(name) > 200
+        assert repr(name[:40] + "..." if long else name) in str(info.value)
+    assert manager.list_contexts().get() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("k", {1, 2}, "set"),
+        ("k", (1, 2), "tuple"),
+        ("k", object(), "object"),
+        ("k", math.nan, "not finite"),
+        ("k", math.inf, "not finite"),
+        ("k", 2**64, "64-bit"),
+        ("k", {"deep": [{"ok": 1}, {2: "non-str key"}]}, "not a str"),
+        (7, "value", "keys must be str"),
+        (None, "value", "keys must be str"),
+    ],
+    ids=["set", "tuple", "object", "nan", "inf", "bigint", "nested-key", "int-key", "none-key"],
+)
+def test_bad_value_is_refused_and_changes_nothing(manager, tracker, key, value, fragment):
+    before = tracker.get_state().get()
+    with pytest.raises(InvalidValueError, match=fragment) as info:
+        tracker.set(key, value).get()
+    assert repr(key) in str(info.value)
+    _unchanged(manager, tracker, before)
+
+
+def test_bad_value_inside_modify_and_update_state_changes_nothing(manager, tracker):
+    before = tracker.get_state().get()
+
+    def sneak(state):
+        state.data["list"] = [1, {3}]  # around State.set's check
+
+    with pytest.raises(InvalidValueError, match=r"data\['list'\]\[1\]"):
+        tracker.modify(sneak).get()
+    bad = before.snapshot()
+    bad.data["k"] = float("nan")
+    with pytest.raises(InvalidValueError, match="not finite"):
+        tracker.update_state(bad).get()
+    _unchanged(manager, tracker, before)
+
+
+@pytest.mark.parametrize(("key", "value"), [("owner", 5), ("owner", None), (5, "v")])
+def test_bad_metadata_is_refused(manager, tracker, key, value):
+    before = tracker.get_state().get()
+    with pytest.raises(InvalidValueError, match="metadata"):
+        tracker.set_metadata(key, value).get()
+    with pytest.raises(InvalidValueError, match="metadata"):
+        manager.create_context("other", metadata={key: value}).get()
+    _unchanged(manager, tracker, before)
+    assert manager.status("other").get() is ContextStatus.NONEXISTENT
+
+
+def test_oversized_state_is_refused(manager, tracker):
+    before = tracker.get_state().get()
+    with pytest.raises(StateTooLargeError, match="over the limit of 10000") as info:
+        tracker.set("blob", "x" * 20_000).get()
+    assert info.value.name == "ctx"
+    _unchanged(manager, tracker, before)
+
+
+def test_stale_update_state_is_refused(manager, tracker):
+    stale = tracker.get_state().get()
+    tracker.set("n", 2).get()
+    before = tracker.get_state().get()
+    stale.set("n", 99)
+    with pytest.raises(VersionConflict) as info:
+        tracker.update_state(stale).get()
+    assert (info.value.name, info.value.expected, info.value.actual) == (
+        "ctx",
+        stale.version,
+        before.version,
+    )
+    _unchanged(manager, tracker, before)
+
+
+def test_state_of_another_context_is_refused(manager, tracker):
+    manager.create_context("other").get()
+    foreign = manager.get_tracker("other").get().get_state().get()
+    foreign.version = tracker.get_state().get().version  # even with a matching version
+    before = tracker.get_state().get()
+    with pytest.raises(ForeignStateError, match="'other'"):
+        tracker.update_state(foreign).get()
+    _unchanged(manager, tracker, before)
+
+
+def test_restore_of_unknown_recovery_point_is_refused(manager, tracker):
+    before = tracker.get_state().get()
+    with pytest.raises(RecoveryPointNotFoundError, match="12345"):
+        manager.restore_recovery_point("ctx", 12345).get()
+    _unchanged(manager, tracker, before)
+
+
+def test_calls_after_shutdown_fail_with_shutdown_error(db):
+    manager = create_manager(f"sqlite:///{db}")
+    manager.create_context("ctx").get()
+    tracker = manager.get_tracker("ctx").get()
+    manager.shutdown().get()
+    for call in [
+        lambda: tracker.set("k", 1),
+        tracker.get_state,
+        manager.list_contexts,
+        lambda: manager.get_tracker("ctx"),
+        lambda: create_adapter(manager).initialize(),
+    ]:
+        with pytest.raises(ShutdownError):
+            call().get()
+    with SqliteStore(db) as store:
+        assert store.read_head("ctx").version == 0
+
+
+def test_sqlite_file_of_another_application_is_refused(tmp_path):
+    foreign = tmp_path / "foreign.db"
+    with closing(sqlite3.connect(foreign)) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        conn.commit()
+    with pytest.raises(UnsupportedFormatError, match="another application"):
+        create_manager(f"sqlite:///{foreign}")
+    with closing(sqlite3.connect(foreign)) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("invoices",)]
+
+
+def test_sqlite_file_from_a_newer_schema_is_refused(db):
+    SqliteStore(db).close()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(UnsupportedFormatError, match="schema version 99"):
+        create_manager(f"sqlite:///{db}")
+
+
+def test_every_refusal_is_a_context_error():
+    for error in (
+        InvalidContextNameError,
+        InvalidValueError,
+        StateTooLargeError,
+        VersionConflict,
+        ForeignStateError,
+        RecoveryPointNotFoundError,
+        ShutdownError,
+        UnsupportedFormatError,
+    ):
+        assert issubclass(error, ContextError)
