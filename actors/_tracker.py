@@ -57,7 +57,13 @@ from storage import (
     Store,
     VersionConflict,
 )
-from storage._state import check_json_value, copy_json_value, utc_now, validate_contents
+from storage._state import (
+    check_item,
+    check_metadata_item,
+    copy_json_value,
+    utc_now,
+    validate_contents,
+)
 
 if TYPE_CHECKING:
     from actors._cell import Cell
@@ -403,11 +409,6 @@ class TrackerActor(pykka.ThreadingActor):
             self._flush_timer = None
 
 
-def _check_key(key: object) -> None:
-    if type(key) is not str:
-        raise InvalidValueError(f"data key {key!r}", key, "keys must be str")
-
-
 def _restore_key(state: State, key: str, old: Any) -> None:
     if old is _MISSING:
         state.data.pop(key, None)
@@ -458,8 +459,7 @@ class ContextTracker:
             InvalidValueError: `key` is not a str or `value` is not JSON-compatible.
         """
         try:
-            _check_key(key)
-            check_json_value(value, f"data[{key!r}]")
+            check_item(key, value)
         except InvalidValueError as exc:
             return ContextFuture.failed(exc, what=self._what("set"))
         return self._ask(SetValue, "set", key, copy_json_value(value))
@@ -471,11 +471,10 @@ class ContextTracker:
 
     def set_metadata(self, key: str, value: str) -> ContextFuture[int]:
         """Store a str metadata entry; resolves to the new version."""
-        if type(key) is not str or type(value) is not str:
-            error = InvalidValueError(
-                f"metadata[{key!r}]", value, "metadata keys and values must be str"
-            )
-            return ContextFuture.failed(error, what=self._what("set_metadata"))
+        try:
+            check_metadata_item(key, value)
+        except InvalidValueError as exc:
+            return ContextFuture.failed(exc, what=self._what("set_metadata"))
         return self._ask(SetMetadata, "set_metadata", key, value)
 
     def update_state(self, state: State) -> ContextFuture[State]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +76,16 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return parsed
 
 
+def _exactly(kind: type) -> Callable[[Any, type], Any]:
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not kind:
+            msg = f"expected {kind.__name__}, found {type(value).__name__} {value!r}"
+            raise TypeError(msg)
+        return value
+
+    return structure
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -92,6 +103,9 @@ def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_structure_hook(datetime, _structure_datetime)
+    # cattrs would coerce ("3" -> 3, 5 -> "5"); a blob that needs coercing is not ours.
+    converter.register_structure_hook(int, _exactly(int))
+    converter.register_structure_hook(str, _exactly(str))
     # `data` was validated when it was set: pass it through instead of walking every value
     # again (a 10,000-key state unstructures in microseconds instead of milliseconds).
     converter.register_unstructure_hook(

@@ -63,7 +63,9 @@ class InvalidContextNameError(ContextError, ValueError):
     """A context name is not a non-empty string of at most 200 safe characters."""
 
     def __init__(self, name: object, reason: str) -> None:
-        super().__init__(f"invalid context name {name!r}: {reason}")
+        # The message shows at most 40 characters of a long name; `.name` keeps all of it.
+        shown = name[:40] + "..." if isinstance(name, str) and len(name) > 40 else name
+        super().__init__(f"invalid context name {shown!r}: {reason}")
         self.name = name
         self.reason = reason
 

@@ -30,7 +30,7 @@ def validate_context_name(name: object) -> str:
         raise InvalidContextNameError(name, "must not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidContextNameError(
-            name[:40] + "...", f"is {len(name)} characters long, over {MAX_NAME_LENGTH}"
+            name, f"is {len(name)} characters long, over {MAX_NAME_LENGTH}"
         )
     if _NAME.fullmatch(name) is None:
         raise InvalidContextNameError(

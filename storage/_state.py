@@ -15,7 +15,9 @@ __all__ = [
     "INT_MAX",
     "INT_MIN",
     "State",
+    "check_item",
     "check_json_value",
+    "check_metadata_item",
     "copy_json_value",
     "utc_now",
     "validate_contents",
@@ -103,6 +105,18 @@ def _check_key(key: Any, where: str) -> None:
     _check_str(key, f"{where} key {key!r}")
 
 
+def check_item(key: Any, value: Any) -> None:
+    """Raise `InvalidValueError` unless `key` and `value` may be stored in `State.data`."""
+    _check_key(key, "data")
+    check_json_value(value, f"data[{key!r}]")
+
+
+def check_metadata_item(key: Any, value: Any) -> None:
+    """Raise `InvalidValueError` unless `key` and `value` may be stored in `State.metadata`."""
+    _check_key(key, "metadata")
+    _check_metadata_value(key, value)
+
+
 def _check_metadata_value(key: str, value: Any) -> None:
     if type(value) is not str:
         raise InvalidValueError(f"metadata[{key!r}]", value, "metadata values must be str")
@@ -144,14 +158,14 @@ class State:
         return self.data.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
-        """Store a JSON-compatible `value` under `key`.
+        """Store a deep copy of a JSON-compatible `value` under `key` (so changing `value`
+        afterwards cannot slip unchecked data into the State).
 
         Raises:
             InvalidValueError: `key` is not a str or `value` is not JSON-compatible.
         """
-        _check_key(key, "data")
-        check_json_value(value, f"data[{key!r}]")
-        self.data[key] = value
+        check_item(key, value)
+        self.data[key] = copy_json_value(value)
 
     def delete(self, key: str) -> None:
         """Remove `key`.
@@ -169,8 +183,7 @@ class State:
         Raises:
             InvalidValueError: `key` or `value` is not a str.
         """
-        _check_key(key, "metadata")
-        _check_metadata_value(key, value)
+        check_metadata_item(key, value)
         self.metadata[key] = value
 
     def replace_contents(self, data: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
@@ -228,8 +241,6 @@ def validate_contents(data: Mapping[str, Any], metadata: Mapping[str, str]) -> N
     if not isinstance(metadata, Mapping):
         raise InvalidValueError("metadata", metadata, "metadata must be a mapping")
     for key, value in data.items():
-        _check_key(key, "data")
-        check_json_value(value, f"data[{key!r}]")
+        check_item(key, value)
     for key, value in metadata.items():
-        _check_key(key, "metadata")
-        _check_metadata_value(key, value)
+        check_metadata_item(key, value)

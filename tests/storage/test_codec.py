@@ -160,8 +160,24 @@ def test_unknown_codec_flags_or_old_format_with_valid_crc_are_unsupported(
         b' "updated_at": "2024-01-01T00:00:00+00:00", "data": {}, "metadata": {}}',
         b'{"context": "c", "version": 0, "created_at": "yesterday",'
         b' "updated_at": "2024-01-01T00:00:00+00:00", "data": {}, "metadata": {}}',
+        b'{"context": "c", "version": "3", "created_at": "2024-01-01T00:00:00+00:00",'
+        b' "updated_at": "2024-01-01T00:00:00+00:00", "data": {}, "metadata": {}}',
+        b'{"context": "c", "version": 0, "created_at": "2024-01-01T00:00:00+00:00",'
+        b' "updated_at": "2024-01-01T00:00:00+00:00", "data": {}, "metadata": {"a": 5}}',
+        b'{"context": 7, "version": 0, "created_at": "2024-01-01T00:00:00+00:00",'
+        b' "updated_at": "2024-01-01T00:00:00+00:00", "data": {}, "metadata": {}}',
     ],
-    ids=["not-json", "array", "missing-fields", "data-not-object", "naive-time", "bad-time"],
+    ids=[
+        "not-json",
+        "array",
+        "missing-fields",
+        "data-not-object",
+        "naive-time",
+        "bad-time",
+        "version-as-str",
+        "metadata-not-str",
+        "context-not-str",
+    ],
 )
 def test_well_framed_but_malformed_body_is_corruption(codec: SnapshotCodec, body: bytes) -> None:
     # Only a buggy writer makes these (the CRC is right), but they must still not decode;
