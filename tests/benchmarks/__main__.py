@@ -1,0 +1,277 @@
+"""Benchmarks against raw baselines measured in the same run: `uv run python -m tests.benchmarks`.
+
+Options: `--quick` (about a second per measurement), `--json PATH` (the table as JSON),
+`--only NAME` (substring filter). Prints one table: ops/s of ours, ops/s of the baseline,
+their ratio and the target ratio. Benchmarks are not tests: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pykka
+
+from actors import ContextTracker, State, create_manager
+from storage import SnapshotCodec, SqliteStore
+
+
+@attrs.frozen
+class Row:
+    """One line of the table."""
+
+    name: str
+    ours: float
+    baseline: float
+    target: float | None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline else float("nan")
+
+
+# -- timing helpers ----------------------------------------------------------------------------
+
+
+def rate(op: Callable[[], object], seconds: float) -> float:
+    """Calls of `op` per second, run for about `seconds` after a short warm-up."""
+    for _ in range(20):
+        op()
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(10):
+            op()
+        count += 10
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def threaded_rate(ops: list[Callable[[], object]], seconds: float) -> float:
+    """Total calls per second of one thread per op, all started together."""
+    counts = [0] * len(ops)
+    barrier = threading.Barrier(len(ops) + 1)
+    stop = threading.Event()
+
+    def loop(index: int) -> None:
+        op = ops[index]
+        for _ in range(5):
+            op()
+        barrier.wait()
+        n = 0
+        while not stop.is_set():
+            op()
+            n += 1
+        counts[index] = n
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(ops))]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    stop.wait(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+# -- baselines ----------------------------------------------------------------------------------
+
+
+class DictActor(pykka.ThreadingActor):
+    """The raw Pykka baseline: an actor that sets a dict key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, Any] = {}
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+
+def raw_sqlite_commit(path: Path, blob: bytes) -> Callable[[], None]:
+    """One `BEGIN IMMEDIATE; INSERT OR REPLACE; COMMIT` per call, synchronous=FULL, WAL."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB)")
+
+    def commit() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES ('key', ?)", (blob,))
+        conn.execute("COMMIT")
+
+    return commit
+
+
+# -- the benchmarks -------------------------------------------------------------------------------
+
+
+def bench_memory_set(seconds: float) -> Row:
+    actor = DictActor.start().proxy()
+    baseline = rate(lambda: actor.set("k", 1).get(), seconds)
+    actor.stop()
+    with create_manager() as manager:
+        manager.create_context("bench", {"k": 0}).get()
+        tracker = manager.get_tracker("bench").get()
+        ours = rate(lambda: tracker.set("k", 1).get(), seconds)
+    return Row("in-memory set, 1 caller", ours, baseline, 0.8)
+
+
+def bench_memory_modify_threads(seconds: float) -> Row:
+    actors = [DictActor.start().proxy() for _ in range(8)]
+    baseline = threaded_rate([lambda a=a: a.set("k", 1).get() for a in actors], seconds)
+    for actor in actors:
+        actor.stop()
+
+    def bump(state: State) -> None:
+        state.set("n", state.get("n") + 1)
+
+    with create_manager() as manager:
+        trackers = []
+        for i in range(8):
+            manager.create_context(f"bench-{i}", {"n": 0}).get()
+            trackers.append(manager.get_tracker(f"bench-{i}").get())
+        ours = threaded_rate([lambda t=t: t.modify(bump).get() for t in trackers], seconds)
+    return Row("in-memory modify, 8 threads x 8 contexts", ours, baseline, 0.7)
+
+
+def _durable_tracker(manager: Any, name: str, keys: int = 1) -> ContextTracker:
+    manager.create_context(name, {f"key{i}": i for i in range(keys)}).get()
+    tracker: ContextTracker = manager.get_tracker(name).get()
+    return tracker
+
+
+def _encoded(keys: int = 1) -> bytes:
+    return SnapshotCodec().encode(State.new("bench", {f"key{i}": i for i in range(keys)}))
+
+
+def bench_durable_set(seconds: float, workdir: Path) -> Row:
+    baseline = rate(raw_sqlite_commit(workdir / "raw1.db", _encoded()), seconds)
+    with create_manager(f"sqlite:///{workdir / 'ours1.db'}") as manager:
+        tracker = _durable_tracker(manager, "bench")
+        ours = rate(lambda: tracker.set("key0", 1).get(), seconds)
+    return Row("durable set on SQLite, 1 caller", ours, baseline, 0.7)
+
+
+def bench_durable_set_threads(seconds: float, workdir: Path, callers: int = 16) -> Row:
+    baseline = rate(raw_sqlite_commit(workdir / "raw16.db", _encoded()), seconds)
+    ours = durable_rate(workdir / f"ours{callers}.db", callers, seconds)
+    return Row(f"durable set, {callers} threads x {callers} contexts", ours, baseline, 2.0)
+
+
+def durable_rate(path: Path, callers: int, seconds: float) -> float:
+    """Durable sets per second from `callers` threads, each on its own context."""
+    with create_manager(f"sqlite:///{path}") as manager:
+        trackers = [_durable_tracker(manager, f"bench-{i}") for i in range(callers)]
+        return threaded_rate([lambda t=t: t.set("key0", 1).get() for t in trackers], seconds)
+
+
+def bench_large_state(seconds: float, workdir: Path) -> Row:
+    with create_manager(f"sqlite:///{workdir / 'large.db'}") as manager:
+        small = _durable_tracker(manager, "small", keys=10)
+        large = _durable_tracker(manager, "large", keys=10_000)
+        baseline = rate(lambda: small.set("key0", 1).get(), seconds)
+        ours = rate(lambda: large.set("key0", 1).get(), seconds)
+    return Row("1-key durable update, 10,000 vs 10 keys", ours, baseline, 0.5)
+
+
+def bench_recovery(seconds: float, workdir: Path) -> Row:
+    path = workdir / "recover.db"
+    with create_manager(f"sqlite:///{path}") as manager:
+        tracker = _durable_tracker(manager, "big", keys=10_000)
+        for i in range(1_000):
+            tracker.set(f"key{i % 10_000}", -i).get()
+    store = SqliteStore(path)
+    blob = store.codec.encode(store.read_head("big"))
+    baseline = rate(lambda: store.codec.decode(blob), seconds)
+
+    def recover() -> None:
+        manager = create_manager(store)
+        manager.get_tracker("big").get().get("key0").get()
+        manager.shutdown().get()
+
+    ours = rate(recover, seconds)
+    store.close()
+    return Row("recover 10,000 keys + 1,000 updates", ours, baseline, 0.3)
+
+
+def rss_with_contexts(count: int = 1_000) -> Row:
+    """Resident memory after `count` contexts were created and used once."""
+
+    def rss_kib() -> int:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    before = rss_kib()
+    with create_manager() as manager:
+        for i in range(count):
+            manager.create_context(f"c{i}", {"n": i}).get()
+            manager.get_tracker(f"c{i}").get().set("n", -i).get()
+        after = rss_kib()
+        threads = threading.active_count()
+    note = f"RSS +{(after - before) / 1024:.1f} MiB, {threads} threads alive"
+    return Row(f"{count} contexts used once", float(count), float(count), None, note)
+
+
+BENCHMARKS: dict[str, Callable[[float, Path], Row]] = {
+    "memory-set": lambda s, _: bench_memory_set(s),
+    "memory-modify": lambda s, _: bench_memory_modify_threads(s),
+    "durable-set": bench_durable_set,
+    "durable-set-16": bench_durable_set_threads,
+    "large-state": bench_large_state,
+    "recovery": bench_recovery,
+    "rss": lambda _s, _w: rss_with_contexts(),
+}
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'benchmark':<44} {'ours/s':>10} {'base/s':>10} {'ratio':>7} {'target':>7}  note")
+    for row in rows:
+        target = f">={row.target}" if row.target is not None else "-"
+        met = "" if row.target is None else (" ok" if row.ratio >= row.target else " MISS")
+        print(
+            f"{row.name:<44} {row.ours:>10.0f} {row.baseline:>10.0f} {row.ratio:>7.2f} "
+            f"{target:>7}{met}  {row.note}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="about a second per measurement")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    parser.add_argument("--only", default="", help="run benchmarks whose name contains this")
+    args = parser.parse_args(argv)
+    seconds = 0.5 if args.quick else 3.0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, bench in BENCHMARKS.items():
+            if args.only in name:
+                rows.append(bench(seconds, Path(tmp)))
+                pykka.ActorRegistry.stop_all()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print_table(rows)
+    if args.json:
+        payload = [attrs.asdict(row) | {"ratio": row.ratio} for row in rows]
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

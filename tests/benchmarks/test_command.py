@@ -1,0 +1,33 @@
+"""The benchmark command works (it is not a test of speed: nothing here asserts a timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(240)
+def test_quick_benchmarks_print_the_table_and_write_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ratio" in result.stdout.splitlines()[1]
+    rows = json.loads(out.read_text())
+    assert {row["name"] for row in rows} >= {
+        "in-memory set, 1 caller",
+        "recover 10,000 keys + 1,000 updates",
+    }
+    assert all(row["ours"] > 0 and row["baseline"] > 0 for row in rows)
