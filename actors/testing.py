@@ -23,6 +23,7 @@ from actors._future import ContextFuture, new_reply
 from actors._messages import Crash
 from actors._tracker import ContextTracker, InjectedCrash
 from storage import ContextError, PersistenceError, RecoveryPoint, Store
+from storage._store import Write
 
 __all__ = ["FaultyStore", "InjectedCrash", "crash"]
 
@@ -45,9 +46,9 @@ class FaultyStore(Store):
     """Wraps a store and makes chosen operations fail or stall, for fault-injection tests.
 
     Operation names are the store's primitives: `create`, `read_head`, `head_version`,
-    `compare_and_set`, `delete`, `exists`, `list_contexts`, `list_versions`, `read_version`,
-    `create_recovery_point`, `list_recovery_points`, `read_recovery_point`,
-    `delete_recovery_point`.
+    `commit` (every snapshot and journal write, batched or not), `read_journal`, `delete`,
+    `exists`, `list_contexts`, `list_versions`, `read_version`, `create_recovery_point`,
+    `list_recovery_points`, `read_recovery_point`, `delete_recovery_point`.
 
     What callers see of an injected error: a `ContextError` as it is; an `InjectedCrash` as
     it is, i.e. as an unexpected exception (a bug, say) that fails the tracker; anything else
@@ -56,6 +57,7 @@ class FaultyStore(Store):
 
     def __init__(self, inner: Store) -> None:
         super().__init__(codec=inner.codec, retain_heads=inner.retain_heads)
+        self.supports_journal = inner.supports_journal
         self.inner = inner
         """The store that does the real work."""
         self._faults: dict[str, deque[tuple[BaseException, bool]]] = {}
@@ -117,10 +119,11 @@ class FaultyStore(Store):
     def _head_version(self, name: str) -> int:
         return self._run("head_version", lambda: self.inner._head_version(name))
 
-    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
-        self._run(
-            "compare_and_set", lambda: self.inner._compare_and_set(name, expected, version, blob)
-        )
+    def _commit(self, writes: list[Write]) -> list[ContextError | None]:
+        return self._run("commit", lambda: self.inner._commit(writes))
+
+    def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
+        return self._run("read_journal", lambda: self.inner._read_journal(name, after))
 
     def _delete(self, name: str) -> None:
         self._run("delete", lambda: self.inner._delete(name))

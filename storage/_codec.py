@@ -32,6 +32,7 @@ import orjson
 import zstandard
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from storage._delta import Delta
 from storage._exceptions import (
     CorruptSnapshotError,
     StateTooLargeError,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_STATE_BYTES",
     "FORMAT_VERSION",
     "HEADER",
+    "JOURNAL_MAGIC",
     "MAGIC",
     "SnapshotCodec",
 ]
@@ -60,12 +62,16 @@ CODEC_JSON = 1
 DEFAULT_MAX_STATE_BYTES = 64 * 2**20
 """Largest JSON body a State may encode to by default (64 MiB)."""
 
+JOURNAL_MAGIC = b"CTXJ"
+"""The first four bytes of every journal entry."""
+
 HEADER = struct.Struct("<4sBBHII")
 """magic, format version, codec id, flags, CRC-32, frame length."""
 
 # Every field must be in the body: State has defaults (version 0, "now", empty data), and
 # structuring a body that lacks a field would silently fill them in.
 _FIELDS = frozenset(field.name for field in attrs.fields(State))
+_DELTA_FIELDS = frozenset(field.name for field in attrs.fields(Delta))
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -114,6 +120,14 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(
         State,
         make_dict_structure_fn(State, converter, data=override(struct_hook=_structure_data)),
+    )
+    converter.register_unstructure_hook(
+        Delta,
+        make_dict_unstructure_fn(Delta, converter, changed=override(unstruct_hook=_identity)),
+    )
+    converter.register_structure_hook(
+        Delta,
+        make_dict_structure_fn(Delta, converter, changed=override(struct_hook=_structure_data)),
     )
     return converter
 
@@ -172,10 +186,7 @@ class SnapshotCodec:
         body = orjson.dumps(self.unstructure(state))
         if len(body) > self.max_state_bytes:
             raise StateTooLargeError(state.context, len(body), self.max_state_bytes)
-        frame = self._compressor().compress(body)
-        fields = struct.pack("<BBH", FORMAT_VERSION, CODEC_JSON, 0)
-        header = HEADER.pack(MAGIC, FORMAT_VERSION, CODEC_JSON, 0, _crc(fields, frame), len(frame))
-        return header + frame
+        return _frame(MAGIC, self._compressor().compress(body))
 
     def decode(
         self,
@@ -190,31 +201,8 @@ class SnapshotCodec:
             CorruptSnapshotError: the blob is truncated, damaged, or holds another record.
             UnsupportedFormatError: the blob was written by a newer format or another codec.
         """
-        where = _describe(context, version)
-        blob = bytes(blob)
-        if len(blob) < HEADER.size:
-            raise CorruptSnapshotError(
-                f"{where}: blob is {len(blob)} bytes, shorter than the {HEADER.size}-byte header"
-            )
-        magic, fmt, codec, flags, crc, length = HEADER.unpack_from(blob)
-        if magic != MAGIC:
-            raise CorruptSnapshotError(f"{where}: bad magic {magic!r}, expected {MAGIC!r}")
-        if fmt > FORMAT_VERSION:
-            raise UnsupportedFormatError(
-                f"{where}: written in snapshot format {fmt}; this library reads up to "
-                f"{FORMAT_VERSION}"
-            )
-        frame = blob[HEADER.size :]
-        if len(frame) != length:
-            raise CorruptSnapshotError(
-                f"{where}: zstd frame is {len(frame)} bytes, header says {length} (truncated?)"
-            )
-        if _crc(blob[4:8], frame) != crc:
-            raise CorruptSnapshotError(f"{where}: CRC-32 mismatch")
-        if fmt != FORMAT_VERSION or codec != CODEC_JSON or flags != 0:
-            raise UnsupportedFormatError(
-                f"{where}: format {fmt}, codec {codec}, flags {flags} are not supported"
-            )
+        where = _describe("snapshot", context, version)
+        frame = _unframe(blob, MAGIC, where)
         try:
             body = self._decompressor().decompress(frame)
             document = orjson.loads(body)
@@ -229,9 +217,76 @@ class SnapshotCodec:
             raise CorruptSnapshotError(f"{where}: blob holds version {state.version}")
         return state
 
+    def encode_delta(self, delta: Delta) -> bytes:
+        """Encode a journal entry: the same header (magic b"CTXJ"), an uncompressed JSON body.
 
-def _describe(context: str | None, version: int | None) -> str:
-    parts = ["snapshot"]
+        Raises:
+            StateTooLargeError: the JSON body is longer than `max_state_bytes`.
+        """
+        body = orjson.dumps(self._converter.unstructure(delta))
+        if len(body) > self.max_state_bytes:
+            raise StateTooLargeError(delta.context, len(body), self.max_state_bytes)
+        return _frame(JOURNAL_MAGIC, body)
+
+    def decode_delta(self, blob: bytes, *, context: str, version: int) -> Delta:
+        """Decode a journal entry, checking it holds `version` of `context`.
+
+        Raises:
+            CorruptSnapshotError: the entry is truncated, damaged, or holds another record.
+            UnsupportedFormatError: the entry was written by a newer format.
+        """
+        where = _describe("journal entry", context, version)
+        body = _unframe(blob, JOURNAL_MAGIC, where)
+        try:
+            document = orjson.loads(body)
+            if type(document) is not dict or not document.keys() >= _DELTA_FIELDS:
+                raise CorruptSnapshotError(f"{where}: body is not a delta with every field")
+            delta = self._converter.structure(document, Delta)
+        except (orjson.JSONDecodeError, cattrs.BaseValidationError) as exc:
+            raise CorruptSnapshotError(f"{where}: {exc}") from exc
+        if delta.context != context or delta.version != version:
+            raise CorruptSnapshotError(
+                f"{where}: entry holds version {delta.version} of {delta.context!r}"
+            )
+        return delta
+
+
+def _unframe(blob: bytes, magic: bytes, where: str) -> bytes:
+    """Check a blob's header and CRC and return its payload, or raise."""
+    blob = bytes(blob)
+    if len(blob) < HEADER.size:
+        raise CorruptSnapshotError(
+            f"{where}: blob is {len(blob)} bytes, shorter than the {HEADER.size}-byte header"
+        )
+    found, fmt, codec, flags, crc, length = HEADER.unpack_from(blob)
+    if found != magic:
+        raise CorruptSnapshotError(f"{where}: bad magic {found!r}, expected {magic!r}")
+    if fmt > FORMAT_VERSION:
+        raise UnsupportedFormatError(
+            f"{where}: written in format {fmt}; this library reads up to {FORMAT_VERSION}"
+        )
+    payload = blob[HEADER.size :]
+    if len(payload) != length:
+        raise CorruptSnapshotError(
+            f"{where}: payload is {len(payload)} bytes, header says {length} (truncated?)"
+        )
+    if _crc(blob[4:8], payload) != crc:
+        raise CorruptSnapshotError(f"{where}: CRC-32 mismatch")
+    if fmt != FORMAT_VERSION or codec != CODEC_JSON or flags != 0:
+        raise UnsupportedFormatError(
+            f"{where}: format {fmt}, codec {codec}, flags {flags} are not supported"
+        )
+    return payload
+
+
+def _frame(magic: bytes, payload: bytes) -> bytes:
+    fields = struct.pack("<BBH", FORMAT_VERSION, CODEC_JSON, 0)
+    crc = _crc(fields, payload)
+    return HEADER.pack(magic, FORMAT_VERSION, CODEC_JSON, 0, crc, len(payload)) + payload
+
+
+def _describe(kind: str, context: str | None, version: int | None) -> str:
+    parts = [kind]
     if context is not None:
         parts.append(f"of context {context!r}")
     if version is not None:

@@ -13,6 +13,7 @@ import attrs
 
 from storage._codec import SnapshotCodec
 from storage._exceptions import (
+    ContextError,
     ContextExistsError,
     ContextNotFoundError,
     PersistenceError,
@@ -20,7 +21,7 @@ from storage._exceptions import (
     SnapshotNotFoundError,
     VersionConflict,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store
+from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
 
 __all__ = ["MemoryStore"]
 
@@ -29,6 +30,7 @@ __all__ = ["MemoryStore"]
 class _Context:
     version: int
     heads: dict[int, bytes]
+    journal: dict[int, bytes] = attrs.field(factory=dict)
     points: dict[int, tuple[RecoveryPoint, bytes]] = attrs.field(factory=dict)
 
 
@@ -75,22 +77,46 @@ class MemoryStore(Store):
 
     def _read_head(self, name: str) -> tuple[int, bytes]:
         with self._lock:
-            context = self._get(name)
-            return context.version, context.heads[context.version]
+            heads = self._get(name).heads
+            newest = max(heads)
+            return newest, heads[newest]
 
     def _head_version(self, name: str) -> int:
         with self._lock:
             return self._get(name).version
 
-    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
+    supports_journal = True
+
+    def _commit(self, writes: list[Write]) -> list[ContextError | None]:
+        results: list[ContextError | None] = []
         with self._lock:
-            context = self._get(name)
-            if context.version != expected:
-                raise VersionConflict(name, expected, context.version)
-            context.heads[version] = blob
-            context.version = version
-            for old in sorted(context.heads)[: -self.retain_heads]:
-                del context.heads[old]
+            if self._closed:
+                raise PersistenceError("memory store is closed")
+            for write in writes:
+                context = self._contexts.get(write.context)
+                if context is None:
+                    results.append(ContextNotFoundError(write.context))
+                    continue
+                if context.version != write.expected:
+                    results.append(VersionConflict(write.context, write.expected, context.version))
+                    continue
+                if write.journal:
+                    context.journal[write.version] = write.blob
+                else:
+                    context.heads[write.version] = write.blob
+                    for old in sorted(context.heads)[: -self.retain_heads]:
+                        del context.heads[old]
+                    oldest = min(context.heads)
+                    for old in [v for v in context.journal if v <= oldest]:
+                        del context.journal[old]
+                context.version = write.version
+                results.append(None)
+        return results
+
+    def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
+        with self._lock:
+            journal = self._get(name).journal
+            return sorted((v, blob) for v, blob in journal.items() if v > after)
 
     def _delete(self, name: str) -> None:
         with self._lock:

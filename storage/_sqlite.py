@@ -26,14 +26,14 @@ from storage._exceptions import (
     UnsupportedFormatError,
     VersionConflict,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store
+from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore", "Synchronous"]
 
 APPLICATION_ID = 0x43545852
 """`PRAGMA application_id` of our databases: b"CTXR" read as a big-endian int."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """`PRAGMA user_version` of the schema this library writes and reads."""
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -58,7 +58,19 @@ CREATE TABLE recovery_points (
     blob       BLOB NOT NULL
 );
 CREATE INDEX recovery_points_by_context ON recovery_points (context, point_id);
+CREATE TABLE journal (
+    context TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    blob    BLOB NOT NULL,
+    UNIQUE (context, version)
+);
 """
+
+_MIGRATIONS = {
+    # 1 -> 2: journaled deltas.
+    1: "CREATE TABLE journal (context TEXT NOT NULL, version INTEGER NOT NULL, "
+    "blob BLOB NOT NULL, UNIQUE (context, version))",
+}
 
 
 class SqliteStore(Store):
@@ -221,6 +233,9 @@ class SqliteStore(Store):
                 f"{self.path} has schema version {user_version}; this library reads up "
                 f"to {SCHEMA_VERSION}"
             )
+        for version in range(user_version, SCHEMA_VERSION):
+            conn.execute(_MIGRATIONS[version])
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return None
 
     def pragmas(self) -> dict[str, object]:
@@ -255,8 +270,8 @@ class SqliteStore(Store):
     def _read_head(self, name: str) -> tuple[int, bytes]:
         with self._read("read head") as conn:
             row = conn.execute(
-                "SELECT s.version, s.blob FROM contexts c JOIN snapshots s "
-                "ON s.context = c.name AND s.version = c.version WHERE c.name = ?",
+                "SELECT version, blob FROM snapshots WHERE context = ? "
+                "ORDER BY version DESC LIMIT 1",
                 (name,),
             ).fetchone()
         if row is None:
@@ -271,31 +286,65 @@ class SqliteStore(Store):
         version: int = row[0]
         return version
 
-    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
-        with self._transaction("compare-and-set") as conn:
-            row = conn.execute("SELECT version FROM contexts WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise ContextNotFoundError(name)
-            if row[0] != expected:
-                raise VersionConflict(name, expected, row[0])
-            conn.execute(
-                "INSERT INTO snapshots (context, version, blob) VALUES (?, ?, ?)",
-                (name, version, blob),
-            )
-            conn.execute("UPDATE contexts SET version = ? WHERE name = ?", (version, name))
-            # Keep the newest `retain_heads` snapshots by count, not by version arithmetic:
-            # a writer may skip versions.
-            conn.execute(
-                "DELETE FROM snapshots WHERE context = ? AND version NOT IN ("
-                "SELECT version FROM snapshots WHERE context = ? ORDER BY version DESC LIMIT ?)",
-                (name, name, self.retain_heads),
-            )
+    supports_journal = True
+
+    def _commit(self, writes: list[Write]) -> list[ContextError | None]:
+        # Group commit: the whole batch is one transaction, so one fsync acknowledges it all.
+        # A stale write is refused alone; an error of the transaction fails every write.
+        results: list[ContextError | None] = []
+        with self._transaction("commit") as conn:
+            for write in writes:
+                name = write.context
+                row = conn.execute(
+                    "SELECT version FROM contexts WHERE name = ?", (name,)
+                ).fetchone()
+                if row is None:
+                    results.append(ContextNotFoundError(name))
+                    continue
+                if row[0] != write.expected:
+                    results.append(VersionConflict(name, write.expected, row[0]))
+                    continue
+                table = "journal" if write.journal else "snapshots"
+                conn.execute(
+                    f"INSERT INTO {table} (context, version, blob) VALUES (?, ?, ?)",  # noqa: S608 - table is one of two literals
+                    (name, write.version, write.blob),
+                )
+                conn.execute(
+                    "UPDATE contexts SET version = ? WHERE name = ?", (write.version, name)
+                )
+                if not write.journal:
+                    self._drop_old(conn, name)
+                results.append(None)
+        return results
+
+    def _drop_old(self, conn: sqlite3.Connection, name: str) -> None:
+        """Keep the newest `retain_heads` snapshots (by count: a writer may skip versions)
+        and the journal entries that some retained snapshot still needs."""
+        conn.execute(
+            "DELETE FROM snapshots WHERE context = ? AND version NOT IN ("
+            "SELECT version FROM snapshots WHERE context = ? ORDER BY version DESC LIMIT ?)",
+            (name, name, self.retain_heads),
+        )
+        conn.execute(
+            "DELETE FROM journal WHERE context = ? AND version <= "
+            "(SELECT min(version) FROM snapshots WHERE context = ?)",
+            (name, name),
+        )
+
+    def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
+        with self._read("read journal") as conn:
+            return conn.execute(
+                "SELECT version, blob FROM journal WHERE context = ? AND version > ? "
+                "ORDER BY version",
+                (name, after),
+            ).fetchall()
 
     def _delete(self, name: str) -> None:
         with self._transaction("delete") as conn:
             if conn.execute("DELETE FROM contexts WHERE name = ?", (name,)).rowcount == 0:
                 raise ContextNotFoundError(name)
             conn.execute("DELETE FROM snapshots WHERE context = ?", (name,))
+            conn.execute("DELETE FROM journal WHERE context = ?", (name,))
             conn.execute("DELETE FROM recovery_points WHERE context = ?", (name,))
 
     def _exists(self, name: str) -> bool:

@@ -1,9 +1,12 @@
 """The store contract every backend fulfils, and the base class that does the shared half.
 
-A store keeps, per context, the last `retain_heads` head snapshots (the newest is *the* head)
-and any number of labelled recovery points. Every write is atomic, and the only way to move a
-head is compare-and-set on its version, so concurrent writers (threads or processes) can never
-both install the same next version.
+A store keeps, per context, the last `retain_heads` full snapshots, a journal of deltas
+written since the oldest of them (on stores that keep one, `supports_journal`), and any
+number of labelled recovery points. The *head* is the newest version: the newest snapshot
+with the journal entries after it applied. Every write is atomic, and the only way to move
+the head is compare-and-set on its version, so concurrent writers (threads or processes) can
+never both install the same next version. Writes can be batched: `commit()` applies many in
+one transaction (group commit) and reports the outcome of each.
 
 Backends subclass `Store` and implement the blob-level primitives (`_create`, `_read_head`,
 ...). The base class validates names, encodes and decodes States, and checks versions, so
@@ -20,11 +23,21 @@ from typing import Self
 import attrs
 
 from storage._codec import SnapshotCodec
-from storage._exceptions import StateError
+from storage._delta import Delta
+from storage._exceptions import (
+    ContextError,
+    ContextNotFoundError,
+    CorruptSnapshotError,
+    StateError,
+    UnsupportedFormatError,
+    VersionConflict,
+)
 from storage._names import validate_context_name
 from storage._state import State, utc_now
 
-__all__ = ["DEFAULT_RETAIN_HEADS", "RecoveryPoint", "Store"]
+__all__ = ["DEFAULT_RETAIN_HEADS", "Damage", "RecoveryPoint", "Store", "Write"]
+
+_DAMAGE = (CorruptSnapshotError, UnsupportedFormatError)
 
 DEFAULT_RETAIN_HEADS = 3
 """How many head snapshots per context a store keeps unless told otherwise."""
@@ -39,6 +52,36 @@ class RecoveryPoint:
     version: int
     label: str | None
     created_at: datetime
+
+
+@attrs.frozen
+class Write:
+    """One encoded write, made by `Store.prepare_snapshot()` or `Store.prepare_delta()`.
+
+    Encoding happens where the write is prepared (the tracker's thread), so the thread that
+    commits a batch only does I/O.
+    """
+
+    context: str
+    expected: int
+    """The head version the write requires; anything else is a `VersionConflict`."""
+    version: int
+    """The head version after the write."""
+    blob: bytes
+    journal: bool
+    """True for a journal entry (a delta), False for a full snapshot."""
+
+
+@attrs.frozen
+class Damage:
+    """One stored record that could not be read."""
+
+    kind: str
+    """"snapshot", "journal entry" or "recovery point"."""
+    ident: int
+    """The record's version, or the recovery point's id."""
+    error: str
+    """What was wrong with it."""
 
 
 class Store(abc.ABC):
@@ -57,6 +100,9 @@ class Store(abc.ABC):
         self.codec = codec if codec is not None else SnapshotCodec()
         self.retain_heads = retain_heads
 
+    supports_journal: bool = False
+    """Whether the store keeps a journal of deltas (else only full snapshots can be written)."""
+
     # -- the contract ---------------------------------------------------------------------
 
     def create(self, state: State) -> None:
@@ -69,15 +115,63 @@ class Store(abc.ABC):
         self._create(name, state.version, self.codec.encode(state))
 
     def read_head(self, name: str) -> State:
-        """The newest snapshot of context `name`.
+        """The newest version of `name`: its newest snapshot with later journal entries applied.
 
         Raises:
             ContextNotFoundError: no such context.
-            CorruptSnapshotError: the head snapshot is damaged.
+            CorruptSnapshotError: a snapshot or journal entry on the way is damaged.
+        """
+        state, damage = self.read_latest(name)
+        if damage:
+            details = "; ".join(f"{d.kind} {d.ident}: {d.error}" for d in damage)
+            raise CorruptSnapshotError(f"context {name!r}: {details}")
+        return state
+
+    def read_latest(self, name: str) -> tuple[State, tuple[Damage, ...]]:
+        """The newest version of `name` that can be read intact, and the damage met on the way.
+
+        Tries the snapshots newest first; from the first intact one, applies the journal
+        entries after it until one is damaged, missing or out of sequence. With no damage the
+        result is the head.
+
+        Raises:
+            ContextNotFoundError: no such context.
+            CorruptSnapshotError: no snapshot is intact (its message lists the damage).
         """
         name = validate_context_name(name)
-        version, blob = self._read_head(name)
-        return self.codec.decode(blob, context=name, version=version)
+        head = self._head_version(name)
+        damage: list[Damage] = []
+        state = None
+        newest, blob = self._read_head(name)
+        try:
+            state = self.codec.decode(blob, context=name, version=newest)
+        except _DAMAGE as exc:
+            damage.append(Damage("snapshot", newest, str(exc)))
+            for version in sorted(self._list_versions(name), reverse=True):
+                if version >= newest:
+                    continue
+                try:
+                    state = self.read_version(name, version)
+                    break
+                except _DAMAGE as exc:
+                    damage.append(Damage("snapshot", version, str(exc)))
+        if state is None:
+            details = "; ".join(f"{d.kind} {d.ident}: {d.error}" for d in damage)
+            raise CorruptSnapshotError(f"context {name!r} has no intact snapshot ({details})")
+        for version, blob in self._read_journal(name, state.version):
+            if version != state.version + 1:
+                damage.append(
+                    Damage("journal entry", state.version + 1, f"missing (next is {version})")
+                )
+                break
+            try:
+                self.codec.decode_delta(blob, context=name, version=version).apply(state)
+            except _DAMAGE as exc:
+                damage.append(Damage("journal entry", version, str(exc)))
+                break
+        if state.version < head and not damage:
+            damage.append(Damage("journal entry", state.version + 1, "missing"))
+        return state, tuple(damage)
 
     def head_version(self, name: str) -> int:
         """The version of the head snapshot, without reading it.
@@ -91,7 +185,8 @@ class Store(abc.ABC):
         """Make `state` the head of its context if the head is still `expected_version`.
 
         `state.version` must be greater than `expected_version` (a tracker that batches
-        writes skips the versions it never stored). Older heads beyond `retain_heads` are
+        writes skips the versions it never stored). It is written as a full snapshot; older
+        snapshots beyond `retain_heads`, and journal entries no retained snapshot needs, are
         dropped in the same transaction.
 
         Raises:
@@ -99,13 +194,64 @@ class Store(abc.ABC):
             ContextNotFoundError: no such context.
             StateError: `state.version` is not greater than `expected_version`.
         """
+        self._commit_one(self.prepare_snapshot(state, expected_version))
+
+    def append(self, delta: Delta, expected_version: int) -> None:
+        """Journal `delta` as the new head if the head is still `expected_version`.
+
+        Raises: as `compare_and_set`, and `StateError` if the store keeps no journal or
+        `delta.version` does not follow `expected_version`.
+        """
+        self._commit_one(self.prepare_delta(delta, expected_version))
+
+    def prepare_snapshot(self, state: State, expected_version: int) -> Write:
+        """Validate and encode a full-snapshot write for `commit()`.
+
+        Raises:
+            StateError: `state.version` is not greater than `expected_version`.
+            StateTooLargeError: the State is over the codec's size limit.
+        """
         name = validate_context_name(state.context)
         if state.version <= expected_version:
             raise StateError(
                 f"context {name!r}: a write after version {expected_version} must carry a "
                 f"greater version, not {state.version}"
             )
-        self._compare_and_set(name, expected_version, state.version, self.codec.encode(state))
+        blob = self.codec.encode(state)
+        return Write(name, expected_version, state.version, blob, journal=False)
+
+    def prepare_delta(self, delta: Delta, expected_version: int) -> Write:
+        """Validate and encode a journal write for `commit()`.
+
+        Raises:
+            StateError: the store keeps no journal, or the versions do not follow.
+            StateTooLargeError: the delta is over the codec's size limit.
+        """
+        name = validate_context_name(delta.context)
+        if not self.supports_journal:
+            raise StateError(f"{type(self).__name__} keeps no journal; write snapshots")
+        if delta.version != expected_version + 1:
+            raise StateError(
+                f"context {name!r}: the delta after version {expected_version} must carry "
+                f"version {expected_version + 1}, not {delta.version}"
+            )
+        blob = self.codec.encode_delta(delta)
+        return Write(name, expected_version, delta.version, blob, journal=True)
+
+    def commit(self, writes: list[Write]) -> list[ContextError | None]:
+        """Apply prepared writes, in order, atomically where the backend can (one transaction
+        for the batch: group commit), and return the outcome of each: None, or the expected
+        error (`VersionConflict`, `ContextNotFoundError`) that refused it alone.
+
+        Raises:
+            PersistenceError: the batch as a whole failed; none of it was written.
+        """
+        return self._commit(writes)
+
+    def _commit_one(self, write: Write) -> None:
+        (error,) = self._commit([write])
+        if error is not None:
+            raise error
 
     def delete(self, name: str) -> None:
         """Delete context `name` with all its snapshots and recovery points.
@@ -206,13 +352,35 @@ class Store(abc.ABC):
     def _create(self, name: str, version: int, blob: bytes) -> None: ...
 
     @abc.abstractmethod
-    def _read_head(self, name: str) -> tuple[int, bytes]: ...
+    def _read_head(self, name: str) -> tuple[int, bytes]:
+        """The newest snapshot of `name`: its version and blob."""
 
     @abc.abstractmethod
     def _head_version(self, name: str) -> int: ...
 
-    @abc.abstractmethod
-    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None: ...
+    def _commit(self, writes: list[Write]) -> list[ContextError | None]:
+        """Apply writes in order; backends that can batch (and journal) override this. The
+        default writes snapshots one by one through `_compare_and_set`."""
+        results: list[ContextError | None] = []
+        for write in writes:
+            if write.journal:
+                raise StateError(f"{type(self).__name__} keeps no journal")
+            try:
+                self._compare_and_set(write.context, write.expected, write.version, write.blob)
+            except (VersionConflict, ContextNotFoundError) as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
+
+    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
+        """Write one snapshot blob if the head is `expected`: the primitive of backends that
+        do not override `_commit`."""
+        raise NotImplementedError
+
+    def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
+        """The journal entries of `name` with versions above `after`, in version order."""
+        return []
 
     @abc.abstractmethod
     def _delete(self, name: str) -> None: ...

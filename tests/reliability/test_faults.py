@@ -73,7 +73,7 @@ def test_crash_after_applying_before_persisting_changes_nothing(faulty):
     tracker = _tracker(manager)
     tracker.set("n", 1).get()
     acknowledged = tracker.get_state().get()
-    faulty.fail("compare_and_set", InjectedCrash("after apply, before persist"))
+    faulty.fail("commit", InjectedCrash("after apply, before persist"))
 
     with pytest.raises(RecoveryError, match="InjectedCrash") as info:
         tracker.set("n", 2).get()
@@ -90,7 +90,7 @@ def test_crash_after_persisting_before_replying_recovers_the_whole_update(faulty
     tracker = _tracker(manager)
     tracker.set("n", 1).get()
     before = tracker.get_state().get()
-    faulty.fail("compare_and_set", InjectedCrash("after persist, before reply"), after=True)
+    faulty.fail("commit", InjectedCrash("after persist, before reply"), after=True)
 
     with pytest.raises(RecoveryError):
         tracker.update_state(_with(before, n=2, m="both")).get()
@@ -125,7 +125,7 @@ def test_write_fault_is_reported_and_memory_does_not_run_ahead(faulty, error):
     tracker = _tracker(manager)
     tracker.set("n", 1).get()
     stored = faulty.read_head("ctx")
-    faulty.fail("compare_and_set", error)
+    faulty.fail("commit", error)
 
     with pytest.raises(PersistenceError) as info:
         tracker.set("n", 2).get()
@@ -142,7 +142,7 @@ def test_write_fault_during_modify_and_metadata_changes_nothing(faulty):
     manager = _manager(faulty)
     tracker = _tracker(manager)
     stored = faulty.read_head("ctx")
-    faulty.fail("compare_and_set", sqlite3.OperationalError("disk I/O error"), times=3)
+    faulty.fail("commit", sqlite3.OperationalError("disk I/O error"), times=3)
     with pytest.raises(PersistenceError):
         tracker.modify(lambda s: s.set("n", 99)).get()
     with pytest.raises(PersistenceError):
@@ -164,7 +164,7 @@ def test_read_fault_on_activation_is_retried_by_the_supervisor(faulty):
 def test_slow_store_times_out_and_the_tracker_serves_afterwards(faulty):
     manager = _manager(faulty, ask_timeout=0.2)
     tracker = _tracker(manager)
-    faulty.delay("compare_and_set", 0.6)
+    faulty.delay("commit", 0.6)
     slow = tracker.set("n", 1)
     with pytest.raises(ContextTimeoutError, match=r"tracker 'ctx'\.set\(\) did not answer"):
         slow.get()

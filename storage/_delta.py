@@ -1,0 +1,92 @@
+"""Delta: the key-level change from one version of a context to the next, as journaled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from storage._exceptions import StateError
+from storage._state import State
+
+__all__ = ["Delta"]
+
+
+@attrs.frozen
+class Delta:
+    """What one accepted update changed: the keys set and removed, in data and metadata.
+
+    Applying the deltas of versions `v + 1 .. w` to the State of version `v`, in order, gives
+    the State of version `w`. Values are shared with the State they were taken from: copy
+    before handing a Delta to code that may mutate it.
+    """
+
+    context: str
+    version: int
+    """The version this delta produces."""
+    updated_at: datetime
+    changed: dict[str, Any] = attrs.field(factory=dict)
+    removed: tuple[str, ...] = ()
+    metadata_changed: dict[str, str] = attrs.field(factory=dict)
+    metadata_removed: tuple[str, ...] = ()
+
+    @classmethod
+    def between(cls, old: State, new: State) -> Delta:
+        """The delta that turns `old` into `new` (`new.version` must follow `old.version`)."""
+        old_data, new_data = old.data, new.data
+        changed = {
+            key: value
+            for key, value in new_data.items()
+            if key not in old_data or not _same(old_data[key], value)
+        }
+        removed = tuple(key for key in old_data if key not in new_data)
+        old_meta, new_meta = old.metadata, new.metadata
+        metadata_changed = {
+            key: value for key, value in new_meta.items() if old_meta.get(key) != value
+        }
+        metadata_removed = tuple(key for key in old_meta if key not in new_meta)
+        return cls(
+            new.context,
+            new.version,
+            new.updated_at,
+            changed,
+            removed,
+            metadata_changed,
+            metadata_removed,
+        )
+
+    def apply(self, state: State) -> None:
+        """Advance `state` (of version `self.version - 1`) to this delta's version, in place.
+
+        Raises:
+            StateError: `state` is not the version this delta follows, or of another context.
+        """
+        if state.context != self.context or state.version != self.version - 1:
+            raise StateError(
+                f"delta to version {self.version} of context {self.context!r} cannot apply to "
+                f"version {state.version} of context {state.context!r}"
+            )
+        state.data.update(self.changed)
+        for key in self.removed:
+            state.data.pop(key, None)
+        state.metadata.update(self.metadata_changed)
+        for key in self.metadata_removed:
+            state.metadata.pop(key, None)
+        state.version = self.version
+        state.updated_at = self.updated_at
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of JSON values, strict about types: `1 == 1.0 == True` in Python, but they
+    are different JSON values and a delta must not lose the change between them."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict:
+        return a.keys() == b.keys() and all(_same(value, b[key]) for key, value in a.items())
+    if kind is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
