@@ -1,11 +1,13 @@
 """Storage for the context runtime: the State record, its codec, and the stores that keep it.
 
 `storage` stands alone: it never imports `actors`. Everything public is re-exported here.
+`RedisStore` is imported on first use, so `storage` works without the optional redis-py.
 """
 
 from __future__ import annotations
 
 import logging
+import typing
 
 from storage._codec import FORMAT_VERSION, SnapshotCodec
 from storage._exceptions import (
@@ -38,6 +40,9 @@ from storage._state import State
 from storage._store import RecoveryPoint, Store
 from storage._url import open_store
 
+if typing.TYPE_CHECKING:
+    from storage._redis import RedisStore
+
 __all__ = [
     "FORMAT_VERSION",
     "MAX_NAME_LENGTH",
@@ -57,6 +62,7 @@ __all__ = [
     "RecoveryError",
     "RecoveryPoint",
     "RecoveryPointNotFoundError",
+    "RedisStore",
     "ShutdownError",
     "SnapshotCodec",
     "SnapshotNotFoundError",
@@ -73,3 +79,15 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> object:
+    # Only RedisStore is loaded lazily: it needs redis-py, an optional extra. Once loaded it
+    # is a plain module attribute, so this runs once.
+    if name == "RedisStore":
+        from storage._redis import RedisStore  # noqa: PLC0415
+
+        globals()[name] = RedisStore
+        return RedisStore
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

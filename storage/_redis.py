@@ -24,7 +24,7 @@ try:
     import redis.exceptions
     from redis.backoff import NoBackoff
     from redis.retry import Retry
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
+except ImportError as exc:  # redis-py is an optional extra
     msg = "RedisStore needs redis-py: pip install 'context-runtime[redis]'"
     raise ImportError(msg) from exc
 
@@ -44,6 +44,14 @@ from storage._exceptions import (
     VersionConflict,
 )
 from storage._names import validate_context_name
+from storage._redis_scripts import (
+    COMPARE_AND_SET,
+    CREATE,
+    CREATE_RECOVERY_POINT,
+    DELETE,
+    DELETE_RECOVERY_POINT,
+    READ_HEAD,
+)
 from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "REDIS_ERRORS", "SCHEMA_VERSION", "RedisStore"]
@@ -67,82 +75,6 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
 """What `RedisStore` maps to `PersistenceError`: every exception class redis-py defines."""
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,100}", re.ASCII)
-
-# Versions are compared as canonical decimal strings (str(int)), never as Lua numbers, which
-# are doubles and would lose precision above 2**53.
-_GREATER = """
-local function greater(a, b)
-  local a_neg, b_neg = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
-  if a_neg ~= b_neg then return b_neg end
-  if #a ~= #b then
-    if a_neg then return #a < #b end
-    return #a > #b
-  end
-  if a_neg then return a < b end
-  return a > b
-end
-"""
-
-# Every script makes all its checks before its first write, and writes in an order that
-# leaves a readable context should the server fail it half way (Redis does not roll back a
-# script that errors after writing, e.g. on out-of-memory).
-
-_CREATE = """
--- KEYS: meta, heads, points, point_blobs   ARGV: version, blob
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[1], 'version', ARGV[1])
-return 1
-"""
-
-_READ_HEAD = """
--- KEYS: meta, heads
-local version = redis.call('HGET', KEYS[1], 'version')
-if not version then return false end
-return {version, redis.call('HGET', KEYS[2], version)}
-"""
-
-_COMPARE_AND_SET = (
-    _GREATER
-    + """
--- KEYS: meta, heads   ARGV: expected, version, blob, retain_heads
-local head = redis.call('HGET', KEYS[1], 'version')
-if not head then return {'missing'} end
-if head ~= ARGV[1] then return {'conflict', head} end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[1], 'version', ARGV[2])
-local versions = redis.call('HKEYS', KEYS[2])
-local retain = tonumber(ARGV[4])
-if #versions > retain then
-  table.sort(versions, greater)
-  for i = retain + 1, #versions do redis.call('HDEL', KEYS[2], versions[i]) end
-end
-return {'ok'}
-"""
-)
-
-_DELETE = """
--- KEYS: meta, heads, points, point_blobs
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-return 1
-"""
-
-_CREATE_RECOVERY_POINT = """
--- KEYS: meta, points, point_blobs   ARGV: point_id, info, blob
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-"""
-
-_DELETE_RECOVERY_POINT = """
--- KEYS: points, point_blobs   ARGV: point_id
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-"""
 
 
 def _decimal(value: int) -> str:
@@ -176,8 +108,10 @@ def _timeout(name: str, value: float) -> float:
 
 
 class RedisStore(Store):
-    """A store in a Redis server (or a Redis Cluster's keyspace layout), safe to share
-    between threads and processes.
+    """A store in one Redis server, safe to share between threads and processes.
+
+    The key layout would also suit a Redis Cluster (every script touches one slot), but the
+    store connects to one server.
 
     Args:
         host, port, db: the server and the database number.
@@ -238,13 +172,16 @@ class RedisStore(Store):
             # Never retry: a retried compare-and-set whose first reply was lost would report
             # a conflict with its own write, and retries would stretch the timeout.
             retry=Retry(NoBackoff(), 0),
+            # Replies stay bytes (decode_responses=False); the casts below narrow redis-py's
+            # bytes-or-str reply types to that.
+            decode_responses=False,
         )
-        self._create_script = self._client.register_script(_CREATE)
-        self._read_head_script = self._client.register_script(_READ_HEAD)
-        self._cas_script = self._client.register_script(_COMPARE_AND_SET)
-        self._delete_script = self._client.register_script(_DELETE)
-        self._create_point_script = self._client.register_script(_CREATE_RECOVERY_POINT)
-        self._delete_point_script = self._client.register_script(_DELETE_RECOVERY_POINT)
+        self._create_script = self._client.register_script(CREATE)
+        self._read_head_script = self._client.register_script(READ_HEAD)
+        self._cas_script = self._client.register_script(COMPARE_AND_SET)
+        self._delete_script = self._client.register_script(DELETE)
+        self._create_point_script = self._client.register_script(CREATE_RECOVERY_POINT)
+        self._delete_point_script = self._client.register_script(DELETE_RECOVERY_POINT)
         try:
             self._check_schema()
         except BaseException:
@@ -331,7 +268,12 @@ class RedisStore(Store):
 
     def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
         keys = self._context_keys(name)[:2]
-        args = [_decimal(expected), _decimal(version), blob, self.retain_heads]
+        args: list[str | bytes | int] = [
+            _decimal(expected),
+            _decimal(version),
+            blob,
+            self.retain_heads,
+        ]
         with self._translate("compare-and-set"):
             reply = cast("list[bytes]", self._cas_script(keys, args, self._client))
         if reply[0] == b"missing":
@@ -390,7 +332,7 @@ class RedisStore(Store):
         with self._translate("create recovery point") as client:
             # The id comes first, from a counter of its own (a script may not touch keys of
             # two slots), so a point for a missing context leaves a gap in the ids.
-            point_id = cast("int", client.incr(f"{self.prefix}:point_id"))
+            point_id = client.incr(f"{self.prefix}:point_id")
             created = self._create_point_script(
                 [keys[0], keys[2], keys[3]], [point_id, info, blob], self._client
             )

@@ -1,13 +1,15 @@
 """The store contract, run against every backend.
 
 To add a backend, add one `Backend` entry to `BACKENDS`: a factory and a way to plant damage
-in a stored head blob. Every test here then runs against it.
+in a stored head blob. Every test here then runs against it. A factory gets the test's
+`request`, so a backend that needs a server asks for its fixture only when it runs.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from storage import (
     ContextExistsError,
@@ -24,6 +27,7 @@ from storage import (
     MemoryStore,
     PersistenceError,
     RecoveryPointNotFoundError,
+    RedisStore,
     SnapshotCodec,
     SnapshotNotFoundError,
     SqliteStore,
@@ -33,6 +37,7 @@ from storage import (
     Store,
     VersionConflict,
 )
+from tests.redis_server import RedisServer
 
 TIMEOUT = 30.0
 """Seconds any wait in these tests may take before it counts as a hang."""
@@ -49,12 +54,13 @@ class Backend:
 
     name: str
     factory: Callable[..., Store]
-    """`factory(tmp_path, **options)`: a new, empty store; options go to its constructor."""
+    """`factory(request, tmp_path, **options)`: a new, empty store; options go to its
+    constructor."""
     corrupt: Callable[[Store, str, int], None]
     """`corrupt(store, name, version)`: damage the stored head blob of that version in place."""
 
 
-def _memory_factory(tmp_path: Path, **options: Any) -> Store:
+def _memory_factory(request: pytest.FixtureRequest, tmp_path: Path, **options: Any) -> Store:
     return MemoryStore(**options)
 
 
@@ -65,7 +71,7 @@ def _memory_corrupt(store: Store, name: str, version: int) -> None:
     store.corrupt(name, version, flip_last_byte(blob))
 
 
-def _sqlite_factory(tmp_path: Path, **options: Any) -> Store:
+def _sqlite_factory(request: pytest.FixtureRequest, tmp_path: Path, **options: Any) -> Store:
     return SqliteStore(tmp_path / "contract.db", **options)
 
 
@@ -82,9 +88,27 @@ def _sqlite_corrupt(store: Store, name: str, version: int) -> None:
     conn.close()
 
 
+def _redis_factory(request: pytest.FixtureRequest, tmp_path: Path, **options: Any) -> Store:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    # The server is shared by the session; a fresh prefix gives each test an empty store.
+    prefix = f"test-{uuid.uuid4().hex}"
+    return RedisStore("127.0.0.1", server.port, prefix=prefix, **options)
+
+
+def _redis_corrupt(store: Store, name: str, version: int) -> None:
+    assert isinstance(store, RedisStore)
+    # The key layout of docs/storage.md, written by hand: a raw client, not the store.
+    key = f"{store.prefix}:{{{name}}}:heads"
+    with redis.Redis(host=store.host, port=store.port, db=store.db) as client:
+        blob = client.hget(key, str(version))
+        assert isinstance(blob, bytes)
+        client.hset(key, str(version), flip_last_byte(blob))
+
+
 BACKENDS = [
     Backend("memory", _memory_factory, _memory_corrupt),
     Backend("sqlite", _sqlite_factory, _sqlite_corrupt),
+    Backend("redis", _redis_factory, _redis_corrupt),
 ]
 
 
@@ -95,12 +119,14 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def make_store(backend: Backend, tmp_path: Path) -> Iterator[Callable[..., Store]]:
+def make_store(
+    backend: Backend, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Store]]:
     """Build stores of the backend under test; every one is closed when the test ends."""
     stores: list[Store] = []
 
     def make(**options: Any) -> Store:
-        store = backend.factory(tmp_path, **options)
+        store = backend.factory(request, tmp_path, **options)
         stores.append(store)
         return store
 

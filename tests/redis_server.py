@@ -1,0 +1,144 @@
+"""A real `redis-server` for the tests, on a free loopback port, with an append-only file
+fsynced on every write.
+
+`redis_server` is a session fixture; test packages that need it import it into their
+conftest.py. Tests that stop and start a server make their own `RedisServer`. If
+`redis-server` is not on PATH the fixture fails (CI installs it; see .ci/run): a store that
+is never tested must not pass as a skipped test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+STARTUP_TIMEOUT = 10.0
+"""Seconds a server may take to answer PING after it was started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One `redis-server` process: loopback only, AOF with `appendfsync always`, no RDB."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            pytest.fail(
+                "redis-server is not on PATH; install it (apt-get install -y redis-server) "
+                "to run the Redis store tests"
+            )
+        self.executable = executable
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = port if port is not None else free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "redis.log"
+
+    def client(self) -> redis.Redis:
+        """A plain client of this server, for planting data and checking it."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5.0)
+
+    def start(self) -> None:
+        """Start the server (on the same port and files as before) and wait until it answers."""
+        assert self.process is None, "already running"
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+                "--save", "",
+                "--daemonize", "no",
+                "--logfile", str(self.log),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        probe = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    self.process = None
+                    pytest.fail(f"redis-server exited at start:\n{self._log_tail()}")
+                try:
+                    if probe.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(
+                        f"redis-server did not answer PING within {STARTUP_TIMEOUT} s:\n"
+                        f"{self._log_tail()}"
+                    )
+                # Polling with a deadline: the server offers nothing to wait on.
+                time.sleep(0.01)
+        finally:
+            probe.close()
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it to exit; acknowledged writes are on disk."""
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STARTUP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STARTUP_TIMEOUT)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server: no shutdown work, as in a crash."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=STARTUP_TIMEOUT)
+        self.process = None
+
+    def _log_tail(self) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+        except OSError:
+            return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A running `redis-server` shared by the session; stopped at the end."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,5 @@
+"""Fixtures of the storage tests: a real Redis server for the Redis store."""
+
+from __future__ import annotations
+
+from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name

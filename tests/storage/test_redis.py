@@ -1,0 +1,540 @@
+"""RedisStore specifics: URLs, key layout, error mapping, unreachable and restarted servers,
+processes. The store contract itself runs in test_store_contract.py."""
+
+from __future__ import annotations
+
+import inspect
+import multiprocessing
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.exceptions
+from redis.crc import key_slot
+
+from storage import (
+    ContextNotFoundError,
+    PersistenceError,
+    RedisStore,
+    State,
+    UnsupportedFormatError,
+    VersionConflict,
+    open_store,
+)
+from storage._redis import REDIS_ERRORS, SCHEMA_VERSION
+from tests.redis_server import RedisServer, free_port
+
+TIMEOUT = 30.0
+"""Seconds any wait in these tests may take before it counts as a hang."""
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def make_store(redis_server: RedisServer, prefix: str) -> Iterator[Callable[..., RedisStore]]:
+    """Build stores on the session server under this test's prefix; all closed at the end."""
+    stores: list[RedisStore] = []
+
+    def make(**options: Any) -> RedisStore:
+        options.setdefault("prefix", prefix)
+        store = RedisStore("127.0.0.1", redis_server.port, **options)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def advance(store: RedisStore, name: str, version: int | None = None) -> State:
+    head = store.read_head(name)
+    state = head.snapshot()
+    state.version = head.version + 1 if version is None else version
+    state.set("n", state.version)
+    store.compare_and_set(state, head.version)
+    return state
+
+
+# -- open_store URLs ------------------------------------------------------------------------
+
+
+def test_redis_url_with_db_and_prefix(redis_server: RedisServer) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/3?prefix=app.v2"
+
+    with open_store(url, retain_heads=5) as store:
+        assert isinstance(store, RedisStore)
+        assert (store.host, store.port, store.db) == ("127.0.0.1", redis_server.port, 3)
+        assert (store.prefix, store.retain_heads) == ("app.v2", 5)
+        store.create(State.new("ctx"))
+
+    with redis_server.client() as raw:
+        raw.execute_command("SELECT", 3)
+        assert raw.exists("app.v2:{ctx}:meta") == 1
+        raw.flushdb()
+
+
+def test_redis_url_defaults_and_timeouts(redis_server: RedisServer) -> None:
+    url = f"redis://localhost:{redis_server.port}?socket_timeout=1.5&socket_connect_timeout=0.5"
+
+    with open_store(url) as store:
+        assert isinstance(store, RedisStore)
+        assert (store.db, store.prefix) == (0, "ctx")
+        assert (store.socket_timeout, store.socket_connect_timeout) == (1.5, 0.5)
+
+    with open_store(f"redis://localhost:{redis_server.port}/", db=2, prefix="p") as store:
+        assert isinstance(store, RedisStore)
+        assert (store.db, store.prefix) == (2, "p")
+
+
+def test_password_in_the_url_reaches_the_server(redis_server: RedisServer) -> None:
+    # The test server has no password, so it refuses AUTH: proof the password was sent.
+    with pytest.raises(PersistenceError) as caught:
+        open_store(f"redis://user:s%40cret@127.0.0.1:{redis_server.port}/0")
+
+    assert isinstance(caught.value.__cause__, redis.exceptions.RedisError)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://",
+        "redis:127.0.0.1",
+        "redis:///0",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:port/0",
+        "redis://127.0.0.1:{port}/x",
+        "redis://127.0.0.1:{port}/-1",
+        "redis://127.0.0.1:{port}/0/1",
+        "redis://127.0.0.1:{port}/0?",
+        "redis://127.0.0.1:{port}/0?db=1",
+        "redis://127.0.0.1:{port}/0?Prefix=app",
+        "redis://127.0.0.1:{port}/0?prefix",
+        "redis://127.0.0.1:{port}/0?prefix=a&prefix=b",
+        "redis://127.0.0.1:{port}/0?prefix=",
+        "redis://127.0.0.1:{port}/0?prefix=a{b}",
+        "redis://127.0.0.1:{port}/0?prefix=a*",
+        "redis://127.0.0.1:{port}/0?socket_timeout=soon",
+        "redis://127.0.0.1:{port}/0?socket_timeout=0",
+        "redis://127.0.0.1:{port}/0?socket_connect_timeout=inf",
+        "redis://127.0.0.1:{port}/0#frag",
+        "rediss://127.0.0.1:{port}/0",
+    ],
+)
+def test_bad_redis_urls_are_value_errors(url: str) -> None:
+    # A closed port: a URL that got as far as connecting would fail differently.
+    with pytest.raises(ValueError, match=r"URL|prefix|timeout"):
+        open_store(url.replace("{port}", str(free_port())))
+
+
+def test_url_and_argument_setting_the_same_option_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="both set prefix"):
+        open_store(f"redis://127.0.0.1:{free_port()}/0?prefix=a", prefix="b")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"prefix": ""},
+        {"prefix": "a b"},
+        {"prefix": "x" * 101},
+        {"db": -1},
+        {"db": True},
+        {"socket_timeout": 0},
+        {"socket_timeout": float("nan")},
+        {"socket_connect_timeout": -1.0},
+        {"retain_heads": 0},
+    ],
+)
+def test_bad_options_are_value_errors(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message varies by option
+        RedisStore("127.0.0.1", free_port(), **options)
+
+
+# -- layout ---------------------------------------------------------------------------------
+
+
+def test_key_layout(make_store: Callable[..., RedisStore], redis_server: RedisServer) -> None:
+    store = make_store(retain_heads=2)
+    p = store.prefix
+    store.create(State.new("orders", {"n": 0}))
+    advance(store, "orders")
+    advance(store, "orders")
+    point = store.create_recovery_point(store.read_head("orders"), "label")
+
+    with redis_server.client() as raw:
+        keys = {key.decode() for key in raw.scan_iter(match=f"{p}:*")}
+        assert keys == {
+            f"{p}:schema",
+            f"{p}:point_id",
+            f"{p}:{{orders}}:meta",
+            f"{p}:{{orders}}:heads",
+            f"{p}:{{orders}}:points",
+            f"{p}:{{orders}}:point_blobs",
+        }
+        assert raw.get(f"{p}:schema") == str(SCHEMA_VERSION).encode()
+        assert raw.get(f"{p}:point_id") == str(point.point_id).encode()
+        assert raw.hgetall(f"{p}:{{orders}}:meta") == {b"version": b"2"}
+        heads = raw.hgetall(f"{p}:{{orders}}:heads")
+        assert sorted(heads) == [b"1", b"2"]
+        assert store.codec.decode(heads[b"2"]) == store.read_head("orders")
+        assert list(raw.hkeys(f"{p}:{{orders}}:points")) == [str(point.point_id).encode()]
+        # Every key of one context is in one cluster slot, so one script may touch them all.
+        slots = {key_slot(key.encode()) for key in keys if "{orders}" in key}
+        assert slots == {key_slot(b"orders")}
+
+
+def test_versions_are_ordered_exactly_at_any_size(make_store: Callable[..., RedisStore]) -> None:
+    # Retention sorts versions in Lua, where numbers are doubles: compare them as decimals.
+    store = make_store(retain_heads=3)
+    first = State.new("ctx")
+    first.version = -12
+    store.create(first)
+    for version in (-3, 9, 10, 2**60, 2**60 + 1):
+        advance(store, "ctx", version)
+
+    assert store.list_versions("ctx") == [2**60 + 1, 2**60, 10]
+    assert store.read_head("ctx").version == 2**60 + 1
+    stale = store.read_version("ctx", 2**60)
+    stale.version = 2**60 + 2
+    with pytest.raises(VersionConflict) as caught:
+        store.compare_and_set(stale, 2**60)
+    assert caught.value.actual == 2**60 + 1
+
+
+def test_prefixes_and_databases_are_separate(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    one = make_store()
+    other_prefix = make_store(prefix=f"{one.prefix}-other")
+    other_db = make_store(db=1)
+    one.create(State.new("shared", {"who": "one"}))
+    other_prefix.create(State.new("shared", {"who": "prefix"}))
+
+    assert one.list_contexts() == other_prefix.list_contexts() == ["shared"]
+    assert one.read_head("shared").get("who") == "one"
+    assert other_db.list_contexts() == []
+    other_prefix.delete("shared")
+    assert one.exists("shared")
+    with redis_server.client() as raw:
+        raw.execute_command("SELECT", 1)
+        raw.flushdb()
+
+
+def test_foreign_keys_matching_the_pattern_are_not_listed(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    store = make_store()
+    store.create(State.new("mine"))
+    with redis_server.client() as raw:
+        raw.hset(f"{store.prefix}:{{not a name}}:meta", "version", "0")
+
+    assert store.list_contexts() == ["mine"]
+
+
+@pytest.mark.parametrize(("stamp", "match"), [(b"2", "layout version 2"), (b"x", "another")])
+def test_schema_stamp_of_another_writer_is_refused(
+    redis_server: RedisServer, prefix: str, stamp: bytes, match: str
+) -> None:
+    with redis_server.client() as raw:
+        raw.set(f"{prefix}:schema", stamp)
+
+        with pytest.raises(UnsupportedFormatError, match=match):
+            RedisStore("127.0.0.1", redis_server.port, prefix=prefix)
+
+        assert raw.get(f"{prefix}:schema") == stamp
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def redis_exception_classes() -> list[type[BaseException]]:
+    """Every exception class redis-py's `redis.exceptions` defines."""
+    return [
+        value
+        for value in vars(redis.exceptions).values()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == redis.exceptions.__name__
+    ]
+
+
+def instance(cls: type[BaseException]) -> BaseException:
+    try:
+        return cls("boom")
+    except ValueError:  # AskError and MovedError parse "slot host:port"
+        return cls("3999 127.0.0.1:6381")
+
+
+@pytest.mark.parametrize("cls", redis_exception_classes(), ids=lambda cls: cls.__name__)
+def test_every_redis_error_is_mapped(
+    make_store: Callable[..., RedisStore], cls: type[BaseException]
+) -> None:
+    store = make_store()
+    error = instance(cls)
+    assert isinstance(error, REDIS_ERRORS)
+
+    with pytest.raises(PersistenceError) as caught, store._translate("test"):
+        raise error
+
+    assert caught.value.__cause__ is error
+    assert cls.__name__ in str(caught.value)
+
+
+def test_our_errors_pass_through_unmapped(make_store: Callable[..., RedisStore]) -> None:
+    store = make_store()
+    error = ContextNotFoundError("ctx")
+
+    with pytest.raises(ContextNotFoundError) as caught, store._translate("test"):
+        raise error
+
+    assert caught.value is error
+
+
+def test_server_error_reply_is_a_persistence_error(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    store = make_store()
+    store.create(State.new("ctx"))
+    with redis_server.client() as raw:
+        raw.delete(f"{store.prefix}:{{ctx}}:heads")
+        raw.set(f"{store.prefix}:{{ctx}}:heads", "not a hash")
+
+    with pytest.raises(PersistenceError) as caught:
+        store.list_versions("ctx")
+
+    assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+    assert "WRONGTYPE" in str(caught.value)
+
+
+# -- unreachable and restarted servers ------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_closed_port_fails_fast() -> None:
+    port = free_port()
+    started = time.monotonic()
+
+    with pytest.raises(PersistenceError) as caught:
+        RedisStore("127.0.0.1", port, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    assert time.monotonic() - started < 2.0
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+@pytest.mark.timeout(10)
+def test_silent_server_times_out_instead_of_hanging() -> None:
+    # A socket that listens but never answers: the connect succeeds, the reply never comes.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        started = time.monotonic()
+
+        with pytest.raises(PersistenceError) as caught:
+            RedisStore("127.0.0.1", port, socket_timeout=0.3, socket_connect_timeout=0.3)
+
+        elapsed = time.monotonic() - started
+    assert 0.25 < elapsed < 2.0
+    assert isinstance(caught.value.__cause__, redis.exceptions.TimeoutError)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test alone, which it may kill and start again."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(30)
+def test_restart_keeps_every_acknowledged_write(own_server: RedisServer) -> None:
+    with RedisStore(
+        "127.0.0.1", own_server.port, socket_timeout=1.0, socket_connect_timeout=1.0
+    ) as store:
+        store.create(State.new("ctx", {"n": 0}))
+        written = [advance(store, "ctx") for _ in range(5)]
+        point = store.create_recovery_point(written[2], "mid")
+        store.create(State.new("gone"))
+        store.delete("gone")
+
+        own_server.kill()  # SIGKILL: nothing flushed at shutdown; appendfsync did it all
+
+        operations: list[Callable[[], object]] = [
+            lambda: store.read_head("ctx"),
+            lambda: store.compare_and_set(written[-1].successor(written[-1]), 5),
+            store.list_contexts,
+            lambda: store.create_recovery_point(written[-1]),
+        ]
+        for operation in operations:
+            started = time.monotonic()
+            with pytest.raises(PersistenceError) as caught:
+                operation()
+            assert time.monotonic() - started < 2.0
+            assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+
+        own_server.start()
+
+        assert store.read_head("ctx") == written[-1]
+        assert store.list_versions("ctx") == [5, 4, 3]
+        assert store.list_contexts() == ["ctx"]
+        assert store.list_recovery_points("ctx") == [point]
+        assert store.read_recovery_point("ctx", point.point_id) == written[2]
+        # The store goes on working: scripts are loaded again, ids keep increasing.
+        assert advance(store, "ctx").version == 6
+        assert store.create_recovery_point(store.read_head("ctx")).point_id > point.point_id
+
+
+@pytest.mark.timeout(30)
+def test_writer_running_through_a_restart_loses_no_acknowledged_write(
+    own_server: RedisServer,
+) -> None:
+    store = RedisStore("127.0.0.1", own_server.port, socket_timeout=1.0)
+    store.create(State.new("ctx", {"n": 0}))
+    acknowledged = 0
+    unknown = 0  # writes that failed: applied or not, the writer cannot tell
+    running = threading.Event()
+    seen_outage = threading.Event()
+    restarted = threading.Event()
+    done = threading.Event()
+
+    def writer() -> None:
+        nonlocal acknowledged, unknown
+        after_restart = 0
+        while after_restart < 20:
+            try:
+                advance(store, "ctx")
+            except PersistenceError:
+                unknown += 1
+                seen_outage.set()
+                restarted.wait(TIMEOUT)
+                continue
+            except VersionConflict:  # a failed write that was applied after all
+                continue
+            acknowledged += 1
+            if acknowledged == 20:
+                running.set()
+            if restarted.is_set():
+                after_restart += 1
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        # Let some writes land first, then crash the server under the running writer.
+        assert running.wait(TIMEOUT)
+        own_server.kill()
+        assert seen_outage.wait(TIMEOUT)
+        own_server.start()
+        restarted.set()
+        assert done.wait(TIMEOUT)
+    finally:
+        restarted.set()
+        thread.join(TIMEOUT)
+    head = store.read_head("ctx")
+    store.close()
+
+    assert head.get("n") == head.version
+    assert acknowledged <= head.version <= acknowledged + unknown
+
+
+# -- two processes --------------------------------------------------------------------------
+
+
+def increment(url: str, name: str, worker: int, times: int, barrier: Any) -> None:
+    """Add 1 to a counter `times` times by read-modify-compare-and-set, retrying conflicts,
+    and log `worker` with each increment. Runs in a child process."""
+    with open_store(url) as store:
+        barrier.wait(TIMEOUT)
+        for _ in range(times):
+            while True:
+                head = store.read_head(name)
+                state = head.snapshot()
+                state.version = head.version + 1
+                state.set("count", head.get("count") + 1)
+                state.set("log", [*head.get("log"), worker])
+                try:
+                    store.compare_and_set(state, head.version)
+                except VersionConflict:
+                    continue
+                break
+
+
+@pytest.mark.timeout(60)
+def test_two_processes_never_lose_an_update(redis_server: RedisServer, prefix: str) -> None:
+    times = 100
+    url = f"{redis_server.url}?prefix={prefix}"
+    with open_store(url) as store:
+        store.create(State.new("counter", {"count": 0, "log": []}))
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [
+        context.Process(target=increment, args=(url, "counter", worker, times, barrier))
+        for worker in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join(TIMEOUT)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join(TIMEOUT)
+
+    with open_store(url) as store:
+        head = store.read_head("counter")
+    assert head.get("count") == 2 * times
+    assert head.version == 2 * times
+    assert Counter(head.get("log")) == {0: times, 1: times}
+
+
+# -- redis-py is optional -------------------------------------------------------------------
+
+
+def test_storage_works_without_redis_py(tmp_path: Path) -> None:
+    # A None entry in sys.modules makes `import redis` fail, as if it were not installed.
+    program = f"""
+import sys
+sys.modules["redis"] = None
+import storage
+assert "storage._redis" not in sys.modules
+with storage.open_store("sqlite:///{tmp_path}/x.db") as store:
+    store.create(storage.State.new("ctx"))
+for attempt in (lambda: storage.RedisStore, lambda: storage.open_store("redis://localhost")):
+    try:
+        attempt()
+    except ImportError as exc:
+        assert "context-runtime[redis]" in str(exc), exc
+    else:
+        raise AssertionError("no ImportError")
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
