@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         store = open_store(args.url)
-    except (ContextError, ValueError) as exc:
+    except (ContextError, ValueError, ImportError) as exc:
         print(f"cannot open {args.url}: {exc}", file=sys.stderr)
         return 2
     try:

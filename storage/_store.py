@@ -239,12 +239,15 @@ class Store(abc.ABC):
         return Write(name, expected_version, delta.version, blob, journal=True)
 
     def commit(self, writes: list[Write]) -> list[ContextError | None]:
-        """Apply prepared writes, in order, atomically where the backend can (one transaction
-        for the batch: group commit), and return the outcome of each: None, or the expected
-        error (`VersionConflict`, `ContextNotFoundError`) that refused it alone.
+        """Apply prepared writes, in order, and return the outcome of each: None, or the
+        expected error (`VersionConflict`, `ContextNotFoundError`) that refused it alone.
+
+        Stores that batch (Memory, SQLite) apply the batch in one transaction: group commit,
+        one fsync for all. Others (Redis) apply each write atomically on its own.
 
         Raises:
-            PersistenceError: the batch as a whole failed; none of it was written.
+            PersistenceError: the batch failed. On a batching store none of it was written;
+                on another, the writes before the failing one were.
         """
         return self._commit(writes)
 
