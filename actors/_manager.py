@@ -116,10 +116,16 @@ class ManagerActor(pykka.ThreadingActor):
         for timer in self._timers:
             timer.cancel()
         error = ShutdownError("the context manager was shut down")
+        kept = []
         while not self.actor_inbox.empty():
-            message = self.actor_inbox.get().message
-            if isinstance(message, Call):
-                reject(message.reply, error)
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, Call):
+                reject(envelope.message.reply, error)
+            else:
+                kept.append(envelope)
+        # pykka answers the rest after on_stop(), such as a stop() someone waits on.
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
 
     def _when_done(self, reply: Reply[Any], callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(reply, *args)` in this actor once `reply` is settled."""
@@ -385,12 +391,16 @@ class ManagerActor(pykka.ThreadingActor):
         logger.error("%s", error)
         cell.status = ContextStatus.FAILED
         cell.failure = error
-        ref.tell(GiveUp(error))
+        with contextlib.suppress(pykka.ActorDeadError):  # stopping anyway: _on_stopped follows
+            ref.tell(GiveUp(error))
 
     def _after(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> None:
         """Tell `ref` `message` after `delay` seconds without blocking this mailbox."""
         if delay <= 0:
-            ref.tell(message)
+            # The tracker may have stopped since it failed (a deactivation queued behind the
+            # failing request); a tell to it must not kill the manager.
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
             return
 
         def fire() -> None:

@@ -121,6 +121,7 @@ class TrackerActor(pykka.ThreadingActor):
         self._stash: deque[TrackerRequest] = deque()
         self._failure: BaseException | None = None
         self._stop_reply: Reply[None] | None = None
+        self._stop_error: ContextError | None = None  # a forced stop's failed final write
         # Replies waiting for the next successful (re)start: activation and crash().
         self._restart_waiters: list[Reply[None]] = [ready]
         self._handlers: dict[type, Callable[[Any], Any]] = {
@@ -146,25 +147,38 @@ class TrackerActor(pykka.ThreadingActor):
         self._cancel_flush_timer()
         error = self._failure or RecoveryError(f"tracker of context {self._name!r} stopped")
         self._fail_all(error)
+        self._drain_inbox(error)
         if self._stop_reply is not None:
+            if self._stop_error is not None:
+                reject(self._stop_reply, self._stop_error)
             resolve(self._stop_reply, None)
 
     def on_failure(self, *_: object) -> None:  # pragma: no cover - only on a bug of ours
         self._cancel_flush_timer()
-        self._fail_all(RecoveryError(f"tracker of context {self._name!r} died"))
+        error = RecoveryError(f"tracker of context {self._name!r} died")
+        self._fail_all(error)
+        self._drain_inbox(error)
 
     def _fail_all(self, error: BaseException) -> None:
-        """Answer everything still waiting: stashed requests, restart waiters, the inbox."""
+        """Answer everything held back: stashed requests and restart waiters."""
         while self._stash:
-            reject(self._stash.popleft().reply, error)
+            _refuse(self._stash.popleft(), error)
         for waiter in self._restart_waiters:
             reject(waiter, error)
         self._restart_waiters.clear()
+
+    def _drain_inbox(self, error: BaseException) -> None:
+        """Once stopped: answer every message in the inbox that carries a reply slot."""
+        kept = []
         while not self.actor_inbox.empty():
-            message = self.actor_inbox.get().message
-            reply = getattr(message, "reply", None)
-            if reply is not None:
-                reject(reply, error)
+            envelope = self.actor_inbox.get()
+            if getattr(envelope.message, "reply", None) is not None:
+                _refuse(envelope.message, error)
+            else:
+                kept.append(envelope)
+        # pykka answers the rest after on_stop(), such as a stop() someone waits on.
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
 
     def _recover(self) -> None:
         """Load the newest intact State and resume; on failure report to the supervisor."""
@@ -214,14 +228,15 @@ class TrackerActor(pykka.ThreadingActor):
             self._handle_stop(message)
         elif isinstance(message, Flush):
             self._flush_timer = None
-            if self._phase is Phase.RUNNING:
+            # A tick may arrive after save() or a full batch already wrote everything.
+            if self._phase is Phase.RUNNING and self._unsaved:
                 self._flush_quietly()
         elif self._phase is Phase.RUNNING:
             self._dispatch(message)
         elif self._phase is Phase.SUSPENDED:
             self._stash.append(message)
         else:
-            reject(message.reply, self._failure or RecoveryError(self._name))
+            _refuse(message, self._failure or RecoveryError(self._name))
 
     def _dispatch(self, message: TrackerRequest) -> None:
         if self._phase is not Phase.RUNNING:  # an earlier stashed message crashed us again
@@ -250,12 +265,14 @@ class TrackerActor(pykka.ThreadingActor):
             try:
                 self._flush()
             except ContextError as exc:
-                reject(message.reply, exc)
                 if not message.force:
+                    reject(message.reply, exc)
                     return  # not written: keep running, so nothing acknowledged is lost
                 logger.error(  # noqa: TRY400 - the traceback adds nothing to exc's text
                     "tracker %r stopped with %d unsaved updates: %s", self._name, self._unsaved, exc
                 )
+                # Replied once stopped (on_stop), so a shutdown never outlives its trackers.
+                self._stop_error = exc
         self._failure = message.error
         self._stop_reply = message.reply
         # pykka's stop message goes to the back of the inbox: requests already queued are
@@ -361,16 +378,18 @@ class TrackerActor(pykka.ThreadingActor):
         try:
             self._after_update()
         except BaseException:
-            self._state = current
+            if self._state is candidate:  # else a conflict reloaded the store's newer State
+                self._state = current
             raise
         return candidate
 
     def _after_update(self) -> None:
         """Write the current State now (durable policy) or count it for the next batch."""
-        self._unsaved += 1
-        if self._unsaved >= self._config.sync.max_updates:
+        # Count the update only once it stays: if the write fails, the caller undoes it.
+        if self._unsaved + 1 >= self._config.sync.max_updates:
             self._flush()
         else:
+            self._unsaved += 1
             self._arm_flush_timer()
 
     def _arm_flush_timer(self) -> None:
@@ -395,6 +414,7 @@ class TrackerActor(pykka.ThreadingActor):
             raise
         self._stored_version = state.version
         self._unsaved = 0
+        self._cancel_flush_timer()  # nothing left for it to write
 
     def _flush_quietly(self) -> None:
         try:
@@ -407,6 +427,14 @@ class TrackerActor(pykka.ThreadingActor):
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+
+
+def _refuse(message: Any, error: BaseException) -> None:
+    """Answer a request that will not be handled. A `Crash` also answers its `restarted`
+    slot, which would otherwise wait for a restart that will not come."""
+    reject(message.reply, error)
+    if isinstance(message, Crash):
+        reject(message.restarted, error)
 
 
 def _restore_key(state: State, key: str, old: Any) -> None:

@@ -1,0 +1,204 @@
+"""ContextFuture: the same result from threads (`get`) and asyncio (`await`), never unbounded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from actors import (
+    ContextError,
+    ContextFuture,
+    ContextTimeoutError,
+    InvalidValueError,
+    KeyNotFoundError,
+)
+from actors._future import new_reply, resolve
+
+from .conftest import WAIT, make_manager, make_tracker
+
+
+def _pending(timeout: float = 0.05) -> ContextFuture[int]:
+    return ContextFuture(new_reply(), timeout=timeout, what="test")
+
+
+def test_get_returns_the_value_the_actor_replied(tracker):
+    assert tracker.set("n", 1).get(timeout=WAIT) == 1
+    assert tracker.get("n").get(timeout=WAIT) == 1
+
+
+def test_get_raises_the_error_the_actor_replied(tracker):
+    with pytest.raises(KeyNotFoundError):
+        tracker.delete("missing").get(timeout=WAIT)
+
+
+def test_get_without_timeout_uses_the_configured_default():
+    future = _pending(timeout=0.05)
+    started = time.monotonic()
+    with pytest.raises(ContextTimeoutError, match=r"did not answer within 0\.05 s"):
+        future.get()
+    assert time.monotonic() - started < WAIT
+
+
+def test_get_with_explicit_timeout_overrides_the_default():
+    future = _pending(timeout=WAIT)
+    with pytest.raises(ContextTimeoutError, match=r"within 0\.01 s"):
+        future.get(timeout=0.01)
+
+
+def test_timeout_error_is_a_context_error_and_a_timeout_error():
+    with pytest.raises(ContextTimeoutError) as info:
+        _pending(timeout=0.01).get()
+    assert isinstance(info.value, ContextError)
+    assert isinstance(info.value, TimeoutError)
+
+
+def test_timed_out_future_can_still_be_waited_on_again():
+    reply = new_reply()
+    future: ContextFuture[int] = ContextFuture(reply, timeout=0.01, what="test")
+    with pytest.raises(ContextTimeoutError):
+        future.get()
+    resolve(reply, 7)
+    assert future.get() == 7
+
+
+def test_store_delay_past_ask_timeout_times_out_and_tracker_keeps_serving(watched):
+    manager = make_manager(watched, ask_timeout=0.2)
+    tracker = make_tracker(manager, data={"n": 0})
+    watched.delay("commit", 0.6)
+
+    with pytest.raises(ContextTimeoutError):
+        tracker.set("n", 1).get()
+
+    watched.delay("commit", 0)
+    # The slow write still completes; the tracker then serves the next call.
+    assert tracker.set("n", 2).get(timeout=WAIT) == 2
+    assert tracker.get("n").get(timeout=WAIT) == 2
+    assert watched.head_version("ctx") == 2
+    manager.shutdown().get(timeout=WAIT)
+
+
+def test_failed_future_is_done_and_raises_its_error():
+    error = InvalidValueError("x", object(), "bad")
+    future = ContextFuture.failed(error, what="test")
+    assert future.done()
+    with pytest.raises(InvalidValueError) as info:
+        future.get()
+    assert info.value is error
+
+
+def test_done_and_repr_follow_the_reply():
+    reply = new_reply()
+    future: ContextFuture[int] = ContextFuture(reply, timeout=1.0, what="tracker 'x'.get()")
+    assert not future.done()
+    assert repr(future) == "<ContextFuture tracker 'x'.get() pending>"
+    resolve(reply, 1)
+    assert future.done()
+    assert repr(future) == "<ContextFuture tracker 'x'.get() done>"
+
+
+def test_add_done_callback_is_called_with_the_future(tracker):
+    called = threading.Event()
+    seen = []
+
+    def callback(future):
+        seen.append(future.get(timeout=0))
+        called.set()
+
+    future = tracker.set("n", 5)
+    future.add_done_callback(callback)
+    assert called.wait(WAIT)
+    assert seen == [1]
+
+
+def test_map_transforms_the_value_and_passes_errors_through(tracker):
+    assert tracker.get("n").map(lambda n: n + 10).get(timeout=WAIT) == 10
+    with pytest.raises(KeyNotFoundError):
+        tracker.delete("missing").map(lambda version: version).get(timeout=WAIT)
+    with pytest.raises(ZeroDivisionError):
+        tracker.get("n").map(lambda n: 1 / n).get(timeout=WAIT)
+
+
+# -- asyncio ---------------------------------------------------------------------------------
+
+
+def test_await_returns_the_value(tracker):
+    async def main():
+        version = await tracker.set("n", 1)
+        return version, await tracker.get("n")
+
+    assert asyncio.run(main()) == (1, 1)
+
+
+def test_await_raises_the_error_the_actor_replied(tracker):
+    async def main():
+        await tracker.delete("missing")
+
+    with pytest.raises(KeyNotFoundError):
+        asyncio.run(main())
+
+
+def test_await_does_not_block_the_event_loop(tracker):
+    # The actor holds the call until another asyncio task opens the gate. If awaiting
+    # blocked the loop, that task could never run and the modify function would give up.
+    gate = threading.Event()
+    ticks = []
+
+    def wait_for_gate(state):
+        if not gate.wait(WAIT):
+            raise AssertionError("the event loop was blocked")
+        state.set("n", len(ticks))
+
+    async def other_task():
+        for tick in range(10):
+            ticks.append(tick)
+            await asyncio.sleep(0)
+        gate.set()
+
+    async def main():
+        return await asyncio.gather(tracker.modify(wait_for_gate), other_task())
+
+    state, _ = asyncio.run(main())
+    assert ticks == list(range(10))
+    assert state.get("n") == 10
+
+
+def test_asyncio_gather_of_many_futures(tracker):
+    async def main():
+        return await asyncio.gather(*(tracker.set(f"k{i}", i) for i in range(200)))
+
+    versions = asyncio.run(main())
+    assert sorted(versions) == list(range(1, 201))
+    state = tracker.get_state().get(timeout=WAIT)
+    assert state.version == 200
+    assert all(state.get(f"k{i}") == i for i in range(200))
+
+
+def test_await_times_out_with_the_configured_default(watched):
+    manager = make_manager(watched, ask_timeout=0.2)
+    tracker = make_tracker(manager, data={"n": 0})
+    watched.delay("commit", 0.6)
+
+    async def main():
+        await tracker.set("n", 1)
+
+    with pytest.raises(ContextTimeoutError):
+        asyncio.run(main())
+    watched.delay("commit", 0)
+    assert tracker.set("n", 2).get(timeout=WAIT) == 2
+    manager.shutdown().get(timeout=WAIT)
+
+
+def test_await_timeout_leaves_the_future_usable_from_threads():
+    reply = new_reply()
+    future: ContextFuture[int] = ContextFuture(reply, timeout=0.01, what="test")
+
+    async def main():
+        await future
+
+    with pytest.raises(ContextTimeoutError):
+        asyncio.run(main())
+    resolve(reply, 3)
+    assert future.get() == 3

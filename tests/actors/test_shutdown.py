@@ -1,0 +1,141 @@
+"""Shutdown and stopping: everything stops, every call is answered, nothing hangs, including
+when pykka's own `stop()` / `ActorRegistry.stop_all()` races an actor stopping itself."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pykka
+import pytest
+
+from actors import (
+    ContextStatus,
+    PersistenceError,
+    RecoveryError,
+    ShutdownError,
+    SupervisorConfig,
+    SyncPolicy,
+)
+from actors._messages import GiveUp
+from actors._tracker import TrackerActor
+from actors.testing import crash
+
+from .conftest import WAIT, Hold, hold_manager, make_manager, make_tracker
+
+DISK_ERROR = sqlite3.OperationalError("disk I/O error")
+
+
+def _only_tracker_ref():
+    (ref,) = pykka.ActorRegistry.get_by_class(TrackerActor)
+    return ref
+
+
+def test_shutdown_answers_every_call_queued_behind_it(manager, tracker):
+    hold = Hold()
+    held = tracker.modify(hold)
+    assert hold.entered.wait(WAIT)
+    queued = [tracker.set("n", n) for n in range(1, 6)]
+    shutdown = manager.shutdown()
+    late = [tracker.set("late", n) for n in range(5)]
+    hold.release.set()
+
+    shutdown.get(timeout=WAIT)
+    assert held.get(timeout=WAIT).version == 1
+    # Queued before the tracker was told to stop: served.
+    assert [future.get(timeout=WAIT) for future in queued] == [2, 3, 4, 5, 6]
+    outcomes = []
+    for future in late:  # served or refused, but answered
+        try:
+            outcomes.append(future.get(timeout=WAIT))
+        except ShutdownError as exc:
+            outcomes.append(exc)
+    assert all(isinstance(outcome, int | ShutdownError) for outcome in outcomes)
+
+
+def test_shutdown_of_a_failed_tracker(watched):
+    config = SupervisorConfig(max_restarts=1, within_seconds=30.0, backoff_initial=0.0)
+    manager = make_manager(watched, supervisor=config)
+    tracker = make_tracker(manager)
+    watched.fail("read_head", DISK_ERROR, times=100)
+    with pytest.raises(RecoveryError):
+        crash(tracker).get(timeout=WAIT)
+    assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.FAILED
+    manager.shutdown().get(timeout=WAIT)
+    assert pykka.ActorRegistry.get_by_class(TrackerActor) == []
+
+
+def test_shutdown_does_not_wait_out_a_restart_backoff(watched):
+    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=WAIT * 2)
+    manager = make_manager(watched, supervisor=config)
+    tracker = make_tracker(manager)
+    watched.fail("read_head", DISK_ERROR, times=1)
+    restarted = crash(tracker)  # the first restart fails; the next waits 2 * WAIT
+    assert watched.wait_for("read_head", watched.completed["read_head"] + 1)
+    queued = tracker.get("n")
+    manager.shutdown().get(timeout=WAIT)  # well before the backoff ends
+    with pytest.raises(ShutdownError):
+        restarted.get(timeout=WAIT)
+    with pytest.raises(ShutdownError):
+        queued.get(timeout=WAIT)
+
+
+def test_shutdown_whose_final_write_fails_reports_it_and_still_stops(watched):
+    manager = make_manager(watched, sync=SyncPolicy.batched(100, 3600.0))
+    tracker = make_tracker(manager, data={"n": 0})
+    tracker.set("n", 1).get(timeout=WAIT)
+    watched.fail("commit", DISK_ERROR)
+    with pytest.raises(PersistenceError):
+        manager.shutdown().get(timeout=WAIT)
+    assert pykka.ActorRegistry.get_by_class(TrackerActor) == []
+    with pytest.raises(ShutdownError):
+        tracker.get("n").get(timeout=WAIT)
+    assert manager.shutdown().get(timeout=WAIT) is None
+
+
+def test_pykka_stop_racing_a_deactivation_does_not_hang(manager, tracker):
+    # The tracker stops itself after Stop; a pykka stop() that arrives meanwhile (as from
+    # ActorRegistry.stop_all()) must still be answered.
+    first, second = Hold(), Hold()
+    tracker.modify(first)
+    assert first.entered.wait(WAIT)
+    deactivated = manager.deactivate("ctx")
+    manager.status("ctx").get(timeout=WAIT)  # the manager has sent Stop by now
+    tracker.modify(second)  # queued behind Stop
+    first.release.set()
+    assert second.entered.wait(WAIT)  # Stop was handled: the tracker's own stop is queued
+    stopping = _only_tracker_ref().stop(block=False)
+    second.release.set()
+
+    assert stopping.get(timeout=WAIT) is True
+    deactivated.get(timeout=WAIT)
+    assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.INACTIVE
+
+
+def test_pykka_stop_racing_a_manager_shutdown_does_not_hang():
+    manager = make_manager()
+    first, second = Hold(), Hold()
+    hold_manager(manager, first)
+    assert first.entered.wait(WAIT)
+    shutdown = manager.shutdown()
+    hold_manager(manager, second)  # refused after the shutdown, which queues its own stop
+    first.release.set()
+    assert second.entered.wait(WAIT)
+    stopping = manager._ref.stop(block=False)  # as from ActorRegistry.stop_all()
+    second.release.set()
+
+    assert shutdown.get(timeout=WAIT) is None
+    assert stopping.get(timeout=WAIT) is True
+
+
+def test_supervisor_giving_up_during_a_deactivation_still_stops_the_tracker(manager, tracker):
+    hold = Hold()
+    tracker.modify(hold)
+    assert hold.entered.wait(WAIT)
+    deactivated = manager.deactivate("ctx")
+    manager.status("ctx").get(timeout=WAIT)  # the manager has sent Stop by now
+    _only_tracker_ref().tell(GiveUp(RecoveryError("restart limit")))  # as a late supervisor
+    hold.release.set()
+
+    deactivated.get(timeout=WAIT)
+    assert pykka.ActorRegistry.get_by_class(TrackerActor) == []
+    assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.INACTIVE
