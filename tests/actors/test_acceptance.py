@@ -17,6 +17,8 @@ from actors import (
     create_adapter,
     create_manager,
 )
+from actors._manager import ManagerActor
+from actors._tracker import TrackerActor
 from actors.testing import crash
 from storage import SqliteStore
 
@@ -161,7 +163,8 @@ def test_acceptance_shutdown_stops_every_actor_thread(db_path):
     trackers = [make_tracker(manager, f"ctx{i}", {"n": i}) for i in range(5)]
     for tracker in trackers:
         tracker.set("n", 100).get(timeout=WAIT)
-    assert len(pykka.ActorRegistry.get_all()) == 7  # the manager and six trackers
+    assert len(pykka.ActorRegistry.get_by_class(TrackerActor)) == 6
+    assert len(pykka.ActorRegistry.get_by_class(ManagerActor)) == 1
 
     manager.shutdown().get(timeout=WAIT)
 
