@@ -23,7 +23,7 @@ from actors._config import SupervisorConfig, SyncPolicy, TrackerConfig
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture
 from actors._manager import ContextManager, create_manager
-from actors._recovery import Damage, RecoveryReport
+from actors._recovery import RecoveryReport
 from actors._tracker import ContextTracker
 from storage import (
     ContextError,
@@ -32,11 +32,13 @@ from storage import (
     ContextNotFoundError,
     ContextTimeoutError,
     CorruptSnapshotError,
+    Damage,
     ForeignStateError,
     InvalidContextNameError,
     InvalidValueError,
     KeyNotFoundError,
     NoCurrentContextError,
+    NoIntactSnapshotError,
     PersistenceError,
     RecoveryError,
     RecoveryPoint,
@@ -70,6 +72,7 @@ __all__ = [
     "InvalidValueError",
     "KeyNotFoundError",
     "NoCurrentContextError",
+    "NoIntactSnapshotError",
     "PersistenceError",
     "RecoveryError",
     "RecoveryPoint",

@@ -94,6 +94,12 @@ class TrackerConfig:
         retain_heads: head snapshots kept per context by stores opened from a URL.
         max_state_bytes: largest encoded State (JSON bytes) stores opened from a URL accept;
             a bigger update fails with `StateTooLargeError` and changes nothing.
+        snapshot_every: on stores that keep a journal, durable updates are journaled as
+            deltas and every `snapshot_every`-th is a full snapshot (1: always snapshots).
+        snapshot_bytes: a full snapshot is also written once the journal since the last one
+            holds this many bytes.
+        group_commit: durable writes of all trackers go through one writer actor, which
+            commits whatever is queued as one transaction (one fsync for many updates).
     """
 
     sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable)
@@ -102,3 +108,6 @@ class TrackerConfig:
     compression_level: int = 3
     retain_heads: int = 3
     max_state_bytes: int = attrs.field(default=DEFAULT_MAX_STATE_BYTES, validator=_positive)
+    snapshot_every: int = attrs.field(default=100, validator=_positive)
+    snapshot_bytes: int = attrs.field(default=2**20, validator=_positive)
+    group_commit: bool = True

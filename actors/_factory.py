@@ -30,7 +30,13 @@ class ContextTrackerFactory:
         return f"ContextTrackerFactory({self.config!r})"
 
     def start(
-        self, name: str, store: Store, supervisor: pykka.ActorRef[Any], ready: Reply[None]
+        self,
+        name: str,
+        store: Store,
+        supervisor: pykka.ActorRef[Any],
+        ready: Reply[None],
+        writer: pykka.ActorRef[Any] | None = None,
     ) -> pykka.ActorRef[Any]:
-        """Start the tracker actor of context `name`; `ready` resolves once it has loaded."""
-        return TrackerActor.start(name, store, self.config, supervisor, ready)
+        """Start the tracker actor of context `name`; `ready` resolves once it has loaded.
+        With a `writer`, its durable writes go through that group-commit actor."""
+        return TrackerActor.start(name, store, self.config, supervisor, ready, writer=writer)

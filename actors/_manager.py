@@ -37,6 +37,7 @@ from actors._messages import (
 )
 from actors._recovery import RecoveryReport
 from actors._tracker import ContextTracker
+from actors._writer import Drain, WriterActor
 from storage import (
     ContextError,
     ContextInactiveError,
@@ -66,9 +67,16 @@ DEFAULT_CONTEXT = "default"
 class ManagerActor(pykka.ThreadingActor):
     """Creates, supervises and stops the trackers of one store; see `ContextManager`."""
 
-    def __init__(self, store: Store, factory: ContextTrackerFactory, owns_store: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        factory: ContextTrackerFactory,
+        owns_store: bool,
+        writer: pykka.ActorRef[Any] | None,
+    ) -> None:
         super().__init__()
         self._store = store
+        self._writer = writer
         self._factory = factory
         self._config = factory.config
         self._owns_store = owns_store
@@ -76,10 +84,20 @@ class ManagerActor(pykka.ThreadingActor):
         self._failures: dict[str, deque[float]] = {}
         self._stopping: dict[str, Reply[None]] = {}
         self._currents: dict[int, str | None] = {}
+        # Per adapter: the last switch ticket issued and the last that took effect; the
+        # switches under way by (adapter, ticket), and those whose context stopped since.
         self._switches: dict[int, int] = {}
+        self._applied: dict[int, int] = {}
+        self._under_way: dict[tuple[int, int], str] = {}
+        self._cleared: set[tuple[int, int]] = set()
+        # Deactivations and deletions under way, by context: calls that act on that context
+        # wait for them (`_deferred`) so that they never act on a half-stopped context.
+        self._pending: dict[str, Reply[None]] = {}
+        self._deferred: dict[int, Call] = {}
         self._timers: set[threading.Timer] = set()
         self._reports: dict[str, RecoveryReport] = {}
         self._closing = False
+        self._shutdown: Reply[None] | None = None
 
     # -- mailbox ----------------------------------------------------------------------------
 
@@ -100,6 +118,13 @@ class ManagerActor(pykka.ThreadingActor):
         if self._closing and call.method != "shutdown":
             reject(call.reply, ShutdownError("the context manager was shut down"))
             return
+        pending = self._pending_for(call)
+        if pending is not None:
+            # Made after the deactivation or deletion began, the call runs after it ended, as
+            # if the caller had waited: a switch then finds the context inactive, not stopping.
+            self._deferred[id(call)] = call
+            self._when_done(pending, self._resume, call)
+            return
         try:
             result = getattr(self, f"_op_{call.method}")(call.reply, *call.args)
         except ContextError as exc:
@@ -112,14 +137,33 @@ class ManagerActor(pykka.ThreadingActor):
             if result is not _LATER:
                 resolve(call.reply, result)
 
+    def _pending_for(self, call: Call) -> Reply[None] | None:
+        """The deactivation or deletion under way of the context `call` acts on, if any."""
+        name = _subject(call)
+        if name is None:
+            return None
+        pending = self._pending.get(name)
+        if pending is not None and pending.done():
+            del self._pending[name]
+            return None
+        return pending
+
+    def _resume(self, _: Reply[None], call: Call) -> None:
+        del self._deferred[id(call)]
+        self._handle_call(call)
+
     def on_stop(self) -> None:
         for timer in self._timers:
             timer.cancel()
         error = ShutdownError("the context manager was shut down")
+        for call in self._deferred.values():
+            reject(call.reply, error)
         kept = []
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, Call):
+            if isinstance(envelope.message, Call) and envelope.message.method == "shutdown":
+                resolve(envelope.message.reply, None)  # shut down, as it asked
+            elif isinstance(envelope.message, Call):
                 reject(envelope.message.reply, error)
             else:
                 kept.append(envelope)
@@ -173,7 +217,9 @@ class ManagerActor(pykka.ThreadingActor):
             raise ContextNotFoundError(name)
         cell = self._cell(name)
         ready = new_reply()
-        cell.ref = self._factory.start(name, self._store, self.actor_ref, ready)
+        cell.ref = self._factory.start(
+            name, self._store, self.actor_ref, ready, writer=self._writer
+        )
         cell.status = ContextStatus.ACTIVE
         cell.failure = None
         self._when_done(ready, self._on_ready, cell, reply)
@@ -190,6 +236,7 @@ class ManagerActor(pykka.ThreadingActor):
             if not self._store.exists(name):
                 raise ContextNotFoundError(name)
             return None
+        self._pending[name] = reply
         self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
         return _LATER
 
@@ -221,6 +268,9 @@ class ManagerActor(pykka.ThreadingActor):
         for adapter, current in self._currents.items():
             if current == cell.name:
                 self._currents[adapter] = None
+        # A switch to it still under way was asked for before the stop (later calls wait for
+        # the stop, see _handle_call): it must not make the stopped context current.
+        self._cleared.update(key for key, target in self._under_way.items() if target == cell.name)
 
     @staticmethod
     def _pass_on(source: Reply[Any], reply: Reply[Any]) -> None:
@@ -235,6 +285,7 @@ class ManagerActor(pykka.ThreadingActor):
             self._store.delete(name)
             self._cell(name).status = ContextStatus.NONEXISTENT
             return None
+        self._pending[name] = reply
         stopped = new_reply()
         self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
         self._when_done(stopped, self._delete_after_stop, name, reply)
@@ -328,9 +379,11 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _switch(self, adapter: int, name: str, reply: Reply[ContextTracker]) -> None:
         # Switches complete out of order when one must start a tracker and a later one
-        # need not; only the latest request may set the current context.
+        # need not; the outcome must be that of the requests in order: the latest switch
+        # that succeeded sets the current context, and one that failed changes nothing.
         ticket = self._switches.get(adapter, 0) + 1
         self._switches[adapter] = ticket
+        self._under_way[adapter, ticket] = name
         activated = new_reply()
         self._activate(name, activated)
         self._when_done(activated, self._on_switched, adapter, name, ticket, reply)
@@ -343,8 +396,13 @@ class ManagerActor(pykka.ThreadingActor):
         ticket: int,
         reply: Reply[ContextTracker],
     ) -> None:
-        if activated.exception() is None and self._switches[adapter] == ticket:
-            self._currents[adapter] = name
+        del self._under_way[adapter, ticket]
+        cleared = (adapter, ticket) in self._cleared
+        self._cleared.discard((adapter, ticket))
+        if activated.exception() is None and ticket > self._applied.get(adapter, 0):
+            self._applied[adapter] = ticket
+            # Stopped since the switch was asked for, the context was current until then.
+            self._currents[adapter] = None if cleared else name
         self._pass_on(activated, reply)
 
     def _op_current_context(self, _: Reply[str | None], adapter: int) -> str | None:
@@ -416,8 +474,13 @@ class ManagerActor(pykka.ThreadingActor):
     # -- shutdown ---------------------------------------------------------------------------
 
     def _op_shutdown(self, reply: Reply[None]) -> Any:
-        if self._closing:
-            return None
+        if self._shutdown is not None:  # answered with the first
+            if self._shutdown.done():
+                self._pass_on(self._shutdown, reply)
+            else:
+                self._when_done(self._shutdown, self._pass_on, reply)
+            return _LATER
+        self._shutdown = reply
         self._closing = True
         running = [name for name, cell in self._cells.items() if cell.ref is not None]
         if not running:
@@ -448,6 +511,16 @@ class ManagerActor(pykka.ThreadingActor):
         for cell in self._cells.values():
             cell.closed = True
             cell.ref = None
+        if self._writer is None:
+            self._close(None, reply, stops)
+            return
+        # Every tracker has stopped, so no write is in flight; the writer stops once it has
+        # answered anything still queued, and only then is the store closed.
+        drained = new_reply()
+        self._writer.tell(Drain(drained))
+        self._when_done(drained, self._close, reply, stops)
+
+    def _close(self, _: object, reply: Reply[None], stops: list[Reply[None]]) -> None:
         errors = [error for stop in stops if (error := stop.exception()) is not None]
         if self._owns_store:
             try:
@@ -459,6 +532,24 @@ class ManagerActor(pykka.ThreadingActor):
         else:
             resolve(reply, None)
         self.stop()
+
+
+_QUERIES = frozenset({"status", "load", "list_recovery_points", "recovery_report"})
+"""Calls about a context that change nothing: they answer at once, even while it stops."""
+
+
+def _subject(call: Call) -> str | None:
+    """The context a manager call acts on: the first argument that is a name or a State."""
+    if call.method in _QUERIES:
+        return None
+    if call.method == "initialize":
+        return DEFAULT_CONTEXT
+    for arg in call.args:
+        if isinstance(arg, State):
+            return arg.context
+        if isinstance(arg, str):
+            return arg
+    return None
 
 
 class ContextManager:
@@ -619,5 +710,6 @@ def create_manager(
     if isinstance(store, str):
         codec = SnapshotCodec(factory.config.compression_level, factory.config.max_state_bytes)
         store = open_store(store, codec=codec, retain_heads=factory.config.retain_heads)
-    ref = ManagerActor.start(store, factory, owns_store)
+    writer = WriterActor.start(store) if factory.config.group_commit else None
+    ref = ManagerActor.start(store, factory, owns_store, writer)
     return ContextManager(ref, store, factory.config)

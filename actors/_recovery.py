@@ -1,10 +1,12 @@
-"""Loading a context for a tracker, falling back past damaged snapshots.
+"""Loading a context for a tracker, falling back past damaged snapshots and journal entries.
 
-The head snapshot is tried first. If it is damaged, the retained older heads are tried newest
-first, then the recovery points newest first. The first intact one is written back as a new
-head *above* the damaged one (versions never go backwards, and the next write has a sound
-base), and a `RecoveryReport` says what was skipped and what was lost. With nothing intact,
-`RecoveryError` names the context and every damage found. Damage is never decoded into data.
+The store's `read_latest()` gives the newest version it can read intact: the newest intact
+snapshot with the journal replayed until an entry is damaged or missing. If that is not the
+head, or no snapshot is intact and a recovery point is (newest first), the data recovered is
+written back as a new full snapshot *above* the damaged head: versions never go backwards,
+and the next write has a sound base. A `RecoveryReport` says what was damaged and which
+versions were lost. With nothing intact, `RecoveryError` names the context and every damage
+found. Damage is never decoded into data.
 """
 
 from __future__ import annotations
@@ -15,46 +17,34 @@ import attrs
 
 from storage import (
     CorruptSnapshotError,
+    Damage,
+    NoIntactSnapshotError,
     RecoveryError,
     State,
     Store,
     UnsupportedFormatError,
 )
 
-__all__ = ["Damage", "RecoveryReport", "load_context"]
+__all__ = ["RecoveryReport", "load_context"]
 
 logger = logging.getLogger("actors.recovery")
-
-_DAMAGE = (CorruptSnapshotError, UnsupportedFormatError)
-
-
-@attrs.frozen
-class Damage:
-    """One stored snapshot that could not be read."""
-
-    kind: str
-    """"head", "snapshot" or "recovery point"."""
-    ident: int
-    """The snapshot's version, or the recovery point's id."""
-    error: str
-    """What was wrong with it."""
 
 
 @attrs.frozen
 class RecoveryReport:
-    """How a context was last loaded, when that needed a fallback past damaged snapshots."""
+    """How a context was last loaded, when that needed a fallback past damaged records."""
 
     context: str
     damaged_version: int
-    """The version of the damaged head."""
+    """The head version, which could not be read."""
     source: str
-    """Where the data came from: "snapshot 7" or "recovery point 3"."""
+    """Where the data came from: "snapshots and journal" or "recovery point 3"."""
     source_version: int
     """The version of the data that was restored."""
     version: int
     """The version written over the damaged head, holding the restored data."""
     damage: tuple[Damage, ...]
-    """Every damaged snapshot met on the way, newest first."""
+    """Every damaged record met on the way, newest first."""
 
     @property
     def lost_versions(self) -> range:
@@ -70,29 +60,25 @@ def load_context(store: Store, name: str) -> tuple[State, RecoveryReport | None]
         ContextNotFoundError, PersistenceError: from the store, as they are.
     """
     try:
-        return store.read_head(name), None
-    except _DAMAGE as exc:
-        head_version = store.head_version(name)
-        damage = [Damage("head", head_version, str(exc))]
+        state, damage = store.read_latest(name)
+    except NoIntactSnapshotError as exc:
+        found = [d for d in exc.damage if isinstance(d, Damage)]
+        return _from_recovery_point(store, name, found)
+    if not damage:
+        return state, None
+    return _rebase(store, state, list(damage), "snapshots and journal")
 
-    for version in store.list_versions(name):
-        if version >= head_version:
-            continue
-        try:
-            source = store.read_version(name, version)
-        except _DAMAGE as exc:
-            damage.append(Damage("snapshot", version, str(exc)))
-            continue
-        return _rebase(store, head_version, source, damage, f"snapshot {version}")
 
+def _from_recovery_point(
+    store: Store, name: str, damage: list[Damage]
+) -> tuple[State, RecoveryReport]:
     for point in reversed(store.list_recovery_points(name)):
         try:
             source = store.read_recovery_point(name, point.point_id)
-        except _DAMAGE as exc:
+        except (CorruptSnapshotError, UnsupportedFormatError) as exc:
             damage.append(Damage("recovery point", point.point_id, str(exc)))
             continue
-        return _rebase(store, head_version, source, damage, f"recovery point {point.point_id}")
-
+        return _rebase(store, source, damage, f"recovery point {point.point_id}")
     details = "; ".join(f"{d.kind} {d.ident}: {d.error}" for d in damage)
     raise RecoveryError(
         f"context {name!r} has no intact snapshot or recovery point to recover from ({details})"
@@ -100,8 +86,9 @@ def load_context(store: Store, name: str) -> tuple[State, RecoveryReport | None]
 
 
 def _rebase(
-    store: Store, head_version: int, source: State, damage: list[Damage], where: str
+    store: Store, source: State, damage: list[Damage], where: str
 ) -> tuple[State, RecoveryReport]:
+    head_version = store.head_version(source.context)
     damaged = State(
         context=source.context,
         version=head_version,
@@ -119,12 +106,12 @@ def _rebase(
         damage=tuple(damage),
     )
     logger.error(
-        "context %r: head version %d is damaged; recovered from %s (version %d) as version %d; "
-        "versions %d..%d are lost; damage: %s",
+        "context %r: head version %d is damaged; recovered version %d from %s and wrote it as "
+        "version %d; versions %d..%d are lost; damage: %s",
         source.context,
         head_version,
-        where,
         source.version,
+        where,
         repaired.version,
         source.version + 1,
         head_version,

@@ -19,8 +19,10 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 import pykka
 
 from actors._config import TrackerConfig
@@ -46,6 +48,7 @@ from actors._messages import (
     UpdateState,
 )
 from actors._recovery import load_context
+from actors._writer import WriteRequest, Written
 from storage import (
     ContextError,
     ForeignStateError,
@@ -57,6 +60,7 @@ from storage import (
     Store,
     VersionConflict,
 )
+from storage._delta import Delta
 from storage._state import (
     check_item,
     check_metadata_item,
@@ -64,6 +68,7 @@ from storage._state import (
     utc_now,
     validate_contents,
 )
+from storage._store import Write
 
 if TYPE_CHECKING:
     from actors._cell import Cell
@@ -75,6 +80,9 @@ logger = logging.getLogger("actors.tracker")
 T = TypeVar("T")
 
 _MISSING: Any = object()
+
+_LATER: Any = object()
+"""Returned by a handler whose reply someone else (the writer actor) will send."""
 
 
 class InjectedCrash(Exception):  # noqa: N818 - it is a fault, not an error of ours
@@ -107,12 +115,20 @@ class TrackerActor(pykka.ThreadingActor):
         config: TrackerConfig,
         supervisor: pykka.ActorRef[Any],
         ready: Reply[None],
+        *,
+        writer: pykka.ActorRef[Any] | None = None,
     ) -> None:
         super().__init__()
         self._name = name
         self._store = store
         self._config = config
         self._supervisor = supervisor
+        self._writer = writer
+        # The write the writer actor holds for us, if any: requests wait in the stash until
+        # it is answered, so every request sees the outcome of the one before it.
+        self._pending: _Pending | None = None
+        self._journaled = 0  # journal entries since the last snapshot we wrote
+        self._journal_bytes = 0
         self._phase = Phase.SUSPENDED
         self._state: State | None = None
         self._stored_version = -1
@@ -172,7 +188,9 @@ class TrackerActor(pykka.ThreadingActor):
         kept = []
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
-            if getattr(envelope.message, "reply", None) is not None:
+            if isinstance(envelope.message, Written):
+                self._settle(envelope.message)
+            elif getattr(envelope.message, "reply", None) is not None:
                 _refuse(envelope.message, error)
             else:
                 kept.append(envelope)
@@ -217,13 +235,22 @@ class TrackerActor(pykka.ThreadingActor):
     # -- mailbox ----------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> None:
-        if isinstance(message, Restart):
+        if isinstance(message, Written):
+            self._on_written(message)
+        elif self._pending is not None and not isinstance(message, Restart | GiveUp | Flush):
+            self._stash.append(message)  # requests and Stop wait for the write in flight
+        elif isinstance(message, Restart):
             if self._phase is Phase.SUSPENDED:
                 self._recover()
         elif isinstance(message, GiveUp):
             self._phase = Phase.FAILED
             self._failure = message.error
+            # A stop held back behind a write still stops us; everything else is refused.
+            stops = [held for held in self._stash if isinstance(held, Stop)]
+            self._stash = deque(held for held in self._stash if not isinstance(held, Stop))
             self._fail_all(message.error)
+            for stop in stops:
+                self._handle_stop(stop)
         elif isinstance(message, Stop):
             self._handle_stop(message)
         elif isinstance(message, Flush):
@@ -239,7 +266,8 @@ class TrackerActor(pykka.ThreadingActor):
             _refuse(message, self._failure or RecoveryError(self._name))
 
     def _dispatch(self, message: TrackerRequest) -> None:
-        if self._phase is not Phase.RUNNING:  # an earlier stashed message crashed us again
+        if self._phase is not Phase.RUNNING or self._pending is not None:
+            # An earlier stashed message crashed us again, or started a write.
             self._stash.append(message)
             return
         try:
@@ -258,7 +286,8 @@ class TrackerActor(pykka.ThreadingActor):
             reject(message.reply, error)
             self._suspend(exc)
         else:
-            resolve(message.reply, result)
+            if result is not _LATER:
+                resolve(message.reply, result)
 
     def _handle_stop(self, message: Stop) -> None:
         if self._phase is Phase.RUNNING and self._unsaved:
@@ -292,20 +321,22 @@ class TrackerActor(pykka.ThreadingActor):
     def _get_value(self, message: GetValue) -> Any:
         return copy_json_value(self._current.data.get(message.key, message.default))
 
-    def _set_value(self, message: SetValue) -> int:
+    def _set_value(self, message: SetValue) -> Any:
         state = self._current
         old = state.data.get(message.key, _MISSING)
         state.data[message.key] = message.value
-        return self._commit_in_place(lambda: _restore_key(state, message.key, old))
+        undo = partial(_restore_key, state, message.key, old)
+        return self._commit_in_place(message.reply, undo, changed={message.key: message.value})
 
-    def _delete_value(self, message: DeleteValue) -> int:
+    def _delete_value(self, message: DeleteValue) -> Any:
         state = self._current
         if message.key not in state.data:
             raise KeyNotFoundError(self._name, message.key)
         old = state.data.pop(message.key)
-        return self._commit_in_place(lambda: _restore_key(state, message.key, old))
+        undo = partial(_restore_key, state, message.key, old)
+        return self._commit_in_place(message.reply, undo, removed=(message.key,))
 
-    def _set_metadata(self, message: SetMetadata) -> int:
+    def _set_metadata(self, message: SetMetadata) -> Any:
         state = self._current
         old = state.metadata.get(message.key, _MISSING)
         state.metadata[message.key] = message.value
@@ -316,15 +347,16 @@ class TrackerActor(pykka.ThreadingActor):
             else:
                 state.metadata[message.key] = old
 
-        return self._commit_in_place(undo)
+        changed = {message.key: message.value}
+        return self._commit_in_place(message.reply, undo, metadata_changed=changed)
 
-    def _update_state(self, message: UpdateState) -> State:
+    def _update_state(self, message: UpdateState) -> Any:
         current = self._current
         if message.state.version != current.version:
             raise VersionConflict(self._name, message.state.version, current.version)
-        return self._install(message.state).snapshot()
+        return self._install(message.state, message.reply)
 
-    def _modify(self, message: Modify) -> State:
+    def _modify(self, message: Modify) -> Any:
         draft = self._current.snapshot()
         try:
             message.fn(draft)
@@ -334,7 +366,7 @@ class TrackerActor(pykka.ThreadingActor):
             validate_contents(draft.data, draft.metadata)
         except InvalidValueError as exc:
             raise InvalidValueError(f"modify() result {exc.path}", exc.value, exc.reason) from None
-        return self._install(draft).snapshot()
+        return self._install(draft, message.reply)
 
     def _save(self, _: Save) -> int:
         if self._unsaved:
@@ -346,9 +378,9 @@ class TrackerActor(pykka.ThreadingActor):
             self._flush()
         return self._store.create_recovery_point(self._current, message.label)
 
-    def _restore(self, message: Restore) -> State:
+    def _restore(self, message: Restore) -> Any:
         point = self._store.read_recovery_point(self._name, message.point_id)
-        return self._install(point).snapshot()
+        return self._install(point, message.reply)
 
     def _crash(self, message: Crash) -> None:
         self._restart_waiters.append(message.restarted)
@@ -356,32 +388,135 @@ class TrackerActor(pykka.ThreadingActor):
 
     # -- committing -------------------------------------------------------------------------
 
-    def _commit_in_place(self, undo: Callable[[], None]) -> int:
-        """Advance the version of a State already changed in place; undo it if the write fails."""
+    def _commit_in_place(self, reply: Reply[Any], undo: Callable[[], None], **changes: Any) -> Any:
+        """Advance the version of a State already changed in place (`changes` say how) and
+        store it; undo the change if the write fails. Returns the new version, or `_LATER`
+        when the writer actor will answer `reply`."""
         state = self._current
         previous = state.version, state.updated_at
         state.version += 1
         state.updated_at = utc_now()
-        try:
-            self._after_update()
-        except BaseException:
+
+        def undo_all() -> None:
             undo()
             state.version, state.updated_at = previous
-            raise
-        return state.version
 
-    def _install(self, source: State) -> State:
-        """Make `source`'s contents the next version; nothing changes if the write fails."""
+        delta = Delta(self._name, state.version, state.updated_at, **changes)
+        return self._store_update(reply, state.version, undo_all, delta)
+
+    def _install(self, source: State, reply: Reply[Any]) -> Any:
+        """Make `source`'s contents the next version and store it; nothing changes if the
+        write fails. Returns a copy of the new State, or `_LATER` (see `_commit_in_place`)."""
         current = self._current
         candidate = current.successor(source)
         self._state = candidate
-        try:
-            self._after_update()
-        except BaseException:
+
+        def undo() -> None:
             if self._state is candidate:  # else a conflict reloaded the store's newer State
                 self._state = current
+
+        delta = Delta.between(current, candidate)
+        return self._store_update(reply, candidate.snapshot(), undo, delta)
+
+    def _store_update(
+        self, reply: Reply[Any], value: Any, undo: Callable[[], None], delta: Delta
+    ) -> Any:
+        """Store the update just made, as the sync policy says: return `value` once it is
+        stored (or counted for a batch), or `_LATER` once the writer actor has it."""
+        if not self._config.sync.is_durable:
+            try:
+                self._after_update()
+            except BaseException:
+                undo()
+                raise
+            return value
+        try:
+            write = self._prepare(delta)
+            if self._writer is None:
+                self._commit(write)
+                return value
+        except BaseException:
+            undo()
             raise
-        return candidate
+        self._pending = _Pending(write, reply, undo)
+        self._writer.tell(WriteRequest(write, self.actor_ref, reply, value))
+        return _LATER
+
+    def _prepare(self, delta: Delta) -> Write:
+        """The write that stores the current State: a journal entry, or a full snapshot every
+        `snapshot_every` writes (or once the journal holds `snapshot_bytes`)."""
+        config = self._config
+        if (
+            self._store.supports_journal
+            and self._journaled + 1 < config.snapshot_every
+            and self._journal_bytes < config.snapshot_bytes
+            and delta.version == self._stored_version + 1
+        ):
+            return self._store.prepare_delta(delta, self._stored_version)
+        return self._store.prepare_snapshot(self._current, self._stored_version)
+
+    def _commit(self, write: Write) -> None:
+        """Commit one write from this thread (no writer actor), raising its error."""
+        (error,) = self._store.commit([write])
+        if error is not None:
+            if isinstance(error, VersionConflict):
+                self._load()  # another process wrote this context: the store is the truth
+            raise error
+        self._written(write)
+
+    def _written(self, write: Write) -> None:
+        self._stored_version = write.version
+        self._unsaved = 0
+        if write.journal:
+            self._journaled += 1
+            self._journal_bytes += len(write.blob)
+        else:
+            self._journaled = self._journal_bytes = 0
+
+    def _settle(self, message: Written) -> None:
+        """The writer's answer, arriving after we stopped: only the caller is left to tell."""
+        pending, self._pending = self._pending, None
+        if pending is not None and message.error is not None:
+            reject(pending.reply, message.error)
+
+    def _on_written(self, message: Written) -> None:
+        """The writer's answer to our pending write; then the stashed requests go on."""
+        pending, self._pending = self._pending, None
+        if pending is None:  # pragma: no cover - the writer answers each write once
+            return
+        error = message.error
+        if error is None:
+            self._written(pending.write)  # the writer has answered the caller already
+        elif isinstance(error, ContextError):
+            pending.undo()
+            if isinstance(error, VersionConflict):
+                self._reload_quietly()
+            reject(pending.reply, error)
+        else:  # unexpected, as if it had been raised here: the tracker fails
+            logger.error("tracker %r: write failed unexpectedly: %r", self._name, error)
+            failure = RecoveryError(
+                f"tracker of context {self._name!r} failed storing version "
+                f"{pending.write.version}: {error!r}; it restarts from its last snapshot"
+            )
+            failure.__cause__ = error
+            reject(pending.reply, failure)
+            self._suspend(error)
+            return
+        self._resume_stash()
+
+    def _resume_stash(self) -> None:
+        while self._stash and self._pending is None and self._phase is Phase.RUNNING:
+            message = self._stash.popleft()
+            if isinstance(message, Stop):
+                self._handle_stop(message)
+            else:
+                self._dispatch(message)
+
+    def _reload_quietly(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:  # noqa: BLE001 - the supervisor restarts us from the store
+            self._suspend(exc)
 
     def _after_update(self) -> None:
         """Write the current State now (durable policy) or count it for the next batch."""
@@ -427,6 +562,15 @@ class TrackerActor(pykka.ThreadingActor):
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+
+
+@attrs.frozen
+class _Pending:
+    """A write handed to the writer actor, and how to take the update back if it fails."""
+
+    write: Write
+    reply: Reply[Any]
+    undo: Callable[[], None]
 
 
 def _refuse(message: Any, error: BaseException) -> None:

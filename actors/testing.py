@@ -7,7 +7,7 @@ store = FaultyStore(SqliteStore(path))
 manager = create_manager(store)
 ...
 crash(tracker).get()                       # resolves once the tracker was restarted
-store.fail("compare_and_set", sqlite3.OperationalError("disk I/O error"))
+store.fail("commit", sqlite3.OperationalError("disk I/O error"))
 ```
 """
 
@@ -28,6 +28,26 @@ from storage._store import Write
 __all__ = ["FaultyStore", "InjectedCrash", "crash"]
 
 T = TypeVar("T")
+
+OPERATIONS = frozenset(
+    {
+        "commit",
+        "create",
+        "create_recovery_point",
+        "delete",
+        "delete_recovery_point",
+        "exists",
+        "head_version",
+        "list_contexts",
+        "list_recovery_points",
+        "list_versions",
+        "read_head",
+        "read_journal",
+        "read_recovery_point",
+        "read_version",
+    }
+)
+"""The operation names `FaultyStore.fail()` and `delay()` accept."""
 
 
 def crash(tracker: ContextTracker) -> ContextFuture[None]:
@@ -87,9 +107,9 @@ class FaultyStore(Store):
         self.inner.close()
 
     def _check_op(self, op: str) -> None:
-        if not callable(getattr(self.inner, f"_{op}", None)):
-            msg = f"unknown store operation {op!r}"
-            raise ValueError(msg)  # noqa: TRY004 - a bad name, not a bad type
+        if op not in OPERATIONS:
+            msg = f"unknown store operation {op!r}; expected one of {sorted(OPERATIONS)}"
+            raise ValueError(msg)
 
     def _run(self, op: str, action: Callable[[], T]) -> T:
         self.calls[op] = self.calls.get(op, 0) + 1

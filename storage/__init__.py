@@ -22,6 +22,7 @@ from storage._exceptions import (
     InvalidValueError,
     KeyNotFoundError,
     NoCurrentContextError,
+    NoIntactSnapshotError,
     PersistenceError,
     RecoveryError,
     RecoveryPointNotFoundError,
@@ -37,7 +38,7 @@ from storage._memory import MemoryStore
 from storage._names import MAX_NAME_LENGTH, validate_context_name
 from storage._sqlite import SqliteStore
 from storage._state import State
-from storage._store import RecoveryPoint, Store
+from storage._store import Damage, RecoveryPoint, Store
 from storage._url import open_store
 
 if typing.TYPE_CHECKING:
@@ -52,12 +53,14 @@ __all__ = [
     "ContextNotFoundError",
     "ContextTimeoutError",
     "CorruptSnapshotError",
+    "Damage",
     "ForeignStateError",
     "InvalidContextNameError",
     "InvalidValueError",
     "KeyNotFoundError",
     "MemoryStore",
     "NoCurrentContextError",
+    "NoIntactSnapshotError",
     "PersistenceError",
     "RecoveryError",
     "RecoveryPoint",

@@ -18,6 +18,7 @@ ContextError
 │   └── ForeignStateError
 ├── PersistenceError
 │   ├── CorruptSnapshotError
+│   │   └── NoIntactSnapshotError
 │   └── UnsupportedFormatError
 ├── RecoveryError
 ├── SynchronizationError
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidValueError",
     "KeyNotFoundError",
     "NoCurrentContextError",
+    "NoIntactSnapshotError",
     "PersistenceError",
     "RecoveryError",
     "RecoveryPointNotFoundError",
@@ -170,6 +172,14 @@ class PersistenceError(ContextError):
 
 class CorruptSnapshotError(PersistenceError):
     """A stored blob failed its integrity check; its contents were not returned."""
+
+
+class NoIntactSnapshotError(CorruptSnapshotError):
+    """Every retained snapshot of the context is damaged; `damage` lists what was found."""
+
+    def __init__(self, message: str, damage: tuple[object, ...]) -> None:
+        super().__init__(message)
+        self.damage = damage
 
 
 class UnsupportedFormatError(PersistenceError):

@@ -28,6 +28,7 @@ from storage._exceptions import (
     ContextError,
     ContextNotFoundError,
     CorruptSnapshotError,
+    NoIntactSnapshotError,
     StateError,
     UnsupportedFormatError,
     VersionConflict,
@@ -136,7 +137,7 @@ class Store(abc.ABC):
 
         Raises:
             ContextNotFoundError: no such context.
-            CorruptSnapshotError: no snapshot is intact (its message lists the damage).
+            NoIntactSnapshotError: no snapshot is intact (its `damage` lists what was found).
         """
         name = validate_context_name(name)
         head = self._head_version(name)
@@ -157,7 +158,9 @@ class Store(abc.ABC):
                     damage.append(Damage("snapshot", version, str(exc)))
         if state is None:
             details = "; ".join(f"{d.kind} {d.ident}: {d.error}" for d in damage)
-            raise CorruptSnapshotError(f"context {name!r} has no intact snapshot ({details})")
+            raise NoIntactSnapshotError(
+                f"context {name!r} has no intact snapshot ({details})", tuple(damage)
+            )
         for version, blob in self._read_journal(name, state.version):
             if version != state.version + 1:
                 damage.append(

@@ -175,13 +175,13 @@ def test_slow_store_times_out_and_the_tracker_serves_afterwards(faulty):
     assert faulty.read_head("ctx").get("n") == 2
 
 
-# -- 4. corrupt snapshots ------------------------------------------------------------------
+# -- 4. corrupt snapshots and journal entries ------------------------------------------------
 
 
-def _damage(path, name, version, how):
+def _damage(path, name, version, how, table="snapshots"):
     with closing(sqlite3.connect(path)) as conn, conn:
         (blob,) = conn.execute(
-            "SELECT blob FROM snapshots WHERE context = ? AND version = ?", (name, version)
+            f"SELECT blob FROM {table} WHERE context = ? AND version = ?", (name, version)
         ).fetchone()
         blob = bytearray(blob)
         if how == "flip":
@@ -189,15 +189,19 @@ def _damage(path, name, version, how):
         elif how == "truncate":
             blob = blob[: len(blob) - 7]
         elif how == "format":
-            blob[4] = 2  # a snapshot format this library does not know
+            blob[4] = 2  # a format this library does not know
         conn.execute(
-            "UPDATE snapshots SET blob = ? WHERE context = ? AND version = ?",
+            f"UPDATE {table} SET blob = ? WHERE context = ? AND version = ?",
             (bytes(blob), name, version),
         )
 
 
-def _history(store, name="ctx", versions=3):
-    with create_manager(store) as manager:
+SNAPSHOTS_ONLY = TrackerConfig(snapshot_every=1)
+JOURNALED = TrackerConfig(snapshot_every=100)
+
+
+def _history(store, name="ctx", versions=3, config=SNAPSHOTS_ONLY):
+    with create_manager(store, config=config) as manager:
         tracker = _tracker(manager, name)
         for value in range(1, versions + 1):
             tracker.set("n", value).get()
@@ -205,7 +209,7 @@ def _history(store, name="ctx", versions=3):
 
 @pytest.mark.parametrize("how", ["flip", "truncate", "format"])
 def test_damaged_head_falls_back_to_newest_intact_snapshot(sqlite_store, how, caplog):
-    _history(sqlite_store)  # versions 0..3, heads 1..3 retained
+    _history(sqlite_store)  # versions 0..3, snapshots 1..3 retained
     _damage(sqlite_store.path, "ctx", 3, how)
     caplog.set_level(logging.ERROR, logger="actors.recovery")
 
@@ -217,14 +221,32 @@ def test_damaged_head_falls_back_to_newest_intact_snapshot(sqlite_store, how, ca
     assert state.get("n") == 2  # the data of version 2
     assert state.version == 4  # written above the damaged head: versions never go back
     assert sqlite_store.read_head("ctx") == state
-    assert report.source == "snapshot 2"
+    assert report.source_version == 2
     assert list(report.lost_versions) == [3]
-    assert [(d.kind, d.ident) for d in report.damage] == [("head", 3)]
+    assert [(d.kind, d.ident) for d in report.damage] == [("snapshot", 3)]
     assert "head version 3 is damaged" in caplog.text
 
 
-def test_all_heads_damaged_falls_back_to_recovery_point(sqlite_store):
-    with create_manager(sqlite_store) as manager:
+@pytest.mark.parametrize("how", ["flip", "truncate", "format"])
+def test_damaged_journal_entry_ends_replay_at_the_last_intact_version(sqlite_store, how):
+    _history(sqlite_store, versions=4, config=JOURNALED)  # snapshot 0, journal 1..4
+    assert sqlite_store.list_versions("ctx") == [0]
+    _damage(sqlite_store.path, "ctx", 3, how, table="journal")
+
+    with create_manager(sqlite_store, config=JOURNALED) as manager:
+        tracker = manager.get_tracker("ctx").get()
+        state = tracker.get_state().get()
+        report = manager.recovery_report("ctx").get()
+        assert tracker.set("n", 99).get() == 6  # the tracker writes on from the repair
+
+    assert (state.get("n"), state.version) == (2, 5)
+    assert list(report.lost_versions) == [3, 4]
+    assert [(d.kind, d.ident) for d in report.damage] == [("journal entry", 3)]
+    assert sqlite_store.read_head("ctx").get("n") == 99
+
+
+def test_all_snapshots_damaged_falls_back_to_recovery_point(sqlite_store):
+    with create_manager(sqlite_store, config=SNAPSHOTS_ONLY) as manager:
         tracker = _tracker(manager)
         tracker.set("n", 1).get()
         point = tracker.create_recovery_point("safe").get()

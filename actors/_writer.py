@@ -1,0 +1,121 @@
+"""The writer actor: group commit of every tracker's durable writes to one store.
+
+Trackers encode their writes in their own threads and tell the writer. The writer takes
+everything queued in its mailbox at that moment and commits it as one batch (one transaction,
+one fsync on SQLite), then answers each write: the tracker learns the outcome through a
+`Written` message, and on success the caller's reply is resolved directly, saving the hop
+back through the tracker. A stale write fails alone; a failed transaction fails exactly the
+writes in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import attrs
+import pykka
+
+from actors._future import Reply, reject, resolve
+from storage import PersistenceError, ShutdownError, Store
+from storage._store import Write
+
+__all__ = ["Drain", "WriteRequest", "WriterActor", "Written"]
+
+logger = logging.getLogger("actors.writer")
+
+MAX_BATCH = 512
+"""Most writes one transaction takes; more stay queued for the next one."""
+
+
+@attrs.frozen
+class WriteRequest:
+    """A tracker's prepared write, and whom to tell about it."""
+
+    write: Write
+    tracker: pykka.ActorRef[Any]
+    reply: Reply[Any]
+    """The caller's reply: resolved with `value` once the write is durable."""
+    value: Any
+
+
+@attrs.frozen
+class Drain:
+    """Stop once everything queued before this is answered; then resolve `reply`."""
+
+    reply: Reply[None]
+
+
+@attrs.frozen
+class Written:
+    """The outcome of a tracker's write: `error` is None if it is stored."""
+
+    version: int
+    error: BaseException | None
+
+
+class WriterActor(pykka.ThreadingActor):
+    """Commits the writes of all trackers of a manager in batches."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self._store = store
+        self._drained: Reply[None] | None = None
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, Drain):
+            self.stop()
+            self._drained = message.reply
+            return
+        if not isinstance(message, WriteRequest):
+            return
+        batch = [message]
+        deferred = []
+        # Only this thread takes from the inbox, so get() after a non-empty check never waits.
+        while len(batch) < MAX_BATCH and not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, WriteRequest):
+                batch.append(envelope.message)
+            else:
+                deferred.append(envelope)  # Drain or pykka's stop: handled after this batch
+        for envelope in deferred:
+            self.actor_inbox.put(envelope)
+        self._commit(batch)
+
+    def _commit(self, batch: list[WriteRequest]) -> None:
+        try:
+            results: list[BaseException | None] = list(
+                self._store.commit([request.write for request in batch])
+            )
+        except Exception as exc:  # every write of the batch is told
+            if not isinstance(exc, PersistenceError):
+                logger.exception("group commit of %d writes failed", len(batch))
+            results = [exc] * len(batch)
+        for request, error in zip(batch, results, strict=True):
+            self._answer(request, error)
+
+    @staticmethod
+    def _answer(request: WriteRequest, error: BaseException | None) -> None:
+        try:
+            # The tracker hears first, so the caller's next request finds it up to date.
+            request.tracker.tell(Written(request.write.version, error))
+        except pykka.ActorDeadError:
+            if error is not None:
+                reject(request.reply, error)
+                return
+        if error is None:
+            resolve(request.reply, request.value)
+
+    def on_stop(self) -> None:
+        error = ShutdownError("the context manager was shut down before the write")
+        while not self.actor_inbox.empty():
+            message = self.actor_inbox.get().message
+            if isinstance(message, WriteRequest):
+                with contextlib.suppress(pykka.ActorDeadError):
+                    message.tracker.tell(Written(message.write.version, error))
+                reject(message.reply, error)
+            elif isinstance(message, Drain):
+                resolve(message.reply, None)
+        if self._drained is not None:
+            resolve(self._drained, None)
