@@ -98,8 +98,9 @@ class TrackerConfig:
             deltas and every `snapshot_every`-th is a full snapshot (1: always snapshots).
         snapshot_bytes: a full snapshot is also written once the journal since the last one
             holds this many bytes.
-        group_commit: durable writes of all trackers go through one writer actor, which
-            commits whatever is queued as one transaction (one fsync for many updates).
+        group_commit: on stores that commit in batches (SQLite), durable writes of all
+            trackers go through one writer actor, which commits whatever is queued as one
+            transaction (one fsync for many updates).
     """
 
     sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable)

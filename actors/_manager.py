@@ -710,6 +710,7 @@ def create_manager(
     if isinstance(store, str):
         codec = SnapshotCodec(factory.config.compression_level, factory.config.max_state_bytes)
         store = open_store(store, codec=codec, retain_heads=factory.config.retain_heads)
-    writer = WriterActor.start(store) if factory.config.group_commit else None
+    group_commit = factory.config.group_commit and store.commits_in_batches
+    writer = WriterActor.start(store) if group_commit else None
     ref = ManagerActor.start(store, factory, owns_store, writer)
     return ContextManager(ref, store, factory.config)

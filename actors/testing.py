@@ -78,6 +78,7 @@ class FaultyStore(Store):
     def __init__(self, inner: Store) -> None:
         super().__init__(codec=inner.codec, retain_heads=inner.retain_heads)
         self.supports_journal = inner.supports_journal
+        self.commits_in_batches = inner.commits_in_batches
         self.inner = inner
         """The store that does the real work."""
         self._faults: dict[str, deque[tuple[BaseException, bool]]] = {}

@@ -32,7 +32,7 @@ import orjson
 import zstandard
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from storage._delta import Delta
+from storage._delta import Delta, apply_changes
 from storage._exceptions import (
     CorruptSnapshotError,
     StateTooLargeError,
@@ -124,10 +124,6 @@ def _make_converter() -> cattrs.Converter:
     converter.register_unstructure_hook(
         Delta,
         make_dict_unstructure_fn(Delta, converter, changed=override(unstruct_hook=_identity)),
-    )
-    converter.register_structure_hook(
-        Delta,
-        make_dict_structure_fn(Delta, converter, changed=override(struct_hook=_structure_data)),
     )
     return converter
 
@@ -235,20 +231,85 @@ class SnapshotCodec:
             CorruptSnapshotError: the entry is truncated, damaged, or holds another record.
             UnsupportedFormatError: the entry was written by a newer format.
         """
+        document = _entry_document(blob, context, version)
+        return Delta(
+            context,
+            version,
+            document["updated_at"],
+            document["changed"],
+            tuple(document["removed"]),
+            document["metadata_changed"],
+            tuple(document["metadata_removed"]),
+        )
+
+    def replay(self, state: State, blob: bytes, version: int) -> None:
+        """Apply a journal entry to `state` in place: `decode_delta(...).apply(state)` without
+        building the Delta, since recovery replays up to thousands of entries.
+
+        Raises: as `decode_delta`, and `StateError` if `version` does not follow `state`'s.
+        """
+        document = _entry_document(blob, state.context, version)
+        apply_changes(
+            state,
+            version,
+            document["updated_at"],
+            document["changed"],
+            document["removed"],
+            document["metadata_changed"],
+            document["metadata_removed"],
+        )
+
+
+def _entry_document(blob: bytes, context: str, version: int) -> dict[str, Any]:
+    """The JSON of a journal entry, checked down to the type of every field, with
+    `updated_at` parsed.
+
+    Written out instead of using the cattrs converter: replay reads one entry per update
+    since the last snapshot, and the generated cattrs structure function was 5.5 us of the
+    6.7 us each entry took when recovering 10,000 keys and 1,000 entries (pyinstrument).
+    """
+    try:
+        document: dict[str, Any] = orjson.loads(_unframe(blob, JOURNAL_MAGIC, ""))
+        problem = _entry_problem(document)
+        if problem is None:
+            document["updated_at"] = _structure_datetime(document["updated_at"], datetime)
+    except (CorruptSnapshotError, UnsupportedFormatError) as exc:
         where = _describe("journal entry", context, version)
-        body = _unframe(blob, JOURNAL_MAGIC, where)
-        try:
-            document = orjson.loads(body)
-            if type(document) is not dict or not document.keys() >= _DELTA_FIELDS:
-                raise CorruptSnapshotError(f"{where}: body is not a delta with every field")
-            delta = self._converter.structure(document, Delta)
-        except (orjson.JSONDecodeError, cattrs.BaseValidationError) as exc:
-            raise CorruptSnapshotError(f"{where}: {exc}") from exc
-        if delta.context != context or delta.version != version:
-            raise CorruptSnapshotError(
-                f"{where}: entry holds version {delta.version} of {delta.context!r}"
-            )
-        return delta
+        raise type(exc)(f"{where}{exc}") from exc
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        problem = str(exc)
+    if problem is not None:
+        where = _describe("journal entry", context, version)
+        raise CorruptSnapshotError(f"{where}: {problem}")
+    if document["context"] != context or document["version"] != version:
+        where = _describe("journal entry", context, version)
+        raise CorruptSnapshotError(
+            f"{where}: entry holds version {document['version']} of {document['context']!r}"
+        )
+    return document
+
+
+def _entry_problem(document: Any) -> str | None:
+    """What is wrong with the shape of a journal entry's JSON, if anything."""
+    if type(document) is not dict or document.keys() != _DELTA_FIELDS:
+        return "body is not a delta with exactly its fields"
+    removed, meta_changed = document["removed"], document["metadata_changed"]
+    meta_removed = document["metadata_removed"]
+    if not (
+        type(document["context"]) is str
+        and type(document["version"]) is int
+        and type(document["updated_at"]) is str
+        and type(document["changed"]) is dict
+        and type(removed) is list
+        and type(meta_changed) is dict
+        and type(meta_removed) is list
+        # Most entries remove nothing and touch no metadata: skip the loops then.
+        and (not removed or all(type(key) is str for key in removed))
+        and (not meta_removed or all(type(key) is str for key in meta_removed))
+        and (not meta_changed or all(type(v) is str for v in meta_changed.values()))
+    ):
+        return "a delta field has the wrong type"
+    return None
 
 
 def _unframe(blob: bytes, magic: bytes, where: str) -> bytes:

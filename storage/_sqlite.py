@@ -287,6 +287,7 @@ class SqliteStore(Store):
         return version
 
     supports_journal = True
+    commits_in_batches = True
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
         # Group commit: the whole batch is one transaction, so one fsync acknowledges it all.

@@ -104,6 +104,10 @@ class Store(abc.ABC):
     supports_journal: bool = False
     """Whether the store keeps a journal of deltas (else only full snapshots can be written)."""
 
+    commits_in_batches: bool = False
+    """Whether `commit()` of many writes costs about as much as of one (one transaction, one
+    fsync), so that funnelling every tracker's writes through one writer pays off."""
+
     # -- the contract ---------------------------------------------------------------------
 
     def create(self, state: State) -> None:
@@ -168,7 +172,7 @@ class Store(abc.ABC):
                 )
                 break
             try:
-                self.codec.decode_delta(blob, context=name, version=version).apply(state)
+                self.codec.replay(state, blob, version)
             except _DAMAGE as exc:
                 damage.append(Damage("journal entry", version, str(exc)))
                 break
