@@ -13,6 +13,7 @@ from typing import Any
 import pykka
 
 from actors._future import Reply, reject
+from actors._messages import Deliver
 from storage import ContextInactiveError, ContextNotFoundError, RecoveryError, ShutdownError
 
 __all__ = ["Cell", "ContextStatus"]
@@ -34,13 +35,16 @@ class ContextStatus(enum.Enum):
 class Cell:
     """Where a context's messages go right now."""
 
-    __slots__ = ("closed", "failure", "name", "ref", "status", "timeout")
+    __slots__ = ("closed", "failure", "manager", "name", "passive", "ref", "status", "timeout")
 
-    def __init__(self, name: str, timeout: float) -> None:
+    def __init__(self, name: str, timeout: float, manager: pykka.ActorRef[Any]) -> None:
         self.name = name
         self.timeout = timeout
+        self.manager = manager
         self.ref: pykka.ActorRef[Any] | None = None
         self.status = ContextStatus.INACTIVE
+        self.passive = False
+        """ACTIVE, but its idle tracker was stopped: the manager starts it on the next call."""
         self.failure: BaseException | None = None
         self.closed = False
 
@@ -51,7 +55,15 @@ class Cell:
             try:
                 ref.tell(message)
             except pykka.ActorDeadError:
-                pass  # stopped between the read and the tell: say why below
+                pass  # stopped between the read and the tell (passivated?): ask the manager
+            else:
+                return
+        if self.status is ContextStatus.ACTIVE and not self.closed:
+            # Passivated: the manager starts the tracker again and hands the message on.
+            try:
+                self.manager.tell(Deliver(self.name, message))
+            except pykka.ActorDeadError:
+                pass
             else:
                 return
         reject(reply, self.unavailable())

@@ -98,6 +98,9 @@ class TrackerConfig:
             deltas and every `snapshot_every`-th is a full snapshot (1: always snapshots).
         snapshot_bytes: a full snapshot is also written once the journal since the last one
             holds this many bytes.
+        passivate_after: a tracker that handled no request for this many seconds writes
+            what it has unsaved and stops, freeing its thread; its context stays ACTIVE and
+            the next call through any handle starts it again. None: never.
         group_commit: on stores that commit in batches (SQLite), durable writes of all
             trackers go through one writer actor, which commits whatever is queued as one
             transaction (one fsync for many updates).
@@ -112,3 +115,9 @@ class TrackerConfig:
     snapshot_every: int = attrs.field(default=100, validator=_positive)
     snapshot_bytes: int = attrs.field(default=2**20, validator=_positive)
     group_commit: bool = True
+    passivate_after: float | None = 300.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.passivate_after is not None and not self.passivate_after > 0:
+            msg = f"passivate_after must be positive or None, got {self.passivate_after!r}"
+            raise ValueError(msg)

@@ -25,14 +25,18 @@ from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._messages import (
     Call,
+    Deliver,
     Done,
     GiveUp,
     MakeRecoveryPoint,
+    Passivate,
+    Passivated,
     Recovered,
     Restart,
     Restore,
     Save,
     Stop,
+    Tick,
     TrackerFailed,
 )
 from actors._recovery import RecoveryReport
@@ -113,6 +117,12 @@ class ManagerActor(pykka.ThreadingActor):
             self._on_tracker_failed(message)
         elif isinstance(message, Recovered):
             self._reports[message.report.context] = message.report
+        elif isinstance(message, Deliver):
+            self._deliver(message)
+        elif isinstance(message, Passivated):
+            self._on_passivated(message)
+        elif isinstance(message, Tick):
+            self._passivate_idle()
 
     def _handle_call(self, call: Call) -> None:
         if self._closing and call.method != "shutdown":
@@ -187,7 +197,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _cell(self, name: str) -> Cell:
         cell = self._cells.get(name)
         if cell is None or cell.status is ContextStatus.NONEXISTENT:
-            cell = Cell(name, self._config.ask_timeout)
+            cell = Cell(name, self._config.ask_timeout, self.actor_ref)
             self._cells[name] = cell
         return cell
 
@@ -221,6 +231,7 @@ class ManagerActor(pykka.ThreadingActor):
             name, self._store, self.actor_ref, ready, writer=self._writer
         )
         cell.status = ContextStatus.ACTIVE
+        cell.passive = False
         cell.failure = None
         self._when_done(ready, self._on_ready, cell, reply)
 
@@ -235,6 +246,11 @@ class ManagerActor(pykka.ThreadingActor):
         if not self._is_running(name):
             if not self._store.exists(name):
                 raise ContextNotFoundError(name)
+            cell = self._cells.get(name)
+            if cell is not None and cell.passive:  # passivated: nothing left to stop
+                cell.passive = False
+                cell.status = ContextStatus.INACTIVE
+                self._forget_current(name)
             return None
         self._pending[name] = reply
         self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
@@ -265,12 +281,15 @@ class ManagerActor(pykka.ThreadingActor):
             cell.status = after
             cell.failure = None
         self._failures.pop(cell.name, None)
-        for adapter, current in self._currents.items():
-            if current == cell.name:
-                self._currents[adapter] = None
+        self._forget_current(cell.name)
         # A switch to it still under way was asked for before the stop (later calls wait for
         # the stop, see _handle_call): it must not make the stopped context current.
         self._cleared.update(key for key, target in self._under_way.items() if target == cell.name)
+
+    def _forget_current(self, name: str) -> None:
+        for adapter, current in self._currents.items():
+            if current == name:
+                self._currents[adapter] = None
 
     @staticmethod
     def _pass_on(source: Reply[Any], reply: Reply[Any]) -> None:
@@ -283,7 +302,10 @@ class ManagerActor(pykka.ThreadingActor):
     def _op_delete_context(self, reply: Reply[None], name: str) -> Any:
         if not self._is_running(name):
             self._store.delete(name)
-            self._cell(name).status = ContextStatus.NONEXISTENT
+            cell = self._cell(name)
+            cell.status = ContextStatus.NONEXISTENT
+            cell.passive = False
+            self._forget_current(name)
             return None
         self._pending[name] = reply
         stopped = new_reply()
@@ -470,6 +492,64 @@ class ManagerActor(pykka.ThreadingActor):
         timer.daemon = True
         self._timers.add(timer)
         timer.start()
+
+    # -- passivation ------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        if self._config.passivate_after is not None:
+            self._after(self._config.passivate_after / 2, self.actor_ref, Tick())
+
+    def _passivate_idle(self) -> None:
+        """Ask every running tracker idle for `passivate_after` seconds to stop."""
+        period = self._config.passivate_after
+        if period is None or self._closing:
+            return
+        idle_since = time.monotonic() - period
+        for name, cell in self._cells.items():
+            ref = cell.ref
+            if (
+                ref is not None
+                and cell.status is ContextStatus.ACTIVE
+                and name not in self._stopping
+            ):
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(Passivate(idle_since))
+        self._after(period / 2, self.actor_ref, Tick())
+
+    def _on_passivated(self, message: Passivated) -> None:
+        cell = self._cells.get(message.name)
+        if cell is not None and cell.ref is message.tracker:
+            cell.ref = None
+            cell.passive = True
+            logger.debug("passivated idle tracker %r", message.name)
+
+    def _deliver(self, message: Deliver) -> None:
+        """Hand a request on to its context's tracker, starting the tracker if passivated."""
+        request, cell = message.message, self._cells.get(message.name)
+        reply: Reply[Any] = request.reply
+        if cell is None or cell.status is not ContextStatus.ACTIVE or self._closing:
+            reject(reply, cell.unavailable() if cell is not None else ShutdownError("closed"))
+            return
+        if cell.ref is not None:
+            try:
+                cell.ref.tell(request)
+            except pykka.ActorDeadError:
+                cell.ref = None  # it stopped itself and its Passivated is still on the way
+                cell.passive = True
+            else:
+                return
+        try:
+            self._activate(message.name, new_reply())
+            self._tell_tracker(cell, request)  # queued behind the new tracker's load, in order
+        except Exception as exc:  # noqa: BLE001 - answered to the caller
+            reject(reply, exc)
+
+    @staticmethod
+    def _tell_tracker(cell: Cell, message: Any) -> None:
+        # A separate function: mypy would otherwise keep `cell.ref` narrowed to None from
+        # before _activate() set it.
+        assert cell.ref is not None
+        cell.ref.tell(message)
 
     # -- shutdown ---------------------------------------------------------------------------
 

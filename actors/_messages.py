@@ -128,6 +128,13 @@ class Stop:
 
 
 @attrs.frozen
+class Passivate:
+    """Stop to free the thread if nothing was asked of you since `idle_since` (monotonic)."""
+
+    idle_since: float
+
+
+@attrs.frozen
 class Flush:
     """Timer tick of a batched sync policy."""
 
@@ -140,6 +147,28 @@ class TrackerFailed:
     name: str
     tracker: object  # the failing actor's ref: stale reports from an older actor are ignored
     error: BaseException
+
+
+@attrs.frozen
+class Passivated:
+    """A tracker stopped because it was idle; its context stays ACTIVE."""
+
+    name: str
+    tracker: object
+
+
+@attrs.frozen
+class Deliver:
+    """A request for a context whose tracker is passivated (or just stopped): start it again
+    and hand the request on, in order."""
+
+    name: str
+    message: Any
+
+
+@attrs.frozen
+class Tick:
+    """The manager's timer: time to look for idle trackers."""
 
 
 @attrs.frozen

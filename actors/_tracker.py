@@ -17,6 +17,7 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -30,12 +31,15 @@ from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._messages import (
     Crash,
     DeleteValue,
+    Deliver,
     Flush,
     GetState,
     GetValue,
     GiveUp,
     MakeRecoveryPoint,
     Modify,
+    Passivate,
+    Passivated,
     Recovered,
     Restart,
     Restore,
@@ -134,9 +138,12 @@ class TrackerActor(pykka.ThreadingActor):
         self._stored_version = -1
         self._unsaved = 0
         self._flush_timer: threading.Timer | None = None
-        self._stash: deque[TrackerRequest] = deque()
+        self._stash: deque[TrackerRequest | Stop] = deque()
         self._failure: BaseException | None = None
         self._stop_reply: Reply[None] | None = None
+        self._stopping = False
+        self._passivating = False
+        self._last_request = time.monotonic()
         self._stop_error: ContextError | None = None  # a forced stop's failed final write
         # Replies waiting for the next successful (re)start: activation and crash().
         self._restart_waiters: list[Reply[None]] = [ready]
@@ -153,6 +160,14 @@ class TrackerActor(pykka.ThreadingActor):
             Restore: self._restore,
             Crash: self._crash,
         }
+        self._controls: dict[type, Callable[[Any], None]] = {
+            Written: self._on_written,
+            Restart: self._on_restart,
+            GiveUp: self._on_give_up,
+            Stop: self._on_stop_request,
+            Flush: self._on_flush,
+            Passivate: self._on_passivate,
+        }
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -161,6 +176,9 @@ class TrackerActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self._cancel_flush_timer()
+        if self._passivating:
+            self._hand_back()
+            return
         error = self._failure or RecoveryError(f"tracker of context {self._name!r} stopped")
         self._fail_all(error)
         self._drain_inbox(error)
@@ -198,6 +216,38 @@ class TrackerActor(pykka.ThreadingActor):
         for envelope in kept:
             self.actor_inbox.put(envelope)
 
+    def _passivate_if_idle(self, idle_since: float) -> None:
+        """Stop to free our thread if idle since `idle_since`, with nothing held or unsaved."""
+        busy = self._pending is not None or self._stash or self._stopping
+        if busy or self._phase is not Phase.RUNNING or self._last_request >= idle_since:
+            return
+        if self._unsaved:
+            try:
+                self._flush()
+            except ContextError:
+                return  # stay, and keep the unsaved updates; the next tick tries again
+        self._passivating = self._stopping = True
+        self.stop()  # requests already queued are handled first
+
+    def _hand_back(self) -> None:
+        """Passivated: give the requests that came in after our stop back to the manager,
+        which starts a new tracker for them, then say we are gone (in that order)."""
+        kept = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            message = envelope.message
+            if isinstance(message, Written):
+                self._settle(message)
+            elif getattr(message, "reply", None) is not None and not isinstance(message, Stop):
+                self._supervisor.tell(Deliver(self._name, message))
+            elif isinstance(message, Stop):
+                resolve(message.reply, None)  # stopped already
+            else:
+                kept.append(envelope)
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
+        self._supervisor.tell(Passivated(self._name, self.actor_ref))
+
     def _recover(self) -> None:
         """Load the newest intact State and resume; on failure report to the supervisor."""
         try:
@@ -211,9 +261,7 @@ class TrackerActor(pykka.ThreadingActor):
         for waiter in self._restart_waiters:
             resolve(waiter, None)
         self._restart_waiters.clear()
-        stashed, self._stash = self._stash, deque()
-        for message in stashed:
-            self._dispatch(message)
+        self._resume_stash()
 
     def _load(self) -> State:
         """Make the store's newest intact State ours (see `load_context`)."""
@@ -235,35 +283,47 @@ class TrackerActor(pykka.ThreadingActor):
     # -- mailbox ----------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> None:
-        if isinstance(message, Written):
-            self._on_written(message)
-        elif self._pending is not None and not isinstance(message, Restart | GiveUp | Flush):
-            self._stash.append(message)  # requests and Stop wait for the write in flight
-        elif isinstance(message, Restart):
-            if self._phase is Phase.SUSPENDED:
-                self._recover()
-        elif isinstance(message, GiveUp):
-            self._phase = Phase.FAILED
-            self._failure = message.error
-            # A stop held back behind a write still stops us; everything else is refused.
-            stops = [held for held in self._stash if isinstance(held, Stop)]
-            self._stash = deque(held for held in self._stash if not isinstance(held, Stop))
-            self._fail_all(message.error)
-            for stop in stops:
-                self._handle_stop(stop)
-        elif isinstance(message, Stop):
-            self._handle_stop(message)
-        elif isinstance(message, Flush):
-            self._flush_timer = None
-            # A tick may arrive after save() or a full batch already wrote everything.
-            if self._phase is Phase.RUNNING and self._unsaved:
-                self._flush_quietly()
+        control = self._controls.get(type(message))
+        if control is not None:
+            control(message)
+        elif self._pending is not None:
+            self._stash.append(message)  # requests wait for the write in flight
         elif self._phase is Phase.RUNNING:
+            self._last_request = time.monotonic()
             self._dispatch(message)
         elif self._phase is Phase.SUSPENDED:
             self._stash.append(message)
         else:
             _refuse(message, self._failure or RecoveryError(self._name))
+
+    def _on_restart(self, _: Restart) -> None:
+        if self._phase is Phase.SUSPENDED:
+            self._recover()
+
+    def _on_give_up(self, message: GiveUp) -> None:
+        self._phase = Phase.FAILED
+        self._failure = message.error
+        # A stop held back behind a write still stops us; everything else is refused.
+        stops = [held for held in self._stash if isinstance(held, Stop)]
+        self._stash = deque(held for held in self._stash if not isinstance(held, Stop))
+        self._fail_all(message.error)
+        for stop in stops:
+            self._handle_stop(stop)
+
+    def _on_stop_request(self, message: Stop) -> None:
+        if self._pending is not None:
+            self._stash.append(message)  # stop once the write in flight is answered
+        else:
+            self._handle_stop(message)
+
+    def _on_flush(self, _: Flush) -> None:
+        self._flush_timer = None
+        # A tick may arrive after save() or a full batch already wrote everything.
+        if self._phase is Phase.RUNNING and self._unsaved and self._pending is None:
+            self._flush_quietly()
+
+    def _on_passivate(self, message: Passivate) -> None:
+        self._passivate_if_idle(message.idle_since)
 
     def _dispatch(self, message: TrackerRequest) -> None:
         if self._phase is not Phase.RUNNING or self._pending is not None:
@@ -304,6 +364,7 @@ class TrackerActor(pykka.ThreadingActor):
                 self._stop_error = exc
         self._failure = message.error
         self._stop_reply = message.reply
+        self._stopping = True
         # pykka's stop message goes to the back of the inbox: requests already queued are
         # still handled; on_stop() answers anything that arrives after it.
         self.stop()
