@@ -1,6 +1,6 @@
 """`python -m storage verify URL` and `python -m storage ls URL [NAME]`: check and list a store.
 
-`verify` decodes every retained snapshot and every recovery point of every context, prints
+`verify` decodes every retained snapshot, journal entry and recovery point of every context, prints
 each damaged one, and exits 1 if any is damaged (2 if the store cannot be opened).
 """
 

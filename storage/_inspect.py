@@ -21,7 +21,7 @@ class Finding:
 
     context: str
     kind: str
-    """"snapshot" or "recovery point"."""
+    """One of "snapshot", "journal entry" or "recovery point"."""
     ident: int
     """The snapshot's version or the recovery point's id."""
     version: int
@@ -30,7 +30,7 @@ class Finding:
     """The kind of damage, as the decoder reported it."""
 
     def __str__(self) -> str:
-        what = f"version {self.ident}" if self.kind == "snapshot" else f"id {self.ident}"
+        what = f"id {self.ident}" if self.kind == "recovery point" else f"version {self.ident}"
         return f"{self.context}: {self.kind} {what} (version {self.version}): {self.error}"
 
 
@@ -48,7 +48,7 @@ class ContextSummary:
 
 
 def verify(store: Store) -> list[Finding]:
-    """Decode every retained snapshot and every recovery point of every context.
+    """Decode every retained snapshot, journal entry and recovery point of every context.
 
     Returns the damaged ones; an empty list means the store is intact.
     """
@@ -59,6 +59,11 @@ def verify(store: Store) -> list[Finding]:
                 store.read_version(name, version)
             except _DAMAGE as exc:
                 findings.append(Finding(name, "snapshot", version, version, str(exc)))
+        for version, blob in store._read_journal(name, -1):
+            try:
+                store.codec.decode_delta(blob, context=name, version=version)
+            except _DAMAGE as exc:
+                findings.append(Finding(name, "journal entry", version, version, str(exc)))
         for point in store.list_recovery_points(name):
             try:
                 store.read_recovery_point(name, point.point_id)

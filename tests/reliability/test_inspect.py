@@ -12,6 +12,8 @@ import pytest
 
 from storage import SqliteStore, State
 from storage.__main__ import main
+from storage._delta import Delta
+from storage._state import utc_now
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +66,19 @@ def test_verify_reports_each_damaged_record_and_exits_nonzero(damaged_db):
     assert len(damaged) == 2
     assert any("beta: snapshot version 1" in line and "truncated" in line for line in damaged)
     assert any("alpha: recovery point id" in line and "CRC-32" in line for line in damaged)
+
+
+def test_verify_reports_a_damaged_journal_entry(tmp_path):
+    db = tmp_path / "journal.db"
+    with SqliteStore(db) as store:
+        store.create(State.new("gamma", {"n": 0}))
+        for version in (1, 2):
+            store.append(Delta("gamma", version, utc_now(), changed={"n": version}), version - 1)
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE journal SET blob = substr(blob, 1, 20) WHERE version = 2")
+    result = _cli("verify", f"sqlite:///{db}")
+    assert result.returncode == 1
+    assert "DAMAGED gamma: journal entry version 2" in result.stdout
 
 
 def test_verify_passes_an_intact_store(tmp_path):
