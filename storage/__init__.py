@@ -10,6 +10,7 @@ import logging
 import typing
 
 from storage._codec import FORMAT_VERSION, SnapshotCodec
+from storage._delta import Delta
 from storage._exceptions import (
     ContextError,
     ContextExistsError,
@@ -54,6 +55,7 @@ __all__ = [
     "ContextTimeoutError",
     "CorruptSnapshotError",
     "Damage",
+    "Delta",
     "ForeignStateError",
     "InvalidContextNameError",
     "InvalidValueError",
