@@ -47,6 +47,7 @@ def main() -> None:
     axes.plot(CALLERS, ours, marker="o", label="context-runtime: durable set (group commit)")
     axes.plot(CALLERS, raw, marker="s", label="raw sqlite3: one commit per op, own connection")
     axes.set_xscale("log", base=2)
+    axes.set_ylim(bottom=0)
     axes.set_xticks(CALLERS, [str(c) for c in CALLERS])
     axes.set_xlabel("concurrent callers (one context each)")
     axes.set_ylabel("durable updates / s")
