@@ -85,12 +85,24 @@ T = TypeVar("T")
 
 _MISSING: Any = object()
 
+MAX_CONFLICT_RETRIES = 100
+"""How often a request runs again after losing a write race to another process before the
+caller gets the `VersionConflict`."""
+
 _LATER: Any = object()
 """Returned by a handler whose reply someone else (the writer actor) will send."""
 
 
 class InjectedCrash(Exception):  # noqa: N818 - it is a fault, not an error of ours
     """The unexpected exception `actors.testing.crash()` makes a tracker raise."""
+
+
+class _StaleWrite(Exception):  # noqa: N818 - internal signal, never escapes
+    """The store refused a write because another process wrote first (we have reloaded)."""
+
+    def __init__(self, conflict: VersionConflict) -> None:
+        super().__init__(conflict)
+        self.conflict = conflict
 
 
 class _UserFunctionError(Exception):
@@ -131,6 +143,7 @@ class TrackerActor(pykka.ThreadingActor):
         # The write the writer actor holds for us, if any: requests wait in the stash until
         # it is answered, so every request sees the outcome of the one before it.
         self._pending: _Pending | None = None
+        self._handling: tuple[Any, int] = (None, 0)  # the request being handled, its attempt
         self._journaled = 0  # journal entries since the last snapshot we wrote
         self._journal_bytes = 0
         self._phase = Phase.SUSPENDED
@@ -325,13 +338,16 @@ class TrackerActor(pykka.ThreadingActor):
     def _on_passivate(self, message: Passivate) -> None:
         self._passivate_if_idle(message.idle_since)
 
-    def _dispatch(self, message: TrackerRequest) -> None:
+    def _dispatch(self, message: TrackerRequest, attempt: int = 1) -> None:
         if self._phase is not Phase.RUNNING or self._pending is not None:
             # An earlier stashed message crashed us again, or started a write.
             self._stash.append(message)
             return
+        self._handling = message, attempt
         try:
             result = self._handlers[type(message)](message)
+        except _StaleWrite as exc:
+            self._retry(message, attempt, exc.conflict)
         except ContextError as exc:
             reject(message.reply, exc)
         except _UserFunctionError as exc:
@@ -348,6 +364,15 @@ class TrackerActor(pykka.ThreadingActor):
         else:
             if result is not _LATER:
                 resolve(message.reply, result)
+
+    def _retry(self, message: TrackerRequest, attempt: int, conflict: VersionConflict) -> None:
+        """Another process wrote the context under us; we reloaded. Run the request again on
+        the fresh State: `modify` re-runs its function, `set` re-applies, and `update_state`
+        now fails with `VersionConflict` by itself, as its version is stale."""
+        if attempt >= MAX_CONFLICT_RETRIES:
+            reject(message.reply, conflict)
+            return
+        self._dispatch(message, attempt + 1)
 
     def _handle_stop(self, message: Stop) -> None:
         if self._phase is Phase.RUNNING and self._unsaved:
@@ -499,7 +524,8 @@ class TrackerActor(pykka.ThreadingActor):
         except BaseException:
             undo()
             raise
-        self._pending = _Pending(write, reply, undo)
+        message, attempt = self._handling
+        self._pending = _Pending(write, reply, undo, message, attempt)
         self._writer.tell(WriteRequest(write, self.actor_ref, reply, value))
         return _LATER
 
@@ -519,9 +545,10 @@ class TrackerActor(pykka.ThreadingActor):
     def _commit(self, write: Write) -> None:
         """Commit one write from this thread (no writer actor), raising its error."""
         (error,) = self._store.commit([write])
+        if isinstance(error, VersionConflict):
+            self._load()  # another process wrote this context: the store is the truth
+            raise _StaleWrite(error)
         if error is not None:
-            if isinstance(error, VersionConflict):
-                self._load()  # another process wrote this context: the store is the truth
             raise error
         self._written(write)
 
@@ -548,10 +575,14 @@ class TrackerActor(pykka.ThreadingActor):
         error = message.error
         if error is None:
             self._written(pending.write)  # the writer has answered the caller already
+        elif isinstance(error, VersionConflict):
+            pending.undo()
+            if self._reload_quietly():
+                self._retry(pending.message, pending.attempt, error)
+            else:
+                reject(pending.reply, error)
         elif isinstance(error, ContextError):
             pending.undo()
-            if isinstance(error, VersionConflict):
-                self._reload_quietly()
             reject(pending.reply, error)
         else:  # unexpected, as if it had been raised here: the tracker fails
             logger.error("tracker %r: write failed unexpectedly: %r", self._name, error)
@@ -573,11 +604,13 @@ class TrackerActor(pykka.ThreadingActor):
             else:
                 self._dispatch(message)
 
-    def _reload_quietly(self) -> None:
+    def _reload_quietly(self) -> bool:
         try:
             self._load()
         except Exception as exc:  # noqa: BLE001 - the supervisor restarts us from the store
             self._suspend(exc)
+            return False
+        return True
 
     def _after_update(self) -> None:
         """Write the current State now (durable policy) or count it for the next batch."""
@@ -632,6 +665,9 @@ class _Pending:
     write: Write
     reply: Reply[Any]
     undo: Callable[[], None]
+    message: TrackerRequest
+    """The request that made the write, to run again if another process got there first."""
+    attempt: int
 
 
 def _refuse(message: Any, error: BaseException) -> None:

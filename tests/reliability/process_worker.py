@@ -1,0 +1,45 @@
+"""Child process of the many-processes tests: THREADS threads x INCREMENTS `modify`
+increments of one counter, through a manager of its own on a shared store.
+
+Run as `python -m tests.reliability.process_worker URL THREADS INCREMENTS`; prints
+"done <acknowledged increments>" and exits 0 when every increment was acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+
+from actors import ContextExistsError, State, create_manager
+
+
+def bump(state: State) -> None:
+    state.set("n", state.get("n", 0) + 1)
+
+
+def main(url: str, threads: int, increments: int) -> None:
+    manager = create_manager(url)
+    try:
+        with contextlib.suppress(ContextExistsError):  # the other process made it first
+            manager.create_context("shared", {"n": 0}).get()
+        tracker = manager.get_tracker("shared").get()
+        acknowledged = [0] * threads
+
+        def work(index: int) -> None:
+            for _ in range(increments):
+                tracker.modify(bump).get(timeout=60)
+                acknowledged[index] += 1
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        print(f"done {sum(acknowledged)}", flush=True)
+    finally:
+        manager.shutdown().get()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

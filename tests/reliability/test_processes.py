@@ -1,0 +1,108 @@
+"""Many processes, one context: the store's compare-and-set arbitrates, nothing is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from actors import VersionConflict, create_manager
+from storage import open_store
+from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCESSES, THREADS, INCREMENTS = 2, 4, 250
+COUNTS = [str(THREADS), str(INCREMENTS)]
+
+
+def _run_workers(url: str) -> list[str]:
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.reliability.process_worker",
+                url,
+                str(THREADS),
+                str(INCREMENTS),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCESSES)
+    ]
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=150)
+        assert child.returncode == 0, err[-3000:]
+        outputs.append(out.strip())
+    return outputs
+
+
+def _check(url: str) -> None:
+    outputs = _run_workers(url)
+    assert outputs == [f"done {THREADS * INCREMENTS}"] * PROCESSES
+    store = open_store(url)
+    try:
+        head = store.read_head("shared")
+    finally:
+        store.close()
+    assert head.get("n") == PROCESSES * THREADS * INCREMENTS
+    assert head.version == PROCESSES * THREADS * INCREMENTS  # one version per increment
+
+
+@pytest.mark.timeout(180)
+def test_two_processes_share_a_counter_on_sqlite(tmp_path):
+    _check(f"sqlite:///{tmp_path / 'shared.db'}")
+
+
+@pytest.mark.timeout(180)
+def test_two_processes_share_a_counter_on_redis(redis_server):  # noqa: F811 - the fixture
+    _check(f"{redis_server.url}?prefix=procs-{uuid.uuid4().hex[:8]}")
+
+
+def _two_managers(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    first, second = create_manager(url), create_manager(url)
+    first.create_context("shared", {"n": 0, "who": "nobody"}).get()
+    return first, second
+
+
+def test_modify_reruns_on_the_fresh_state_after_another_writer(tmp_path):
+    first, second = _two_managers(tmp_path)
+    try:
+        mine = first.get_tracker("shared").get()
+        theirs = second.get_tracker("shared").get()
+        assert mine.get("n").get() == 0  # loaded at version 0
+        theirs.modify(lambda s: s.set("n", s.get("n") + 10)).get()
+        # Our cached version is stale: the write conflicts, we reload and run fn again.
+        state = mine.modify(lambda s: s.set("n", s.get("n") + 1)).get()
+        assert (state.get("n"), state.version) == (11, 2)
+        assert mine.set("who", "me").get() == 3
+    finally:
+        first.shutdown().get()
+        second.shutdown().get()
+
+
+def test_stale_update_state_after_another_writer_is_a_conflict_and_reloads(tmp_path):
+    first, second = _two_managers(tmp_path)
+    try:
+        mine = first.get_tracker("shared").get()
+        theirs = second.get_tracker("shared").get()
+        read = mine.get_state().get()
+        theirs.set("who", "them").get()
+        read.set("who", "me")
+        with pytest.raises(VersionConflict):
+            mine.update_state(read).get()
+        fresh = mine.get_state().get()
+        assert (fresh.get("who"), fresh.version) == ("them", 1)
+        fresh.set("who", "me")
+        assert mine.update_state(fresh).get().version == 2
+    finally:
+        first.shutdown().get()
+        second.shutdown().get()
