@@ -25,7 +25,7 @@ def test_readme_usage_example_runs(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("example", ["quickstart.py", "quickstart_async.py"])
+@pytest.mark.parametrize("example", ["quickstart.py", "quickstart_async.py", "two_processes.py"])
 def test_example_runs(example, tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / example)],
@@ -50,3 +50,15 @@ def test_quickstart_shows_recovery_and_persistence(tmp_path):
     )
     assert "after a crash, visits = 2" in result.stdout
     assert "after a restart: version 3" in result.stdout
+
+
+def test_two_processes_example_ends_with_every_increment(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "two_processes.py")],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert "final: counter=400 (expected 400), version=400" in result.stdout
