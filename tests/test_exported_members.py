@@ -11,7 +11,7 @@ import pytest
 
 from storage import ContextError
 
-PACKAGES = ["storage"]
+PACKAGES = ["actors", "storage"]
 
 
 def isort_key(name: str) -> tuple[int, list[int | str]]:
