@@ -108,6 +108,7 @@ class SqliteStore(Store):
         self.busy_timeout = busy_timeout
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._closed = False
+        self._watch: sqlite3.Connection | None = None  # change_token()'s own connection
         with self._translate("open"):
             # Check that the file is ours (or empty) before anything switches it to WAL,
             # which rewrites the file header: a foreign database must be left as it was.
@@ -246,9 +247,30 @@ class SqliteStore(Store):
                 "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
             }
 
+    def change_token(self) -> object | None:
+        """`PRAGMA data_version` of a connection kept for it: it changes when any other
+        connection (this process's pool included) commits to the file."""
+        with self._translate("data_version"):
+            watch = self._watch
+            if watch is None:
+                watch = self._watch = self._connect()
+            token: int = watch.execute("PRAGMA data_version").fetchone()[0]
+            return token
+
+    def _head_versions(self, names: list[str]) -> dict[str, int]:
+        marks = ",".join("?" * len(names))
+        with self._read("read versions") as conn:
+            rows = conn.execute(
+                f"SELECT name, version FROM contexts WHERE name IN ({marks})",  # noqa: S608 - placeholders only
+                names,
+            ).fetchall()
+        return dict(rows)
+
     def close(self) -> None:
         """Close every pooled connection; later calls raise `PersistenceError`."""
         self._closed = True
+        if self._watch is not None:
+            self._watch.close()
         while True:
             try:
                 self._pool.get_nowait().close()

@@ -271,6 +271,26 @@ class Store(abc.ABC):
         """
         self._delete(validate_context_name(name))
 
+    def head_versions(self, names: list[str]) -> dict[str, int]:
+        """The head versions of those of `names` that exist (one round trip where the
+        backend can): how a process notices what other processes wrote."""
+        valid = [validate_context_name(name) for name in names]
+        return self._head_versions(valid) if valid else {}
+
+    def change_token(self) -> object | None:
+        """A value that changes whenever another connection may have written: comparing it
+        with the last one is cheaper than reading head versions. None: unknown, poll."""
+        return None
+
+    def _head_versions(self, names: list[str]) -> dict[str, int]:
+        versions = {}
+        for name in names:
+            try:
+                versions[name] = self._head_version(name)
+            except ContextNotFoundError:
+                continue
+        return versions
+
     def exists(self, name: str) -> bool:
         """Whether context `name` exists."""
         return self._exists(validate_context_name(name))

@@ -356,3 +356,13 @@ def test_two_processes_never_lose_an_update(tmp_path: Path) -> None:
     assert head.version == 2 * times
     # Every increment of each process is in the log: none was overwritten by the other.
     assert Counter(head.get("log")) == {0: times, 1: times}
+
+
+def test_change_token_moves_when_another_connection_commits(tmp_path):
+    path = tmp_path / "token.db"
+    with SqliteStore(path) as watcher, SqliteStore(path) as writer:
+        writer.create(State.new("a"))
+        before = watcher.change_token()
+        assert watcher.change_token() == before  # nothing written since
+        writer.compare_and_set(State(context="a", version=1), 0)
+        assert watcher.change_token() != before

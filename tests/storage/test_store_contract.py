@@ -250,6 +250,16 @@ def test_list_contexts_is_sorted(store: Store) -> None:
 # -- compare-and-set ------------------------------------------------------------------------
 
 
+def test_head_versions_of_existing_contexts_only(store: Store) -> None:
+    store.create(State.new("a"))
+    store.create(State.new("b"))
+    store.compare_and_set(next_state(store.read_head("b")), 0)
+    assert store.head_versions(["a", "b", "missing"]) == {"a": 0, "b": 1}
+    assert store.head_versions([]) == {}
+    with pytest.raises(InvalidContextNameError):
+        store.head_versions(["../x"])
+
+
 def test_compare_and_set_fresh(store: Store) -> None:
     store.create(State.new("ctx", {"n": 0}))
     state = next_state(store.read_head("ctx"), n=1)
