@@ -19,11 +19,19 @@ import logging
 
 from actors._adapter import ContextAdapter, create_adapter
 from actors._cell import ContextStatus
-from actors._config import SupervisorConfig, SyncPolicy, TrackerConfig
+from actors._changes import Change, ChangeCause, CurrentContextChange
+from actors._config import (
+    Overflow,
+    SubscriptionConfig,
+    SupervisorConfig,
+    SyncPolicy,
+    TrackerConfig,
+)
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture
 from actors._manager import ContextManager, create_manager
 from actors._recovery import RecoveryReport
+from actors._subscriptions import ChangeStream, Subscription
 from actors._tracker import ContextTracker
 from storage import (
     ContextError,
@@ -54,6 +62,9 @@ from storage import (
 )
 
 __all__ = [
+    "Change",
+    "ChangeCause",
+    "ChangeStream",
     "ContextAdapter",
     "ContextError",
     "ContextExistsError",
@@ -66,6 +77,7 @@ __all__ = [
     "ContextTracker",
     "ContextTrackerFactory",
     "CorruptSnapshotError",
+    "CurrentContextChange",
     "Damage",
     "ForeignStateError",
     "InvalidContextNameError",
@@ -73,6 +85,7 @@ __all__ = [
     "KeyNotFoundError",
     "NoCurrentContextError",
     "NoIntactSnapshotError",
+    "Overflow",
     "PersistenceError",
     "RecoveryError",
     "RecoveryPoint",
@@ -83,6 +96,8 @@ __all__ = [
     "State",
     "StateError",
     "StateTooLargeError",
+    "Subscription",
+    "SubscriptionConfig",
     "SupervisorConfig",
     "SyncPolicy",
     "SynchronizationError",

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pykka
+
 from actors._cell import ContextStatus
-from actors._future import ContextFuture
+from actors._changes import CurrentContextChange
+from actors._config import SubscriptionConfig
+from actors._future import ContextFuture, Reply, reject
 from actors._manager import ContextManager
+from actors._messages import Call
+from actors._subscriptions import ChangeStream, Subscription, open_stream, open_subscription
 from actors._tracker import ContextTracker
-from storage import ContextError, State, validate_context_name
+from storage import ContextError, ShutdownError, State, validate_context_name
 
 __all__ = ["ContextAdapter", "create_adapter"]
 
@@ -85,6 +91,40 @@ class ContextAdapter:
     def active_contexts(self) -> ContextFuture[list[str]]:
         """The names of the active contexts, sorted."""
         return self.manager.active_contexts()
+
+    def subscribe_current(
+        self,
+        callback: Callable[[CurrentContextChange], object],
+        config: SubscriptionConfig | None = None,
+    ) -> ContextFuture[Subscription[CurrentContextChange]]:
+        """Call `callback(change)` whenever this adapter's current context changes (a switch,
+        or the current context deactivated or deleted), in order, in a thread of the
+        subscription's own; resolves to the `Subscription` once it is in place. Buffering,
+        overflow and errors as for `ContextTracker.subscribe()`; it ends on `unsubscribe()`
+        and when the manager shuts down.
+        """
+        return open_subscription(
+            self._topic_name, callback, config, self.manager.config.ask_timeout, self._register
+        )
+
+    def current_changes(
+        self, config: SubscriptionConfig | None = None
+    ) -> ChangeStream[CurrentContextChange]:
+        """An async iterator over this adapter's current-context changes, delivered as by
+        `subscribe_current()`; call it from a coroutine."""
+        return open_stream(
+            self._topic_name, config, self.manager.config.ask_timeout, self._register
+        )
+
+    @property
+    def _topic_name(self) -> str:
+        return f"adapter #{self._id}"
+
+    def _register(self, subscription: Subscription[Any], reply: Reply[Any]) -> None:
+        try:
+            self.manager._ref.tell(Call("subscribe_current", (self._id, subscription), reply))
+        except pykka.ActorDeadError:
+            reject(reply, ShutdownError("the context manager was shut down"))
 
     def shutdown(self) -> ContextFuture[None]:
         """Shut down the manager this adapter fronts (see `ContextManager.shutdown`)."""

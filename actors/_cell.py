@@ -12,6 +12,7 @@ from typing import Any
 
 import pykka
 
+from actors._changes import Topic
 from actors._future import Reply, reject
 from actors._messages import Deliver
 from storage import ContextInactiveError, ContextNotFoundError, RecoveryError, ShutdownError
@@ -35,9 +36,25 @@ class ContextStatus(enum.Enum):
 class Cell:
     """Where a context's messages go right now."""
 
-    __slots__ = ("closed", "failure", "manager", "name", "passive", "ref", "status", "timeout")
+    __slots__ = (
+        "changes",
+        "closed",
+        "failure",
+        "manager",
+        "name",
+        "passive",
+        "ref",
+        "status",
+        "timeout",
+    )
 
-    def __init__(self, name: str, timeout: float, manager: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        timeout: float,
+        manager: pykka.ActorRef[Any],
+        hub: pykka.ActorRef[Any] | None = None,
+    ) -> None:
         self.name = name
         self.timeout = timeout
         self.manager = manager
@@ -47,6 +64,8 @@ class Cell:
         """ACTIVE, but its idle tracker was stopped: the manager starts it on the next call."""
         self.failure: BaseException | None = None
         self.closed = False
+        self.changes = Topic(name, hub)
+        """Where its trackers publish changes: one per context, outliving each tracker."""
 
     def send(self, message: Any, reply: Reply[Any]) -> None:
         """Deliver `message` to the context's tracker, or answer `reply` with why not."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import attrs
 
 from storage._codec import DEFAULT_MAX_STATE_BYTES
 
-__all__ = ["SupervisorConfig", "SyncPolicy", "TrackerConfig"]
+__all__ = ["Overflow", "SubscriptionConfig", "SupervisorConfig", "SyncPolicy", "TrackerConfig"]
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -121,3 +122,26 @@ class TrackerConfig:
         if self.passivate_after is not None and not self.passivate_after > 0:
             msg = f"passivate_after must be positive or None, got {self.passivate_after!r}"
             raise ValueError(msg)
+
+
+class Overflow(enum.Enum):
+    """What a subscription does when its buffer is full and another change arrives."""
+
+    DROP_OLDEST = "drop_oldest"
+    """Drop the oldest buffered change; the next one delivered reports the gap (`missed`)."""
+    UNSUBSCRIBE = "unsubscribe"
+    """Deliver what is buffered, then end the subscription with `SynchronizationError`."""
+
+
+@attrs.frozen
+class SubscriptionConfig:
+    """How much a subscription buffers for a subscriber that falls behind, and what then.
+
+    Attributes:
+        buffer_size: changes kept for a subscriber busy with earlier ones. Besides these,
+            the subscriber holds the batch it is working through (at most as many again).
+        overflow: what a change arriving at a full buffer does (see `Overflow`).
+    """
+
+    buffer_size: int = attrs.field(default=1024, validator=_positive)
+    overflow: Overflow = Overflow.DROP_OLDEST

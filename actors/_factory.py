@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 import pykka
 
+from actors._changes import Topic
 from actors._config import TrackerConfig
 from actors._future import Reply
 from actors._tracker import TrackerActor
@@ -36,7 +37,12 @@ class ContextTrackerFactory:
         supervisor: pykka.ActorRef[Any],
         ready: Reply[None],
         writer: pykka.ActorRef[Any] | None = None,
+        *,
+        changes: Topic | None = None,
     ) -> pykka.ActorRef[Any]:
         """Start the tracker actor of context `name`; `ready` resolves once it has loaded.
-        With a `writer`, its durable writes go through that group-commit actor."""
-        return TrackerActor.start(name, store, self.config, supervisor, ready, writer=writer)
+        With a `writer`, its durable writes go through that group-commit actor; with
+        `changes`, it publishes every change there for subscribers."""
+        return TrackerActor.start(
+            name, store, self.config, supervisor, ready, writer=writer, changes=changes
+        )

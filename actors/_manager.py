@@ -20,6 +20,7 @@ from typing import Any, Self
 import pykka
 
 from actors._cell import Cell, ContextStatus
+from actors._changes import CurrentContextChange, Topic
 from actors._config import TrackerConfig
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
@@ -40,6 +41,7 @@ from actors._messages import (
     TrackerFailed,
 )
 from actors._recovery import RecoveryReport
+from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
 from actors._tracker import ContextTracker
 from actors._writer import Drain, WriterActor
 from storage import (
@@ -102,6 +104,10 @@ class ManagerActor(pykka.ThreadingActor):
         self._reports: dict[str, RecoveryReport] = {}
         self._closing = False
         self._shutdown: Reply[None] | None = None
+        # The subscriptions to our contexts and adapters live in the hub, so they outlive
+        # every tracker; each adapter's switches are published to a topic of its own.
+        self._hub = SubscriptionHub.start()
+        self._adapter_topics: dict[int, Topic] = {}
 
     # -- mailbox ----------------------------------------------------------------------------
 
@@ -163,6 +169,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._handle_call(call)
 
     def on_stop(self) -> None:
+        self._close_hub()
         for timer in self._timers:
             timer.cancel()
         error = ShutdownError("the context manager was shut down")
@@ -197,7 +204,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _cell(self, name: str) -> Cell:
         cell = self._cells.get(name)
         if cell is None or cell.status is ContextStatus.NONEXISTENT:
-            cell = Cell(name, self._config.ask_timeout, self.actor_ref)
+            cell = Cell(name, self._config.ask_timeout, self.actor_ref, self._hub)
             self._cells[name] = cell
         return cell
 
@@ -228,7 +235,7 @@ class ManagerActor(pykka.ThreadingActor):
         cell = self._cell(name)
         ready = new_reply()
         cell.ref = self._factory.start(
-            name, self._store, self.actor_ref, ready, writer=self._writer
+            name, self._store, self.actor_ref, ready, writer=self._writer, changes=cell.changes
         )
         cell.status = ContextStatus.ACTIVE
         cell.passive = False
@@ -289,7 +296,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _forget_current(self, name: str) -> None:
         for adapter, current in self._currents.items():
             if current == name:
-                self._currents[adapter] = None
+                self._set_current(adapter, None)
 
     @staticmethod
     def _pass_on(source: Reply[Any], reply: Reply[Any]) -> None:
@@ -306,14 +313,18 @@ class ManagerActor(pykka.ThreadingActor):
             cell.status = ContextStatus.NONEXISTENT
             cell.passive = False
             self._forget_current(name)
+            self._close_topic(cell.changes)
             return None
         self._pending[name] = reply
         stopped = new_reply()
+        topic = self._cells[name].changes
         self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
-        self._when_done(stopped, self._delete_after_stop, name, reply)
+        self._when_done(stopped, self._delete_after_stop, name, reply, topic)
         return _LATER
 
-    def _delete_after_stop(self, stopped: Reply[None], name: str, reply: Reply[None]) -> None:
+    def _delete_after_stop(
+        self, stopped: Reply[None], name: str, reply: Reply[None], topic: Topic
+    ) -> None:
         try:
             if stopped.exception() is not None:
                 stopped.result()  # re-raise into the handler below
@@ -322,7 +333,13 @@ class ManagerActor(pykka.ThreadingActor):
             reject(reply, exc)
         else:
             self._cell(name).status = ContextStatus.NONEXISTENT
+            self._close_topic(topic)
             resolve(reply, None)
+
+    def _close_topic(self, topic: Topic) -> None:
+        """End the subscriptions to a deleted context (after what they buffer)."""
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped: it ended them already
+            self._hub.tell(CloseTopic(topic))
 
     def _op_list_contexts(self, _: Reply[list[str]]) -> list[str]:
         return self._store.list_contexts()
@@ -424,7 +441,7 @@ class ManagerActor(pykka.ThreadingActor):
         if activated.exception() is None and ticket > self._applied.get(adapter, 0):
             self._applied[adapter] = ticket
             # Stopped since the switch was asked for, the context was current until then.
-            self._currents[adapter] = None if cleared else name
+            self._set_current(adapter, None if cleared else name)
         self._pass_on(activated, reply)
 
     def _op_current_context(self, _: Reply[str | None], adapter: int) -> str | None:
@@ -435,6 +452,26 @@ class ManagerActor(pykka.ThreadingActor):
         if name is None:
             raise NoCurrentContextError("the adapter has no current context")
         return ContextTracker(self._cells[name])
+
+    def _set_current(self, adapter: int, name: str | None) -> None:
+        """Make `name` the adapter's current context; tell its subscribers if that changed."""
+        old = self._currents.get(adapter)
+        self._currents[adapter] = name
+        topic = self._adapter_topics.get(adapter)
+        if topic is not None and topic.live and old != name:
+            topic.publish(CurrentContextChange(old, name))
+
+    def _op_subscribe_current(
+        self, reply: Reply[Any], adapter: int, subscription: Subscription[Any]
+    ) -> Any:
+        topic = self._adapter_topics.get(adapter)
+        if topic is None:
+            topic = self._adapter_topics[adapter] = Topic(f"adapter #{adapter}", self._hub)
+        try:
+            self._hub.tell(Register(topic, subscription, reply))
+        except pykka.ActorDeadError:
+            raise ShutdownError("the context manager was shut down") from None
+        return _LATER
 
     # -- supervision ------------------------------------------------------------------------
 
@@ -591,6 +628,9 @@ class ManagerActor(pykka.ThreadingActor):
         for cell in self._cells.values():
             cell.closed = True
             cell.ref = None
+        # Every tracker has stopped, so every change is published: subscriptions end after
+        # delivering what they buffer.
+        self._close_hub()
         if self._writer is None:
             self._close(None, reply, stops)
             return
@@ -599,6 +639,10 @@ class ManagerActor(pykka.ThreadingActor):
         drained = new_reply()
         self._writer.tell(Drain(drained))
         self._when_done(drained, self._close, reply, stops)
+
+    def _close_hub(self) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped already
+            self._hub.tell(CloseHub(new_reply()))
 
     def _close(self, _: object, reply: Reply[None], stops: list[Reply[None]]) -> None:
         errors = [error for stop in stops if (error := stop.exception()) is not None]

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import pykka
 
-from actors._config import TrackerConfig
+from actors._changes import Change, ChangeCause, Topic
+from actors._config import SubscriptionConfig, TrackerConfig
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._messages import (
     Crash,
@@ -51,7 +52,14 @@ from actors._messages import (
     TrackerRequest,
     UpdateState,
 )
-from actors._recovery import load_context
+from actors._recovery import RecoveryReport, load_context
+from actors._subscriptions import (
+    ChangeStream,
+    Subscription,
+    hub_registrar,
+    open_stream,
+    open_subscription,
+)
 from actors._writer import WriteRequest, Written
 from storage import (
     ContextError,
@@ -133,6 +141,7 @@ class TrackerActor(pykka.ThreadingActor):
         ready: Reply[None],
         *,
         writer: pykka.ActorRef[Any] | None = None,
+        changes: Topic | None = None,
     ) -> None:
         super().__init__()
         self._name = name
@@ -160,6 +169,11 @@ class TrackerActor(pykka.ThreadingActor):
         self._stop_error: ContextError | None = None  # a forced stop's failed final write
         # Replies waiting for the next successful (re)start: activation and crash().
         self._restart_waiters: list[Reply[None]] = [ready]
+        # Subscriptions: where changes go, the version subscribers last heard of, and the
+        # change of the write in flight (durable policy: published once it is written).
+        self._changes = changes
+        self._published: int | None = None
+        self._unpublished: tuple[Delta, ChangeCause] | None = None
         self._handlers: dict[type, Callable[[Any], Any]] = {
             GetState: self._get_state,
             GetValue: self._get_value,
@@ -281,6 +295,7 @@ class TrackerActor(pykka.ThreadingActor):
         state, report = load_context(self._store, self._name)
         if report is not None:
             self._supervisor.tell(Recovered(report))
+        self._announce(state, report)
         self._state = state
         self._stored_version = state.version
         self._unsaved = 0
@@ -466,11 +481,39 @@ class TrackerActor(pykka.ThreadingActor):
 
     def _restore(self, message: Restore) -> Any:
         point = self._store.read_recovery_point(self._name, message.point_id)
-        return self._install(point, message.reply)
+        return self._install(point, message.reply, ChangeCause.RESTORE)
 
     def _crash(self, message: Crash) -> None:
         self._restart_waiters.append(message.restarted)
         raise InjectedCrash(f"crash injected into tracker {self._name!r}")
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def _publish(self, delta: Delta, cause: ChangeCause) -> None:
+        """Tell subscribers about an update now stored (batched policy: now accepted)."""
+        self._published = delta.version
+        changes = self._changes
+        if changes is not None and changes.live:  # else nobody listens: copy nothing
+            changes.publish(Change.from_delta(delta, cause))
+
+    def _announce(self, state: State, report: RecoveryReport | None) -> None:
+        """Before `state` is loaded: tell subscribers if it is not what they last heard of
+        (a fallback past damage, batched updates a crash lost, or another writer's State
+        found after a version conflict), with a change that replaces the whole State."""
+        previous, self._published = self._published, state.version
+        if report is not None:
+            cause = ChangeCause.RECOVERY
+        elif self._state is not None:  # running: a version conflict made us reload
+            cause = ChangeCause.EXTERNAL
+        elif previous is not None and previous != state.version:
+            cause = ChangeCause.RECOVERY
+        else:
+            return
+        if previous is None:
+            previous = report.damaged_version if report is not None else state.version
+        changes = self._changes
+        if changes is not None and changes.live:
+            changes.publish(Change.replacing(previous, state, cause))
 
     # -- committing -------------------------------------------------------------------------
 
@@ -490,7 +533,9 @@ class TrackerActor(pykka.ThreadingActor):
         delta = Delta(self._name, state.version, state.updated_at, **changes)
         return self._store_update(reply, state.version, undo_all, delta)
 
-    def _install(self, source: State, reply: Reply[Any]) -> Any:
+    def _install(
+        self, source: State, reply: Reply[Any], cause: ChangeCause = ChangeCause.UPDATE
+    ) -> Any:
         """Make `source`'s contents the next version and store it; nothing changes if the
         write fails. Returns a copy of the new State, or `_LATER` (see `_commit_in_place`)."""
         current = self._current
@@ -502,10 +547,15 @@ class TrackerActor(pykka.ThreadingActor):
                 self._state = current
 
         delta = Delta.between(current, candidate)
-        return self._store_update(reply, candidate.snapshot(), undo, delta)
+        return self._store_update(reply, candidate.snapshot(), undo, delta, cause)
 
     def _store_update(
-        self, reply: Reply[Any], value: Any, undo: Callable[[], None], delta: Delta
+        self,
+        reply: Reply[Any],
+        value: Any,
+        undo: Callable[[], None],
+        delta: Delta,
+        cause: ChangeCause = ChangeCause.UPDATE,
     ) -> Any:
         """Store the update just made, as the sync policy says: return `value` once it is
         stored (or counted for a batch), or `_LATER` once the writer actor has it."""
@@ -515,10 +565,13 @@ class TrackerActor(pykka.ThreadingActor):
             except BaseException:
                 undo()
                 raise
+            self._publish(delta, cause)  # batched: once accepted, before it is written
             return value
+        self._unpublished = delta, cause  # durable: published once written (`_written`)
         try:
             write = self._prepare(delta)
-            if self._writer is None:
+            # Stopping: write from this thread, so that no write is in flight once stopped.
+            if self._writer is None or self._stopping:
                 self._commit(write)
                 return value
         except BaseException:
@@ -560,6 +613,9 @@ class TrackerActor(pykka.ThreadingActor):
             self._journal_bytes += len(write.blob)
         else:
             self._journaled = self._journal_bytes = 0
+        if self._unpublished is not None:
+            (delta, cause), self._unpublished = self._unpublished, None
+            self._publish(delta, cause)
 
     def _settle(self, message: Written) -> None:
         """The writer's answer, arriving after we stopped: only the caller is left to tell."""
@@ -784,6 +840,32 @@ class ContextTracker:
     def create_recovery_point(self, label: str | None = None) -> ContextFuture[RecoveryPoint]:
         """Keep a full snapshot of the current State until it is deleted."""
         return self._ask(MakeRecoveryPoint, "create_recovery_point", label)
+
+    def subscribe(
+        self, callback: Callable[[Change], object], config: SubscriptionConfig | None = None
+    ) -> ContextFuture[Subscription[Change]]:
+        """Call `callback(change)` with every change of this context, in version order and
+        once each, in a thread of the subscription's own. Resolves to the `Subscription` once
+        it is in place: every change accepted from then on is delivered.
+
+        A change is published once stored (durable sync policy) or once accepted (batched).
+        A slow callback never slows the tracker: changes wait in a bounded buffer and
+        `config.overflow` says what a full one does. An exception the callback raises is
+        logged and counted on the subscription, and delivery goes on. The subscription
+        survives restarts, passivation and deactivation; it ends on `unsubscribe()`, when the
+        context is deleted and when the manager shuts down.
+
+        Raises (through the future): `ContextNotFoundError` (deleted), `ShutdownError`.
+        """
+        cell = self._cell
+        register = hub_registrar(cell.changes, cell)
+        return open_subscription(cell.name, callback, config, cell.timeout, register)
+
+    def changes(self, config: SubscriptionConfig | None = None) -> ChangeStream[Change]:
+        """An async iterator over this context's changes, delivered as by `subscribe()`.
+        Call it from a coroutine: `async with tracker.changes() as changes: async for ...`."""
+        cell = self._cell
+        return open_stream(cell.name, config, cell.timeout, hub_registrar(cell.changes, cell))
 
     def _what(self, method: str) -> str:
         return f"tracker {self._cell.name!r}.{method}()"
