@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -153,6 +154,7 @@ class TrackerActor(pykka.ThreadingActor):
         # it is answered, so every request sees the outcome of the one before it.
         self._pending: _Pending | None = None
         self._handling: tuple[Any, int] = (None, 0)  # the request being handled, its attempt
+        self._retrying: _Retry | None = None
         self._journaled = 0  # journal entries since the last snapshot we wrote
         self._journal_bytes = 0
         self._phase = Phase.SUSPENDED
@@ -194,6 +196,7 @@ class TrackerActor(pykka.ThreadingActor):
             Stop: self._on_stop_request,
             Flush: self._on_flush,
             Passivate: self._on_passivate,
+            _Retry: self._on_retry,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -222,6 +225,9 @@ class TrackerActor(pykka.ThreadingActor):
 
     def _fail_all(self, error: BaseException) -> None:
         """Answer everything held back: stashed requests and restart waiters."""
+        if self._retrying is not None:
+            _refuse(self._retrying.message, error)
+            self._retrying = None
         while self._stash:
             _refuse(self._stash.popleft(), error)
         for waiter in self._restart_waiters:
@@ -245,7 +251,7 @@ class TrackerActor(pykka.ThreadingActor):
 
     def _passivate_if_idle(self, idle_since: float) -> None:
         """Stop to free our thread if idle since `idle_since`, with nothing held or unsaved."""
-        busy = self._pending is not None or self._stash or self._stopping
+        busy = self._holding or self._stash or self._stopping
         if busy or self._phase is not Phase.RUNNING or self._last_request >= idle_since:
             return
         if self._unsaved:
@@ -314,8 +320,8 @@ class TrackerActor(pykka.ThreadingActor):
         control = self._controls.get(type(message))
         if control is not None:
             control(message)
-        elif self._pending is not None:
-            self._stash.append(message)  # requests wait for the write in flight
+        elif self._holding:
+            self._stash.append(message)  # requests wait for the write in flight (or retry)
         elif self._phase is Phase.RUNNING:
             self._last_request = time.monotonic()
             self._dispatch(message)
@@ -339,7 +345,7 @@ class TrackerActor(pykka.ThreadingActor):
             self._handle_stop(stop)
 
     def _on_stop_request(self, message: Stop) -> None:
-        if self._pending is not None:
+        if self._holding:
             self._stash.append(message)  # stop once the write in flight is answered
         else:
             self._handle_stop(message)
@@ -347,14 +353,14 @@ class TrackerActor(pykka.ThreadingActor):
     def _on_flush(self, _: Flush) -> None:
         self._flush_timer = None
         # A tick may arrive after save() or a full batch already wrote everything.
-        if self._phase is Phase.RUNNING and self._unsaved and self._pending is None:
+        if self._phase is Phase.RUNNING and self._unsaved and not self._holding:
             self._flush_quietly()
 
     def _on_passivate(self, message: Passivate) -> None:
         self._passivate_if_idle(message.idle_since)
 
     def _dispatch(self, message: TrackerRequest, attempt: int = 1) -> None:
-        if self._phase is not Phase.RUNNING or self._pending is not None:
+        if self._phase is not Phase.RUNNING or self._holding:
             # An earlier stashed message crashed us again, or started a write.
             self._stash.append(message)
             return
@@ -367,18 +373,23 @@ class TrackerActor(pykka.ThreadingActor):
             reject(message.reply, exc)
         except _UserFunctionError as exc:
             reject(message.reply, exc.user_error)
-        except Exception as exc:  # unexpected: the tracker fails and is restarted
-            logger.exception("tracker %r failed handling %s", self._name, type(message).__name__)
-            error = RecoveryError(
-                f"tracker of context {self._name!r} failed handling "
-                f"{type(message).__name__}: {exc!r}; it restarts from its last snapshot"
-            )
-            error.__cause__ = exc
-            reject(message.reply, error)
-            self._suspend(exc)
+        except Exception as exc:  # noqa: BLE001 - unexpected: _fail() logs it, we restart
+            self._fail(message.reply, f"handling {type(message).__name__}", exc)
         else:
             if result is not _LATER:
                 resolve(message.reply, result)
+
+    def _fail(self, reply: Reply[Any], doing: str, error: BaseException) -> None:
+        """An unexpected error while `doing`: the caller gets `RecoveryError` (caused by it),
+        and the tracker suspends until its supervisor restarts it from the store."""
+        logger.error("tracker %r failed %s", self._name, doing, exc_info=error)
+        failure = RecoveryError(
+            f"tracker of context {self._name!r} failed {doing}: {error!r}; "
+            "it restarts from its last snapshot"
+        )
+        failure.__cause__ = error
+        reject(reply, failure)
+        self._suspend(error)
 
     def _retry(self, message: TrackerRequest, attempt: int, conflict: VersionConflict) -> None:
         """Another process wrote the context under us; we reloaded. Run the request again on
@@ -387,7 +398,33 @@ class TrackerActor(pykka.ThreadingActor):
         if attempt >= MAX_CONFLICT_RETRIES:
             reject(message.reply, conflict)
             return
-        self._dispatch(message, attempt + 1)
+        if attempt < 3:
+            self._dispatch(message, attempt + 1)
+            return
+        # Lost several races in a row: back off a random moment (jitter, as in any optimistic
+        # retry loop), holding later requests back so that order is kept. A timer wakes us;
+        # the actor never sleeps.
+        retry = self._retrying = _Retry(message, attempt + 1)
+        delay = random.uniform(0, min(0.05, 0.0005 * 2**attempt))
+        timer = threading.Timer(delay, self._tell, args=(retry,))
+        timer.daemon = True
+        timer.start()
+
+    def _on_retry(self, retry: _Retry) -> None:
+        if self._retrying is not retry:
+            return  # pragma: no cover - one retry waits at a time
+        self._retrying = None
+        self._dispatch(retry.message, retry.attempt)
+        self._resume_stash()
+
+    @property
+    def _holding(self) -> bool:
+        """Whether requests must wait: a write is in flight, or a retry waits out its delay."""
+        return self._pending is not None or self._retrying is not None
+
+    def _tell(self, message: Any) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped since: nothing to do
+            self.actor_ref.tell(message)
 
     def _handle_stop(self, message: Stop) -> None:
         if self._phase is Phase.RUNNING and self._unsaved:
@@ -641,19 +678,12 @@ class TrackerActor(pykka.ThreadingActor):
             pending.undo()
             reject(pending.reply, error)
         else:  # unexpected, as if it had been raised here: the tracker fails
-            logger.error("tracker %r: write failed unexpectedly: %r", self._name, error)
-            failure = RecoveryError(
-                f"tracker of context {self._name!r} failed storing version "
-                f"{pending.write.version}: {error!r}; it restarts from its last snapshot"
-            )
-            failure.__cause__ = error
-            reject(pending.reply, failure)
-            self._suspend(error)
+            self._fail(pending.reply, f"storing version {pending.write.version}", error)
             return
         self._resume_stash()
 
     def _resume_stash(self) -> None:
-        while self._stash and self._pending is None and self._phase is Phase.RUNNING:
+        while self._stash and not self._holding and self._phase is Phase.RUNNING:
             message = self._stash.popleft()
             if isinstance(message, Stop):
                 self._handle_stop(message)
@@ -679,14 +709,10 @@ class TrackerActor(pykka.ThreadingActor):
 
     def _arm_flush_timer(self) -> None:
         if self._flush_timer is None and self._config.sync.max_delay is not None:
-            timer = threading.Timer(self._config.sync.max_delay, self._tell_flush)
+            timer = threading.Timer(self._config.sync.max_delay, self._tell, args=(Flush(),))
             timer.daemon = True
             timer.start()
             self._flush_timer = timer
-
-    def _tell_flush(self) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):  # stopped since: nothing to flush
-            self.actor_ref.tell(Flush())
 
     def _flush(self) -> None:
         """Compare-and-set the current State over the last stored version."""
@@ -712,6 +738,14 @@ class TrackerActor(pykka.ThreadingActor):
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+
+
+@attrs.frozen(eq=False)
+class _Retry:
+    """Run `message` again (attempt `attempt`) once a conflict backoff has passed."""
+
+    message: Any
+    attempt: int
 
 
 @attrs.frozen
