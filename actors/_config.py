@@ -99,6 +99,10 @@ class TrackerConfig:
             deltas and every `snapshot_every`-th is a full snapshot (1: always snapshots).
         snapshot_bytes: a full snapshot is also written once the journal since the last one
             holds this many bytes.
+        watch_interval: how often (seconds) a manager on a store other processes can share
+            (SQLite, Redis) looks for their writes to the contexts it runs; a tracker whose
+            context moved on catches up and publishes each version to its subscribers. None:
+            only when a write of ours conflicts.
         passivate_after: a tracker that handled no request for this many seconds writes
             what it has unsaved and stops, freeing its thread; its context stays ACTIVE and
             the next call through any handle starts it again. None: never.
@@ -117,11 +121,14 @@ class TrackerConfig:
     snapshot_bytes: int = attrs.field(default=2**20, validator=_positive)
     group_commit: bool = True
     passivate_after: float | None = 300.0
+    watch_interval: float | None = 0.5
 
     def __attrs_post_init__(self) -> None:
-        if self.passivate_after is not None and not self.passivate_after > 0:
-            msg = f"passivate_after must be positive or None, got {self.passivate_after!r}"
-            raise ValueError(msg)
+        for name in ("passivate_after", "watch_interval"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                msg = f"{name} must be positive or None, got {value!r}"
+                raise ValueError(msg)
 
 
 class Overflow(enum.Enum):

@@ -43,6 +43,7 @@ from actors._messages import (
 from actors._recovery import RecoveryReport
 from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
 from actors._tracker import ContextTracker
+from actors._watcher import Unwatch, Watch, WatcherActor
 from actors._writer import Drain, WriterActor
 from storage import (
     ContextError,
@@ -107,6 +108,7 @@ class ManagerActor(pykka.ThreadingActor):
         # The subscriptions to our contexts and adapters live in the hub, so they outlive
         # every tracker; each adapter's switches are published to a topic of its own.
         self._hub = SubscriptionHub.start()
+        self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
         self._adapter_topics: dict[int, Topic] = {}
 
     # -- mailbox ----------------------------------------------------------------------------
@@ -237,6 +239,7 @@ class ManagerActor(pykka.ThreadingActor):
         cell.ref = self._factory.start(
             name, self._store, self.actor_ref, ready, writer=self._writer, changes=cell.changes
         )
+        self._watch(Watch(name, cell.ref))
         cell.status = ContextStatus.ACTIVE
         cell.passive = False
         cell.failure = None
@@ -287,6 +290,7 @@ class ManagerActor(pykka.ThreadingActor):
             cell.ref = None
             cell.status = after
             cell.failure = None
+            self._watch(Unwatch(cell.name, ref))
         self._failures.pop(cell.name, None)
         self._forget_current(cell.name)
         # A switch to it still under way was asked for before the stop (later calls wait for
@@ -535,6 +539,14 @@ class ManagerActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         if self._config.passivate_after is not None:
             self._after(self._config.passivate_after / 2, self.actor_ref, Tick())
+        interval = self._config.watch_interval
+        if interval is not None and self._store.shared_between_processes:
+            self._watcher = WatcherActor.start(self._store, interval)
+
+    def _watch(self, message: Watch | Unwatch) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._watcher.tell(message)
 
     def _passivate_idle(self) -> None:
         """Ask every running tracker idle for `passivate_after` seconds to stop."""
@@ -556,6 +568,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _on_passivated(self, message: Passivated) -> None:
         cell = self._cells.get(message.name)
         if cell is not None and cell.ref is message.tracker:
+            self._watch(Unwatch(message.name, message.tracker))
             cell.ref = None
             cell.passive = True
             logger.debug("passivated idle tracker %r", message.name)
@@ -645,6 +658,8 @@ class ManagerActor(pykka.ThreadingActor):
             self._hub.tell(CloseHub(new_reply()))
 
     def _close(self, _: object, reply: Reply[None], stops: list[Reply[None]]) -> None:
+        if self._watcher is not None:
+            self._watcher.stop(block=False)
         errors = [error for stop in stops if (error := stop.exception()) is not None]
         if self._owns_store:
             try:

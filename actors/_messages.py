@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import pykka
 
 from actors._future import Reply
 from storage import State
@@ -154,7 +155,7 @@ class Passivated:
     """A tracker stopped because it was idle; its context stays ACTIVE."""
 
     name: str
-    tracker: object
+    tracker: pykka.ActorRef[Any]
 
 
 @attrs.frozen

@@ -61,6 +61,7 @@ from actors._subscriptions import (
     open_stream,
     open_subscription,
 )
+from actors._watcher import StoredVersion
 from actors._writer import WriteRequest, Written
 from storage import (
     ContextError,
@@ -197,6 +198,7 @@ class TrackerActor(pykka.ThreadingActor):
             Flush: self._on_flush,
             Passivate: self._on_passivate,
             _Retry: self._on_retry,
+            StoredVersion: self._on_stored_version,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -368,7 +370,11 @@ class TrackerActor(pykka.ThreadingActor):
         try:
             result = self._handlers[type(message)](message)
         except _StaleWrite as exc:
-            self._retry(message, attempt, exc.conflict)
+            # Another process wrote this context: the store is the truth. Catch up, run again.
+            if self._refresh_quietly():
+                self._retry(message, attempt, exc.conflict)
+            else:
+                reject(message.reply, exc.conflict)
         except ContextError as exc:
             reject(message.reply, exc)
         except _UserFunctionError as exc:
@@ -636,8 +642,7 @@ class TrackerActor(pykka.ThreadingActor):
         """Commit one write from this thread (no writer actor), raising its error."""
         (error,) = self._store.commit([write])
         if isinstance(error, VersionConflict):
-            self._load()  # another process wrote this context: the store is the truth
-            raise _StaleWrite(error)
+            raise _StaleWrite(error)  # the caller undoes the update, _dispatch catches up
         if error is not None:
             raise error
         self._written(write)
@@ -670,7 +675,7 @@ class TrackerActor(pykka.ThreadingActor):
             self._written(pending.write)  # the writer has answered the caller already
         elif isinstance(error, VersionConflict):
             pending.undo()
-            if self._reload_quietly():
+            if self._refresh_quietly():
                 self._retry(pending.message, pending.attempt, error)
             else:
                 reject(pending.reply, error)
@@ -690,13 +695,62 @@ class TrackerActor(pykka.ThreadingActor):
             else:
                 self._dispatch(message)
 
-    def _reload_quietly(self) -> bool:
+    def _refresh_quietly(self) -> bool:
         try:
-            self._load()
+            self._refresh()
         except Exception as exc:  # noqa: BLE001 - the supervisor restarts us from the store
             self._suspend(exc)
             return False
         return True
+
+    def _refresh(self) -> None:
+        """Bring our State up to the store's head, which other processes moved on.
+
+        Each version they wrote is applied and published on its own, in order: from its
+        journal entry, or from its snapshot where one was written instead. Where neither is
+        kept any more (or we hold unsaved batched updates, which the store's head replaces),
+        the whole State is reloaded and published as one change.
+        """
+        state = self._current
+        if self._unsaved:
+            self._load()
+            return
+        try:
+            self._catch_up(state)
+        except ContextError:
+            # Moved on again while we read (retention dropped a snapshot, say): reload.
+            self._load()
+
+    def _catch_up(self, state: State) -> None:
+        head = self._store.head_version(self._name)
+        entries = dict(self._store._read_journal(self._name, state.version))
+        snapshots = set(self._store.list_versions(self._name))
+        codec = self._store.codec
+        while state.version < head:
+            version = state.version + 1
+            if version in entries:
+                delta = codec.decode_delta(entries[version], context=self._name, version=version)
+                delta.apply(state)
+            elif version in snapshots:
+                snapshot = self._store.read_version(self._name, version)
+                delta = Delta.between(state, snapshot)
+                self._state = state = snapshot
+            else:
+                self._load()
+                return
+            self._stored_version = version
+            self._publish(delta, ChangeCause.EXTERNAL)
+        self._journaled = self._journal_bytes = 0  # unknown: the next snapshot comes sooner
+
+    def _on_stored_version(self, message: StoredVersion) -> None:
+        """The watcher saw the store's head move; catch up if it was not us who moved it."""
+        if (
+            self._phase is Phase.RUNNING
+            and not self._holding
+            and not self._unsaved
+            and message.version > self._stored_version
+        ):
+            self._refresh_quietly()
 
     def _after_update(self) -> None:
         """Write the current State now (durable policy) or count it for the next batch."""
@@ -720,7 +774,8 @@ class TrackerActor(pykka.ThreadingActor):
         try:
             self._store.compare_and_set(state, self._stored_version)
         except VersionConflict:
-            # Someone else (another process) wrote this context: the store is the truth.
+            # Someone else (another process) wrote this context: the store is the truth, and
+            # the unsaved updates it overwrote are lost (the batched policy's risk).
             self._load()
             raise
         self._stored_version = state.version

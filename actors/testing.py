@@ -79,6 +79,7 @@ class FaultyStore(Store):
         super().__init__(codec=inner.codec, retain_heads=inner.retain_heads)
         self.supports_journal = inner.supports_journal
         self.commits_in_batches = inner.commits_in_batches
+        self.shared_between_processes = inner.shared_between_processes
         self.inner = inner
         """The store that does the real work."""
         self._faults: dict[str, deque[tuple[BaseException, bool]]] = {}

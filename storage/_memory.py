@@ -86,6 +86,7 @@ class MemoryStore(Store):
             return self._get(name).version
 
     supports_journal = True
+    shared_between_processes = False
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
         results: list[ContextError | None] = []

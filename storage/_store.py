@@ -104,6 +104,9 @@ class Store(abc.ABC):
     supports_journal: bool = False
     """Whether the store keeps a journal of deltas (else only full snapshots can be written)."""
 
+    shared_between_processes: bool = True
+    """Whether other processes can write the same contexts (so it is worth watching)."""
+
     commits_in_batches: bool = False
     """Whether `commit()` of many writes costs about as much as of one (one transaction, one
     fsync), so that funnelling every tracker's writes through one writer pays off."""

@@ -25,17 +25,24 @@ def main(url: str, threads: int, increments: int) -> None:
             manager.create_context("shared", {"n": 0}).get()
         tracker = manager.get_tracker("shared").get()
         acknowledged = [0] * threads
+        errors: list[BaseException] = []
 
         def work(index: int) -> None:
-            for _ in range(increments):
-                tracker.modify(bump).get(timeout=60)
-                acknowledged[index] += 1
+            try:
+                for _ in range(increments):
+                    tracker.modify(bump).get(timeout=60)
+                    acknowledged[index] += 1
+            except BaseException as exc:
+                errors.append(exc)
+                raise
 
         workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
+        if errors:
+            sys.exit(f"failed after {sum(acknowledged)} increments: {errors[0]!r}")
         print(f"done {sum(acknowledged)}", flush=True)
     finally:
         manager.shutdown().get()

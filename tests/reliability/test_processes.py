@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from actors import VersionConflict, create_manager
+from actors import TrackerConfig, VersionConflict, create_manager
 from storage import open_store
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
 
@@ -106,3 +107,56 @@ def test_stale_update_state_after_another_writer_is_a_conflict_and_reloads(tmp_p
     finally:
         first.shutdown().get()
         second.shutdown().get()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_subscriber_sees_every_version_another_process_writes(
+    tmp_path,
+    redis_server,  # noqa: F811 - the fixture
+    backend,
+):
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'watched.db'}"
+    else:
+        url = f"{redis_server.url}?prefix=watch-{uuid.uuid4().hex[:8]}"
+    total = THREADS * INCREMENTS
+    seen: list[tuple[int, int, int]] = []
+    all_seen = threading.Event()
+
+    def collect(change):
+        seen.append((change.old_version, change.new_version, change.changed.get("n", -1)))
+        if change.new_version >= total:
+            all_seen.set()
+
+    manager = create_manager(url, config=TrackerConfig(watch_interval=0.05))
+    try:
+        manager.create_context("shared", {"n": 0}).get()
+        tracker = manager.get_tracker("shared").get()
+        tracker.subscribe(collect).get()
+        # Another OS process writes every version; this one only watches.
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.reliability.process_worker", url, *COUNTS],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=100,
+            check=False,
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        assert all_seen.wait(30), f"saw up to {seen[-1] if seen else None}"
+    finally:
+        manager.shutdown().get()
+    # In order, no gap, each version once, and each holds the counter the other wrote.
+    assert [new for _, new, _ in seen] == list(range(1, total + 1))
+    assert all(old == new - 1 for old, new, _ in seen)
+    assert all(n == new for _, new, n in seen)
+    assert tracker_state_matches(url, total)
+
+
+def tracker_state_matches(url: str, total: int) -> bool:
+    store = open_store(url)
+    try:
+        return store.read_head("shared").get("n") == total
+    finally:
+        store.close()

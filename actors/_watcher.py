@@ -1,0 +1,114 @@
+"""The watcher actor: notices what other processes write to the contexts this manager runs.
+
+Every `watch_interval` seconds it asks the store whether anything changed (SQLite: `PRAGMA
+data_version`, one pragma on a connection of its own) and, only if so, reads the head versions
+of the contexts whose trackers run here, in one query. A tracker whose context moved on
+hears `StoredVersion` and catches up from the journal, publishing each version it missed to
+its subscribers. Writes of this process show up too; a tracker that made them ignores them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+import attrs
+import pykka
+
+from storage import ContextError, Store
+
+__all__ = ["Poll", "StoredVersion", "Unwatch", "Watch", "WatcherActor"]
+
+logger = logging.getLogger("actors.watcher")
+
+
+@attrs.frozen
+class Watch:
+    """Follow context `name`, whose tracker is `tracker`."""
+
+    name: str
+    tracker: pykka.ActorRef[Any]
+
+
+@attrs.frozen
+class Unwatch:
+    """Stop following `name` if `tracker` is still the one followed."""
+
+    name: str
+    tracker: pykka.ActorRef[Any]
+
+
+@attrs.frozen
+class Poll:
+    """The watcher's timer: time to look at the store."""
+
+
+@attrs.frozen
+class StoredVersion:
+    """To a tracker: the store's head of your context is now `version`."""
+
+    version: int
+
+
+class WatcherActor(pykka.ThreadingActor):
+    """Polls one store for changes made elsewhere; see the module docstring."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        super().__init__()
+        self._store = store
+        self._interval = interval
+        self._targets: dict[str, pykka.ActorRef[Any]] = {}
+        self._seen: dict[str, int] = {}
+        self._token: object | None = None
+        self._timer: threading.Timer | None = None
+
+    def on_start(self) -> None:
+        self._arm()
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, Watch):
+            self._targets[message.name] = message.tracker
+            self._seen.pop(message.name, None)
+            self._token = None  # look at least once for the new tracker
+        elif isinstance(message, Unwatch):
+            if self._targets.get(message.name) is message.tracker:
+                del self._targets[message.name]
+                self._seen.pop(message.name, None)
+        elif isinstance(message, Poll):
+            self._poll()
+            self._arm()
+
+    def _poll(self) -> None:
+        if not self._targets:
+            return
+        try:
+            token = self._store.change_token()
+            if token is not None and token == self._token:
+                return  # nothing was committed anywhere since the last look
+            versions = self._store.head_versions(list(self._targets))
+        except ContextError as exc:  # the store is down: look again next time
+            logger.warning("watching the store failed: %s", exc)
+            return
+        self._token = token
+        for name, version in versions.items():
+            if self._seen.get(name) != version:
+                self._seen[name] = version
+                with contextlib.suppress(pykka.ActorDeadError):
+                    self._targets[name].tell(StoredVersion(version))
+
+    def _arm(self) -> None:
+        ref = self.actor_ref
+
+        def tick() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(Poll())
+
+        self._timer = threading.Timer(self._interval, tick)
+        self._timer.daemon = True
+        self._timer.start()
