@@ -29,10 +29,10 @@ from actors._config import (
 )
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture
+from actors._handle import ContextTracker
 from actors._manager import ContextManager, create_manager
 from actors._recovery import RecoveryReport
 from actors._subscriptions import ChangeStream, Subscription
-from actors._tracker import ContextTracker
 from storage import (
     ContextError,
     ContextExistsError,

@@ -12,10 +12,10 @@ from actors._cell import ContextStatus
 from actors._changes import CurrentContextChange
 from actors._config import SubscriptionConfig
 from actors._future import ContextFuture, Reply, reject
+from actors._handle import ContextTracker
 from actors._manager import ContextManager
 from actors._messages import Call
 from actors._subscriptions import ChangeStream, Subscription, open_stream, open_subscription
-from actors._tracker import ContextTracker
 from storage import ContextError, ShutdownError, State, validate_context_name
 
 __all__ = ["ContextAdapter", "create_adapter"]

@@ -24,6 +24,7 @@ from actors._changes import CurrentContextChange, Topic
 from actors._config import TrackerConfig
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
+from actors._handle import ContextTracker
 from actors._messages import (
     Call,
     Deliver,
@@ -42,7 +43,6 @@ from actors._messages import (
 )
 from actors._recovery import RecoveryReport
 from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
-from actors._tracker import ContextTracker
 from actors._watcher import Unwatch, Watch, WatcherActor
 from actors._writer import Drain, WriterActor
 from storage import (

@@ -20,8 +20,9 @@ from datetime import datetime
 from typing import TypeVar
 
 from actors._future import ContextFuture, new_reply
+from actors._handle import ContextTracker
 from actors._messages import Crash
-from actors._tracker import ContextTracker, InjectedCrash
+from actors._tracker import InjectedCrash
 from storage import ContextError, PersistenceError, RecoveryPoint, Store
 from storage._store import Write
 
