@@ -19,8 +19,8 @@ import pytest
 
 from actors import ContextManager, ContextTracker, SupervisorConfig, TrackerConfig, create_manager
 from actors._future import new_reply
-from actors._manager import ManagerActor
 from actors._messages import Call
+from actors._supervisor import ManagerActor
 from actors._tracker import TrackerActor
 from actors.testing import FaultyStore
 from storage import SqliteStore, Store

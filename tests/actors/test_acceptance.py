@@ -17,7 +17,7 @@ from actors import (
     create_adapter,
     create_manager,
 )
-from actors._manager import ManagerActor
+from actors._supervisor import ManagerActor
 from actors._tracker import TrackerActor
 from actors.testing import crash
 from storage import SqliteStore

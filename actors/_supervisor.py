@@ -1,0 +1,687 @@
+"""ManagerActor: creates, supervises and stops the trackers of one store (the supervisor).
+
+It owns the registry of contexts (one `Cell` each), the supervision records and the adapters'
+current contexts. It never waits on another actor: when an operation needs a tracker's answer
+(activation, deactivation, shutdown), it chains a callback on the tracker's reply that comes
+back to it as a `Done` message, and answers its own caller then. `ContextManager` is its
+facade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actors._cell import Cell, ContextStatus
+from actors._changes import CurrentContextChange, Topic
+from actors._factory import ContextTrackerFactory
+from actors._future import Reply, new_reply, reject, resolve
+from actors._handle import ContextTracker
+from actors._messages import (
+    Call,
+    Deliver,
+    Done,
+    GiveUp,
+    MakeRecoveryPoint,
+    Passivate,
+    Passivated,
+    Recovered,
+    Restart,
+    Restore,
+    Save,
+    Stop,
+    Tick,
+    TrackerFailed,
+)
+from actors._recovery import RecoveryReport
+from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
+from actors._watcher import Unwatch, Watch, WatcherActor
+from actors._writer import Drain
+from storage import (
+    ContextError,
+    ContextInactiveError,
+    ContextNotFoundError,
+    NoCurrentContextError,
+    RecoveryError,
+    RecoveryPoint,
+    ShutdownError,
+    State,
+    Store,
+)
+
+__all__ = ["DEFAULT_CONTEXT", "ManagerActor"]
+
+logger = logging.getLogger("actors.manager")
+
+_LATER: Any = object()
+"""Returned by an operation that will answer its reply itself, later."""
+
+DEFAULT_CONTEXT = "default"
+"""The context `ContextAdapter.initialize()` creates and makes current."""
+
+
+class ManagerActor(pykka.ThreadingActor):
+    """Creates, supervises and stops the trackers of one store; see `ContextManager`."""
+
+    def __init__(
+        self,
+        store: Store,
+        factory: ContextTrackerFactory,
+        owns_store: bool,
+        writer: pykka.ActorRef[Any] | None,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._writer = writer
+        self._factory = factory
+        self._config = factory.config
+        self._owns_store = owns_store
+        self._cells: dict[str, Cell] = {}
+        self._failures: dict[str, deque[float]] = {}
+        self._stopping: dict[str, Reply[None]] = {}
+        self._currents: dict[int, str | None] = {}
+        # Per adapter: the last switch ticket issued and the last that took effect; the
+        # switches under way by (adapter, ticket), and those whose context stopped since.
+        self._switches: dict[int, int] = {}
+        self._applied: dict[int, int] = {}
+        self._under_way: dict[tuple[int, int], str] = {}
+        self._cleared: set[tuple[int, int]] = set()
+        # Deactivations and deletions under way, by context: calls that act on that context
+        # wait for them (`_deferred`) so that they never act on a half-stopped context.
+        self._pending: dict[str, Reply[None]] = {}
+        self._deferred: dict[int, Call] = {}
+        self._timers: set[threading.Timer] = set()
+        self._reports: dict[str, RecoveryReport] = {}
+        self._closing = False
+        self._shutdown: Reply[None] | None = None
+        # The subscriptions to our contexts and adapters live in the hub, so they outlive
+        # every tracker; each adapter's switches are published to a topic of its own.
+        self._hub = SubscriptionHub.start()
+        self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
+        self._adapter_topics: dict[int, Topic] = {}
+
+    # -- mailbox ----------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, Call):
+            self._handle_call(message)
+        elif isinstance(message, Done):
+            try:
+                message.callback(*message.args)
+            except Exception:  # pragma: no cover - a bug of ours; the manager must live on
+                logger.exception("manager callback %r failed", message.callback)
+        elif isinstance(message, TrackerFailed):
+            self._on_tracker_failed(message)
+        elif isinstance(message, Recovered):
+            self._reports[message.report.context] = message.report
+        elif isinstance(message, Deliver):
+            self._deliver(message)
+        elif isinstance(message, Passivated):
+            self._on_passivated(message)
+        elif isinstance(message, Tick):
+            self._passivate_idle()
+
+    def _handle_call(self, call: Call) -> None:
+        if self._closing and call.method != "shutdown":
+            reject(call.reply, ShutdownError("the context manager was shut down"))
+            return
+        pending = self._pending_for(call)
+        if pending is not None:
+            # Made after the deactivation or deletion began, the call runs after it ended, as
+            # if the caller had waited: a switch then finds the context inactive, not stopping.
+            self._deferred[id(call)] = call
+            self._when_done(pending, self._resume, call)
+            return
+        try:
+            result = getattr(self, f"_op_{call.method}")(call.reply, *call.args)
+        except ContextError as exc:
+            reject(call.reply, exc)
+        except Exception as exc:
+            # A store or programming error: the caller learns of it; the manager lives on.
+            logger.exception("context manager failed in %s", call.method)
+            reject(call.reply, exc)
+        else:
+            if result is not _LATER:
+                resolve(call.reply, result)
+
+    def _pending_for(self, call: Call) -> Reply[None] | None:
+        """The deactivation or deletion under way of the context `call` acts on, if any."""
+        name = _subject(call)
+        if name is None:
+            return None
+        pending = self._pending.get(name)
+        if pending is not None and pending.done():
+            del self._pending[name]
+            return None
+        return pending
+
+    def _resume(self, _: Reply[None], call: Call) -> None:
+        del self._deferred[id(call)]
+        self._handle_call(call)
+
+    def on_stop(self) -> None:
+        self._close_hub()
+        for timer in self._timers:
+            timer.cancel()
+        error = ShutdownError("the context manager was shut down")
+        for call in self._deferred.values():
+            reject(call.reply, error)
+        kept = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, Call) and envelope.message.method == "shutdown":
+                resolve(envelope.message.reply, None)  # shut down, as it asked
+            elif isinstance(envelope.message, Call):
+                reject(envelope.message.reply, error)
+            else:
+                kept.append(envelope)
+        # pykka answers the rest after on_stop(), such as a stop() someone waits on.
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
+
+    def _when_done(self, reply: Reply[Any], callback: Callable[..., None], *args: Any) -> None:
+        """Run `callback(reply, *args)` in this actor once `reply` is settled."""
+        ref = self.actor_ref
+
+        def come_back(_: Reply[Any]) -> None:
+            # If the manager stopped meanwhile, on_stop() answered whoever waits.
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(Done(callback, (reply, *args)))
+
+        reply.add_done_callback(come_back)
+
+    # -- contexts ---------------------------------------------------------------------------
+
+    def _cell(self, name: str) -> Cell:
+        cell = self._cells.get(name)
+        if cell is None or cell.status is ContextStatus.NONEXISTENT:
+            cell = Cell(name, self._config.ask_timeout, self.actor_ref, self._hub)
+            self._cells[name] = cell
+        return cell
+
+    def _is_running(self, name: str) -> bool:
+        cell = self._cells.get(name)
+        return cell is not None and cell.ref is not None
+
+    def _op_create_context(self, _: Reply[State], state: State) -> State:
+        self._store.create(state)
+        self._cell(state.context)
+        return state.snapshot()
+
+    def _op_get_tracker(self, reply: Reply[ContextTracker], name: str) -> Any:
+        self._activate(name, reply)
+        return _LATER
+
+    def _activate(self, name: str, reply: Reply[ContextTracker]) -> None:
+        """Answer `reply` with a handle once `name` has a running tracker."""
+        cell = self._cells.get(name)
+        if cell is not None and cell.status is ContextStatus.FAILED:
+            reject(reply, cell.unavailable())
+            return
+        if cell is not None and cell.ref is not None:
+            resolve(reply, ContextTracker(cell))
+            return
+        if not self._store.exists(name):
+            raise ContextNotFoundError(name)
+        cell = self._cell(name)
+        ready = new_reply()
+        cell.ref = self._factory.start(
+            name, self._store, self.actor_ref, ready, writer=self._writer, changes=cell.changes
+        )
+        self._watch(Watch(name, cell.ref))
+        cell.status = ContextStatus.ACTIVE
+        cell.passive = False
+        cell.failure = None
+        self._when_done(ready, self._on_ready, cell, reply)
+
+    def _on_ready(self, ready: Reply[None], cell: Cell, reply: Reply[ContextTracker]) -> None:
+        error = ready.exception()
+        if error is not None:
+            reject(reply, error)
+        else:
+            resolve(reply, ContextTracker(cell))
+
+    def _op_deactivate(self, reply: Reply[None], name: str) -> Any:
+        if not self._is_running(name):
+            if not self._store.exists(name):
+                raise ContextNotFoundError(name)
+            cell = self._cells.get(name)
+            if cell is not None and cell.passive:  # passivated: nothing left to stop
+                cell.passive = False
+                cell.status = ContextStatus.INACTIVE
+                self._forget_current(name)
+            return None
+        self._pending[name] = reply
+        self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
+        return _LATER
+
+    def _stop_tracker(
+        self, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
+    ) -> None:
+        """Stop the tracker of `name` (writing what it has unsaved), then set `after`."""
+        stopping = self._stopping.get(name)
+        if stopping is None:
+            cell = self._cells[name]
+            assert cell.ref is not None
+            stopping = new_reply()
+            self._stopping[name] = stopping
+            cell.ref.tell(Stop(stopping, error, force=self._closing))
+            self._when_done(stopping, self._on_stopped, cell, cell.ref, after)
+        self._when_done(stopping, self._pass_on, reply)
+
+    def _on_stopped(
+        self, stopping: Reply[None], cell: Cell, ref: pykka.ActorRef[Any], after: ContextStatus
+    ) -> None:
+        del self._stopping[cell.name]
+        if stopping.exception() is not None and not self._closing:
+            return  # the tracker could not write and keeps running; the caller is told
+        if cell.ref is ref:
+            cell.ref = None
+            cell.status = after
+            cell.failure = None
+            self._watch(Unwatch(cell.name, ref))
+        self._failures.pop(cell.name, None)
+        self._forget_current(cell.name)
+        # A switch to it still under way was asked for before the stop (later calls wait for
+        # the stop, see _handle_call): it must not make the stopped context current.
+        self._cleared.update(key for key, target in self._under_way.items() if target == cell.name)
+
+    def _forget_current(self, name: str) -> None:
+        for adapter, current in self._currents.items():
+            if current == name:
+                self._set_current(adapter, None)
+
+    @staticmethod
+    def _pass_on(source: Reply[Any], reply: Reply[Any]) -> None:
+        error = source.exception()
+        if error is not None:
+            reject(reply, error)
+        else:
+            resolve(reply, source.result())
+
+    def _op_delete_context(self, reply: Reply[None], name: str) -> Any:
+        if not self._is_running(name):
+            self._store.delete(name)
+            cell = self._cell(name)
+            cell.status = ContextStatus.NONEXISTENT
+            cell.passive = False
+            self._forget_current(name)
+            self._close_topic(cell.changes)
+            return None
+        self._pending[name] = reply
+        stopped = new_reply()
+        topic = self._cells[name].changes
+        self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
+        self._when_done(stopped, self._delete_after_stop, name, reply, topic)
+        return _LATER
+
+    def _delete_after_stop(
+        self, stopped: Reply[None], name: str, reply: Reply[None], topic: Topic
+    ) -> None:
+        try:
+            if stopped.exception() is not None:
+                stopped.result()  # re-raise into the handler below
+            self._store.delete(name)
+        except Exception as exc:  # noqa: BLE001 - answered to the caller
+            reject(reply, exc)
+        else:
+            self._cell(name).status = ContextStatus.NONEXISTENT
+            self._close_topic(topic)
+            resolve(reply, None)
+
+    def _close_topic(self, topic: Topic) -> None:
+        """End the subscriptions to a deleted context (after what they buffer)."""
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped: it ended them already
+            self._hub.tell(CloseTopic(topic))
+
+    def _op_list_contexts(self, _: Reply[list[str]]) -> list[str]:
+        return self._store.list_contexts()
+
+    def _op_status(self, _: Reply[ContextStatus], name: str) -> ContextStatus:
+        cell = self._cells.get(name)
+        if cell is not None and cell.status in (ContextStatus.ACTIVE, ContextStatus.FAILED):
+            return cell.status
+        return ContextStatus.INACTIVE if self._store.exists(name) else ContextStatus.NONEXISTENT
+
+    def _op_active_contexts(self, _: Reply[list[str]]) -> list[str]:
+        return sorted(
+            name for name, cell in self._cells.items() if cell.status is ContextStatus.ACTIVE
+        )
+
+    # -- persistence and recovery points ----------------------------------------------------
+
+    def _forward(self, name: str, message: Any, reply: Reply[Any]) -> bool:
+        """Hand a request to the running tracker of `name`, which answers `reply` itself."""
+        cell = self._cells.get(name)
+        if cell is None or cell.ref is None:
+            return False
+        cell.send(message, reply)
+        return True
+
+    def _op_save(self, reply: Reply[int], name: str) -> Any:
+        if self._forward(name, Save(reply), reply):
+            return _LATER
+        return self._store.head_version(name)
+
+    def _op_load(self, _: Reply[State], name: str) -> State:
+        return self._store.read_head(name)
+
+    def _op_create_recovery_point(
+        self, reply: Reply[RecoveryPoint], name: str, label: str | None
+    ) -> Any:
+        if self._forward(name, MakeRecoveryPoint(label, reply), reply):
+            return _LATER
+        return self._store.create_recovery_point(self._store.read_head(name), label)
+
+    def _op_list_recovery_points(self, _: Reply[Any], name: str) -> list[RecoveryPoint]:
+        return self._store.list_recovery_points(name)
+
+    def _op_restore_recovery_point(self, reply: Reply[State], name: str, point_id: int) -> Any:
+        if self._forward(name, Restore(point_id, reply), reply):
+            return _LATER
+        head = self._store.read_head(name)
+        restored = head.successor(self._store.read_recovery_point(name, point_id))
+        self._store.compare_and_set(restored, head.version)
+        return restored
+
+    def _op_recovery_report(self, _: Reply[Any], name: str) -> RecoveryReport | None:
+        return self._reports.get(name)
+
+    def _op_delete_recovery_point(self, _: Reply[None], name: str, point_id: int) -> None:
+        self._store.delete_recovery_point(name, point_id)
+
+    # -- adapters ---------------------------------------------------------------------------
+
+    def _op_initialize(self, reply: Reply[ContextTracker], adapter: int) -> Any:
+        if not self._store.exists(DEFAULT_CONTEXT):
+            self._store.create(State.new(DEFAULT_CONTEXT))
+        self._switch(adapter, DEFAULT_CONTEXT, reply)
+        return _LATER
+
+    def _op_switch(self, reply: Reply[ContextTracker], adapter: int, name: str) -> Any:
+        self._switch(adapter, name, reply)
+        return _LATER
+
+    def _op_create_and_switch(
+        self, reply: Reply[ContextTracker], adapter: int, state: State
+    ) -> Any:
+        self._store.create(state)
+        self._switch(adapter, state.context, reply)
+        return _LATER
+
+    def _switch(self, adapter: int, name: str, reply: Reply[ContextTracker]) -> None:
+        # Switches complete out of order when one must start a tracker and a later one
+        # need not; the outcome must be that of the requests in order: the latest switch
+        # that succeeded sets the current context, and one that failed changes nothing.
+        ticket = self._switches.get(adapter, 0) + 1
+        self._switches[adapter] = ticket
+        self._under_way[adapter, ticket] = name
+        activated = new_reply()
+        self._activate(name, activated)
+        self._when_done(activated, self._on_switched, adapter, name, ticket, reply)
+
+    def _on_switched(
+        self,
+        activated: Reply[ContextTracker],
+        adapter: int,
+        name: str,
+        ticket: int,
+        reply: Reply[ContextTracker],
+    ) -> None:
+        del self._under_way[adapter, ticket]
+        cleared = (adapter, ticket) in self._cleared
+        self._cleared.discard((adapter, ticket))
+        if activated.exception() is None and ticket > self._applied.get(adapter, 0):
+            self._applied[adapter] = ticket
+            # Stopped since the switch was asked for, the context was current until then.
+            self._set_current(adapter, None if cleared else name)
+        self._pass_on(activated, reply)
+
+    def _op_current_context(self, _: Reply[str | None], adapter: int) -> str | None:
+        return self._currents.get(adapter)
+
+    def _op_current_tracker(self, _: Reply[ContextTracker], adapter: int) -> ContextTracker:
+        name = self._currents.get(adapter)
+        if name is None:
+            raise NoCurrentContextError("the adapter has no current context")
+        return ContextTracker(self._cells[name])
+
+    def _set_current(self, adapter: int, name: str | None) -> None:
+        """Make `name` the adapter's current context; tell its subscribers if that changed."""
+        old = self._currents.get(adapter)
+        self._currents[adapter] = name
+        topic = self._adapter_topics.get(adapter)
+        if topic is not None and topic.live and old != name:
+            topic.publish(CurrentContextChange(old, name))
+
+    def _op_subscribe_current(
+        self, reply: Reply[Any], adapter: int, subscription: Subscription[Any]
+    ) -> Any:
+        topic = self._adapter_topics.get(adapter)
+        if topic is None:
+            topic = self._adapter_topics[adapter] = Topic(f"adapter #{adapter}", self._hub)
+        try:
+            self._hub.tell(Register(topic, subscription, reply))
+        except pykka.ActorDeadError:
+            raise ShutdownError("the context manager was shut down") from None
+        return _LATER
+
+    # -- supervision ------------------------------------------------------------------------
+
+    def _on_tracker_failed(self, report: TrackerFailed) -> None:
+        cell = self._cells.get(report.name)
+        ref = cell.ref if cell is not None else None
+        if cell is None or ref is None or ref is not report.tracker or self._closing:
+            return  # a report from a tracker already replaced or being shut down
+        policy = self._config.supervisor
+        now = time.monotonic()
+        failures = self._failures.setdefault(report.name, deque())
+        while failures and now - failures[0] > policy.within_seconds:
+            failures.popleft()
+        if isinstance(report.error, RecoveryError):
+            # Nothing intact to load: restarting cannot help.
+            self._give_up(cell, ref, report.error)
+            return
+        if len(failures) >= policy.max_restarts:
+            error = RecoveryError(
+                f"context {report.name!r} failed {len(failures) + 1} times within "
+                f"{policy.within_seconds} s and will not be restarted; last error: "
+                f"{report.error!r}"
+            )
+            error.__cause__ = report.error
+            self._give_up(cell, ref, error)
+            return
+        delay = policy.backoff(len(failures))
+        failures.append(now)
+        logger.warning("restarting tracker %r in %.3f s after %r", report.name, delay, report.error)
+        self._after(delay, ref, Restart())
+
+    @staticmethod
+    def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
+        logger.error("%s", error)
+        cell.status = ContextStatus.FAILED
+        cell.failure = error
+        with contextlib.suppress(pykka.ActorDeadError):  # stopping anyway: _on_stopped follows
+            ref.tell(GiveUp(error))
+
+    def _after(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> None:
+        """Tell `ref` `message` after `delay` seconds without blocking this mailbox."""
+        if delay <= 0:
+            # The tracker may have stopped since it failed (a deactivation queued behind the
+            # failing request); a tell to it must not kill the manager.
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
+            return
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped while we waited
+                ref.tell(message)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        self._timers.add(timer)
+        timer.start()
+
+    # -- passivation ------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        if self._config.passivate_after is not None:
+            self._after(self._config.passivate_after / 2, self.actor_ref, Tick())
+        interval = self._config.watch_interval
+        if interval is not None and self._store.shared_between_processes:
+            self._watcher = WatcherActor.start(self._store, interval)
+
+    def _watch(self, message: Watch | Unwatch) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._watcher.tell(message)
+
+    def _passivate_idle(self) -> None:
+        """Ask every running tracker idle for `passivate_after` seconds to stop."""
+        period = self._config.passivate_after
+        if period is None or self._closing:
+            return
+        idle_since = time.monotonic() - period
+        for name, cell in self._cells.items():
+            ref = cell.ref
+            if (
+                ref is not None
+                and cell.status is ContextStatus.ACTIVE
+                and name not in self._stopping
+            ):
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(Passivate(idle_since))
+        self._after(period / 2, self.actor_ref, Tick())
+
+    def _on_passivated(self, message: Passivated) -> None:
+        cell = self._cells.get(message.name)
+        if cell is not None and cell.ref is message.tracker:
+            self._watch(Unwatch(message.name, message.tracker))
+            cell.ref = None
+            cell.passive = True
+            logger.debug("passivated idle tracker %r", message.name)
+
+    def _deliver(self, message: Deliver) -> None:
+        """Hand a request on to its context's tracker, starting the tracker if passivated."""
+        request, cell = message.message, self._cells.get(message.name)
+        reply: Reply[Any] = request.reply
+        if cell is None or cell.status is not ContextStatus.ACTIVE or self._closing:
+            reject(reply, cell.unavailable() if cell is not None else ShutdownError("closed"))
+            return
+        if cell.ref is not None:
+            try:
+                cell.ref.tell(request)
+            except pykka.ActorDeadError:
+                cell.ref = None  # it stopped itself and its Passivated is still on the way
+                cell.passive = True
+            else:
+                return
+        try:
+            self._activate(message.name, new_reply())
+            self._tell_tracker(cell, request)  # queued behind the new tracker's load, in order
+        except Exception as exc:  # noqa: BLE001 - answered to the caller
+            reject(reply, exc)
+
+    @staticmethod
+    def _tell_tracker(cell: Cell, message: Any) -> None:
+        # A separate function: mypy would otherwise keep `cell.ref` narrowed to None from
+        # before _activate() set it.
+        assert cell.ref is not None
+        cell.ref.tell(message)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def _op_shutdown(self, reply: Reply[None]) -> Any:
+        if self._shutdown is not None:  # answered with the first
+            if self._shutdown.done():
+                self._pass_on(self._shutdown, reply)
+            else:
+                self._when_done(self._shutdown, self._pass_on, reply)
+            return _LATER
+        self._shutdown = reply
+        self._closing = True
+        running = [name for name, cell in self._cells.items() if cell.ref is not None]
+        if not running:
+            self._finish_shutdown(reply, [])
+            return _LATER
+        stops = []
+        for name in running:
+            stopped = new_reply()
+            self._stop_tracker(
+                name,
+                ShutdownError("the context manager was shut down"),
+                stopped,
+                ContextStatus.INACTIVE,
+            )
+            stops.append(stopped)
+        remaining = [len(stops)]
+
+        def one_stopped(_: Reply[None]) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                self._finish_shutdown(reply, stops)
+
+        for stopped in stops:
+            self._when_done(stopped, one_stopped)
+        return _LATER
+
+    def _finish_shutdown(self, reply: Reply[None], stops: list[Reply[None]]) -> None:
+        for cell in self._cells.values():
+            cell.closed = True
+            cell.ref = None
+        # Every tracker has stopped, so every change is published: subscriptions end after
+        # delivering what they buffer.
+        self._close_hub()
+        if self._writer is None:
+            self._close(None, reply, stops)
+            return
+        # Every tracker has stopped, so no write is in flight; the writer stops once it has
+        # answered anything still queued, and only then is the store closed.
+        drained = new_reply()
+        self._writer.tell(Drain(drained))
+        self._when_done(drained, self._close, reply, stops)
+
+    def _close_hub(self) -> None:
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped already
+            self._hub.tell(CloseHub(new_reply()))
+
+    def _close(self, _: object, reply: Reply[None], stops: list[Reply[None]]) -> None:
+        if self._watcher is not None:
+            self._watcher.stop(block=False)
+        errors = [error for stop in stops if (error := stop.exception()) is not None]
+        if self._owns_store:
+            try:
+                self._store.close()
+            except Exception as exc:  # noqa: BLE001 - reported to the caller below
+                errors.append(exc)
+        if errors:
+            reject(reply, errors[0])
+        else:
+            resolve(reply, None)
+        self.stop()
+
+
+_QUERIES = frozenset({"status", "load", "list_recovery_points", "recovery_report"})
+"""Calls about a context that change nothing: they answer at once, even while it stops."""
+
+
+def _subject(call: Call) -> str | None:
+    """The context a manager call acts on: the first argument that is a name or a State."""
+    if call.method in _QUERIES:
+        return None
+    if call.method == "initialize":
+        return DEFAULT_CONTEXT
+    for arg in call.args:
+        if isinstance(arg, State):
+            return arg.context
+        if isinstance(arg, str):
+            return arg
+    return None
