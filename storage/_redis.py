@@ -1,9 +1,10 @@
 """RedisStore: contexts in a Redis server, shared by every process that reaches it.
 
 Every write that checks one key and changes another is one Lua script (`EVALSHA` through
-redis-py's `register_script`), so compare-and-set, retention, create and delete are atomic on
-the server. All keys of one context carry the hash tag `{name}`, so each script touches one
-cluster slot. The key layout and the scripts' contract are in docs/storage.md ("Redis").
+redis-py's `register_script`), so compare-and-set, journal appends, retention and compaction,
+create and delete are atomic on the server. All keys of one context carry the hash tag
+`{name}`, so each script touches one cluster slot. The key layout and the scripts' contract
+are in docs/storage.md ("Redis").
 
 redis-py is an optional dependency (`pip install 'context-runtime[redis]'`); `storage`
 imports this module only when a RedisStore is asked for.
@@ -23,6 +24,7 @@ try:
     import redis
     import redis.exceptions
     from redis.backoff import NoBackoff
+    from redis.commands.core import Script
     from redis.retry import Retry
 except ImportError as exc:  # redis-py is an optional extra
     msg = "RedisStore needs redis-py: pip install 'context-runtime[redis]'"
@@ -45,14 +47,17 @@ from storage._exceptions import (
 )
 from storage._names import validate_context_name
 from storage._redis_scripts import (
+    APPEND,
     COMPARE_AND_SET,
     CREATE,
     CREATE_RECOVERY_POINT,
     DELETE,
     DELETE_RECOVERY_POINT,
     READ_HEAD,
+    READ_JOURNAL,
+    UPGRADE_SCHEMA,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store
+from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "REDIS_ERRORS", "SCHEMA_VERSION", "RedisStore"]
 
@@ -62,8 +67,9 @@ DEFAULT_PREFIX = "ctx"
 DEFAULT_TIMEOUT = 5.0
 """Seconds a connect, or a wait for one reply, may take before it fails."""
 
-SCHEMA_VERSION = 1
-"""The key layout this library writes and reads, stored under `<prefix>:schema`."""
+SCHEMA_VERSION = 2
+"""The key layout this library writes and reads, stored under `<prefix>:schema`. Layout 1
+had no journal keys; opening a store of layout 1 stamps it 2."""
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisError,
@@ -87,6 +93,16 @@ def _point_field(name: str, point_id: int) -> str:
         return _decimal(point_id)
     except TypeError:  # callers may be untyped; no point has such an id
         raise RecoveryPointNotFoundError(name, point_id) from None
+
+
+def _outcome(write: Write, reply: Any) -> ContextError | None:
+    """What a compare-and-set or append script's reply means for `write`."""
+    status = cast("list[bytes]", reply)[0]
+    if status == b"missing":
+        return ContextNotFoundError(write.context)
+    if status == b"conflict":
+        return VersionConflict(write.context, write.expected, int(reply[1]))
+    return None
 
 
 def _is_context_name(name: str) -> bool:
@@ -179,6 +195,9 @@ class RedisStore(Store):
         self._create_script = self._client.register_script(CREATE)
         self._read_head_script = self._client.register_script(READ_HEAD)
         self._cas_script = self._client.register_script(COMPARE_AND_SET)
+        self._append_script = self._client.register_script(APPEND)
+        self._read_journal_script = self._client.register_script(READ_JOURNAL)
+        self._upgrade_script = self._client.register_script(UPGRADE_SCHEMA)
         self._delete_script = self._client.register_script(DELETE)
         self._create_point_script = self._client.register_script(CREATE_RECOVERY_POINT)
         self._delete_point_script = self._client.register_script(DELETE_RECOVERY_POINT)
@@ -212,8 +231,11 @@ class RedisStore(Store):
     def _key(self, name: str, part: str) -> str:
         return f"{self.prefix}:{{{name}}}:{part}"
 
-    def _context_keys(self, name: str) -> list[str]:
-        return [self._key(name, part) for part in ("meta", "heads", "points", "point_blobs")]
+    def _keys(self, name: str, *parts: str) -> list[str]:
+        return [self._key(name, part) for part in parts]
+
+    def _all_keys(self, name: str) -> list[str]:
+        return self._keys(name, "meta", "heads", "points", "point_blobs", "journal")
 
     def _check_schema(self) -> None:
         key = f"{self.prefix}:schema"
@@ -221,6 +243,17 @@ class RedisStore(Store):
             pipe.setnx(key, SCHEMA_VERSION)
             pipe.get(key)
             _, stamp = pipe.execute()
+        layout = self._layout(key, stamp)
+        if layout < SCHEMA_VERSION:
+            # Layout 1 is layout 2 without journals. Stamp it 2 so that a process of an older
+            # version, which would ignore journal entries, refuses the prefix from now on;
+            # only if the stamp is still the one read (never over a newer one).
+            with self._translate("open") as client:
+                stamp = self._upgrade_script([key], [stamp, SCHEMA_VERSION], client)
+            self._layout(key, stamp)
+
+    def _layout(self, key: str, stamp: object) -> int:
+        """The layout version `stamp` names, if this library reads it."""
         text = stamp.decode("ascii", "replace") if isinstance(stamp, bytes) else repr(stamp)
         if not text.isdigit():
             raise UnsupportedFormatError(
@@ -230,6 +263,7 @@ class RedisStore(Store):
             raise UnsupportedFormatError(
                 f"{key} is layout version {text}; this library reads up to {SCHEMA_VERSION}"
             )
+        return int(text)
 
     def close(self) -> None:
         """Close the connection pool; later calls raise `PersistenceError`."""
@@ -239,23 +273,23 @@ class RedisStore(Store):
     # -- primitives ------------------------------------------------------------------------
 
     def _create(self, name: str, version: int, blob: bytes) -> None:
-        keys = self._context_keys(name)
+        keys = self._all_keys(name)
         with self._translate("create"):
             created = self._create_script(keys, [_decimal(version), blob], self._client)
         if not created:
             raise ContextExistsError(name)
 
     def _read_head(self, name: str) -> tuple[int, bytes]:
-        keys = self._context_keys(name)[:2]
+        keys = self._keys(name, "meta", "heads")
         with self._translate("read head"):
             reply = self._read_head_script(keys, [], self._client)
         if reply is None:
             raise ContextNotFoundError(name)
         version, blob = cast("list[bytes | None]", reply)
-        assert version is not None  # the script returns the version it found
+        assert version is not None  # the script returns a version: the snapshot's or the head
         if blob is None:
             raise CorruptSnapshotError(
-                f"context {name!r}: head version {int(version)} has no snapshot"
+                f"context {name!r}: no snapshot at or below head version {int(version)}"
             )
         return int(version), blob
 
@@ -266,24 +300,64 @@ class RedisStore(Store):
             raise ContextNotFoundError(name)
         return int(version)
 
-    def _compare_and_set(self, name: str, expected: int, version: int, blob: bytes) -> None:
-        keys = self._context_keys(name)[:2]
-        args: list[str | bytes | int] = [
-            _decimal(expected),
-            _decimal(version),
-            blob,
-            self.retain_heads,
-        ]
-        with self._translate("compare-and-set"):
-            reply = cast("list[bytes]", self._cas_script(keys, args, self._client))
-        if reply[0] == b"missing":
-            raise ContextNotFoundError(name)
-        if reply[0] == b"conflict":
-            raise VersionConflict(name, expected, int(reply[1]))
+    supports_journal = True
+
+    def _commit(self, writes: list[Write]) -> list[ContextError | None]:
+        # Each write is one script run, atomic on its own; the batch is not one transaction
+        # (so `commits_in_batches` stays False), but it is one round trip.
+        calls = [self._script_call(write) for write in writes]
+        with self._translate("commit") as client:
+            if len(calls) == 1:
+                script, keys, args = calls[0]
+                replies = [script(keys, args, client)]
+            elif calls:
+                replies = self._pipeline(client, calls)
+            else:
+                replies = []
+        return [_outcome(write, reply) for write, reply in zip(writes, replies, strict=True)]
+
+    def _script_call(self, write: Write) -> tuple[Script, list[str], list[str | bytes | int]]:
+        """The script that applies `write`, its keys and its arguments."""
+        expected, version = _decimal(write.expected), _decimal(write.version)
+        keys = self._keys(write.context, "meta", "heads", "journal")
+        if write.journal:
+            return self._append_script, keys, [expected, version, write.blob]
+        return self._cas_script, keys, [expected, version, write.blob, self.retain_heads]
+
+    def _pipeline(
+        self,
+        client: redis.Redis,
+        calls: list[tuple[Script, list[str], list[str | bytes | int]]],
+    ) -> list[Any]:
+        """Run the scripts in one round trip and return their replies in order.
+
+        The pipeline first loads each script it uses (a no-op for a script the server has
+        cached), so no `EVALSHA` in it can fail with NOSCRIPT after a restart emptied the
+        cache. redis-py's own pipelined scripts would check the cache in a round trip first.
+        """
+        scripts = list(dict.fromkeys(script for script, _, _ in calls))
+        with client.pipeline(transaction=False) as pipe:
+            for script in scripts:
+                pipe.script_load(script.script)
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # the first error of the batch; _translate maps it
+        return replies[len(scripts) :]
+
+    def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
+        keys = self._keys(name, "meta", "journal")
+        with self._translate("read journal"):
+            reply = self._read_journal_script(keys, [_decimal(after)], self._client)
+        flat = cast("list[bytes]", reply)  # version, blob, version, blob, ...
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        return sorted((int(version), blob) for version, blob in pairs)
 
     def _delete(self, name: str) -> None:
         with self._translate("delete"):
-            deleted = self._delete_script(self._context_keys(name), [], self._client)
+            deleted = self._delete_script(self._all_keys(name), [], self._client)
         if not deleted:
             raise ContextNotFoundError(name)
 
@@ -325,7 +399,7 @@ class RedisStore(Store):
     def _create_recovery_point(
         self, name: str, version: int, label: str | None, created_at: datetime, blob: bytes
     ) -> int:
-        keys = self._context_keys(name)
+        keys = self._keys(name, "meta", "points", "point_blobs")
         info = orjson.dumps(
             {"version": version, "label": label, "created_at": created_at.isoformat()}
         )
@@ -333,9 +407,7 @@ class RedisStore(Store):
             # The id comes first, from a counter of its own (a script may not touch keys of
             # two slots), so a point for a missing context leaves a gap in the ids.
             point_id = client.incr(f"{self.prefix}:point_id")
-            created = self._create_point_script(
-                [keys[0], keys[2], keys[3]], [point_id, info, blob], self._client
-            )
+            created = self._create_point_script(keys, [point_id, info, blob], self._client)
         if not created:
             raise ContextNotFoundError(name)
         return point_id
@@ -383,7 +455,7 @@ class RedisStore(Store):
 
     def _delete_recovery_point(self, name: str, point_id: int) -> None:
         field = _point_field(name, point_id)
-        keys = self._context_keys(name)[2:]
+        keys = self._keys(name, "points", "point_blobs")
         with self._translate("delete recovery point"):
             deleted = self._delete_point_script(keys, [field], self._client)
         if not deleted:

@@ -1,19 +1,23 @@
 """The Lua scripts of RedisStore: each checks and writes the keys of one context atomically.
 
 Every script touches only the keys of one context, which share a hash tag and so one cluster
-slot; they are passed in KEYS, never built inside a script. docs/storage.md ("Redis") states
-each script's keys, arguments, effect and reply.
+slot (or, UPGRADE_SCHEMA, the one key `<prefix>:schema`); they are passed in KEYS, never built
+inside a script. docs/storage.md ("Redis") states each script's keys, arguments, effect and
+reply.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "APPEND",
     "COMPARE_AND_SET",
     "CREATE",
     "CREATE_RECOVERY_POINT",
     "DELETE",
     "DELETE_RECOVERY_POINT",
     "READ_HEAD",
+    "READ_JOURNAL",
+    "UPGRADE_SCHEMA",
 ]
 
 # Versions are compared as canonical decimal strings (str(int)), never as Lua numbers, which
@@ -31,49 +35,108 @@ local function greater(a, b)
 end
 """
 
-# Every script makes all its checks before its first write, and writes in an order that
-# leaves a readable context should the server fail it half way (Redis does not roll back a
-# script that errors after writing, e.g. on out-of-memory).
+# Every script makes all its checks, and the reads its writes depend on, before its first
+# write (so a key of the wrong type fails it with nothing written), and writes in an order
+# that leaves a readable context should the server fail it half way (Redis does not roll back
+# a script that errors after writing, e.g. on out-of-memory). A snapshot or journal entry is
+# written before the head version that makes it visible, readers take nothing above the head,
+# and a write that moves the head drops what such a failure left where the head now reaches.
 
 CREATE = """
--- KEYS: meta, heads, points, point_blobs   ARGV: version, blob
+-- KEYS: meta, heads, points, point_blobs, journal   ARGV: version, blob
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'version', ARGV[1])
 return 1
 """
 
-READ_HEAD = """
+READ_HEAD = (
+    _GREATER
+    + """
 -- KEYS: meta, heads
-local version = redis.call('HGET', KEYS[1], 'version')
-if not version then return false end
-return {version, redis.call('HGET', KEYS[2], version)}
+local head = redis.call('HGET', KEYS[1], 'version')
+if not head then return false end
+local newest = false
+for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not greater(version, head) and (not newest or greater(version, newest)) then
+    newest = version
+  end
+end
+if not newest then return {head, false} end
+return {newest, redis.call('HGET', KEYS[2], newest)}
 """
+)
 
 COMPARE_AND_SET = (
     _GREATER
     + """
--- KEYS: meta, heads   ARGV: expected, version, blob, retain_heads
+-- KEYS: meta, heads, journal   ARGV: expected, version, blob, retain_heads
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return {'missing'} end
 if head ~= ARGV[1] then return {'conflict', head} end
+-- Snapshots and entries above the head were left by writes the server failed half way: drop
+-- them. Of the rest keep the newest retain_heads snapshots and the entries they need: above
+-- the oldest of them, up to the old head.
+local versions, dropped = {ARGV[2]}, {}
+for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not greater(version, head) then
+    versions[#versions + 1] = version
+  elseif version ~= ARGV[2] then
+    dropped[#dropped + 1] = version
+  end
+end
+table.sort(versions, greater)
+local retain = tonumber(ARGV[4])
+for i = retain + 1, #versions do dropped[#dropped + 1] = versions[i] end
+local oldest = versions[math.min(retain, #versions)]
+local entries = redis.call('HKEYS', KEYS[3])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'version', ARGV[2])
-local versions = redis.call('HKEYS', KEYS[2])
-local retain = tonumber(ARGV[4])
-if #versions > retain then
-  table.sort(versions, greater)
-  for i = retain + 1, #versions do redis.call('HDEL', KEYS[2], versions[i]) end
+for _, version in ipairs(dropped) do redis.call('HDEL', KEYS[2], version) end
+for _, entry in ipairs(entries) do
+  if not greater(entry, oldest) or greater(entry, head) then
+    redis.call('HDEL', KEYS[3], entry)
+  end
 end
 return {'ok'}
 """
 )
 
+APPEND = """
+-- KEYS: meta, heads, journal   ARGV: expected, version, blob
+local head = redis.call('HGET', KEYS[1], 'version')
+if not head then return {'missing'} end
+if head ~= ARGV[1] then return {'conflict', head} end
+local stray = redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+-- A snapshot at this version was left by a compare-and-set the server failed half way.
+if stray then redis.call('HDEL', KEYS[2], ARGV[2]) end
+redis.call('HSET', KEYS[1], 'version', ARGV[2])
+return {'ok'}
+"""
+
+READ_JOURNAL = (
+    _GREATER
+    + """
+-- KEYS: meta, journal   ARGV: after
+local head = redis.call('HGET', KEYS[1], 'version')
+if not head then return {} end
+local reply = {}
+for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if greater(version, ARGV[1]) and not greater(version, head) then
+    reply[#reply + 1] = version
+    reply[#reply + 1] = redis.call('HGET', KEYS[2], version)
+  end
+end
+return reply
+"""
+)
+
 DELETE = """
--- KEYS: meta, heads, points, point_blobs
+-- KEYS: meta, heads, points, point_blobs, journal
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return 1
 """
 
@@ -90,4 +153,12 @@ DELETE_RECOVERY_POINT = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
+"""
+
+UPGRADE_SCHEMA = """
+-- KEYS: schema   ARGV: from, to
+local stamp = redis.call('GET', KEYS[1])
+if stamp ~= ARGV[1] then return stamp end
+redis.call('SET', KEYS[1], ARGV[2])
+return ARGV[2]
 """

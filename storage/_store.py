@@ -257,7 +257,8 @@ class Store(abc.ABC):
 
         Raises:
             PersistenceError: the batch failed. On a batching store none of it was written;
-                on another, the writes before the failing one were.
+                on another, any of its writes may have been (Redis sends them all in one
+                round trip); read the head versions to know.
         """
         return self._commit(writes)
 

@@ -110,7 +110,7 @@ def test_stale_update_state_after_another_writer_is_a_conflict_and_reloads(tmp_p
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_a_subscriber_sees_every_version_another_process_writes(
     tmp_path,
     redis_server,  # noqa: F811 - the fixture

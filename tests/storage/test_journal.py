@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
+from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 
 import pytest
+import redis
 
 from storage import (
     ContextNotFoundError,
     CorruptSnapshotError,
     MemoryStore,
     PersistenceError,
+    RedisStore,
     SqliteStore,
     State,
     StateError,
@@ -21,20 +26,36 @@ from storage._delta import Delta
 from storage._state import utc_now
 
 
-def _memory(tmp_path, **options):
+@dataclass(frozen=True)
+class Journaled:
+    """How these tests build a store that keeps a journal, and damage what it stored."""
+
+    factory: Callable
+    """`factory(request, tmp_path, **options)`: a new, empty store."""
+    damage_entry: Callable
+    """`damage_entry(store, name, version)`: cut the last two bytes off a journal entry."""
+    damage_snapshot: Callable
+    """`damage_snapshot(store, name, version)`: replace a head snapshot with garbage."""
+
+
+def _memory(request, tmp_path, **options):
     return MemoryStore(**options)
 
 
-def _sqlite(tmp_path, **options):
-    return SqliteStore(tmp_path / "journal.db", **options)
-
-
-def _damage_memory(store, name, version):
+def _damage_memory_entry(store, name, version):
     journal = store._contexts[name].journal
     journal[version] = journal[version][:-2]
 
 
-def _damage_sqlite(store, name, version):
+def _damage_memory_snapshot(store, name, version):
+    store.corrupt(name, version, b"garbage")
+
+
+def _sqlite(request, tmp_path, **options):
+    return SqliteStore(tmp_path / "journal.db", **options)
+
+
+def _damage_sqlite_entry(store, name, version):
     with closing(sqlite3.connect(store.path)) as conn, conn:
         conn.execute(
             "UPDATE journal SET blob = substr(blob, 1, length(blob) - 2) "
@@ -43,20 +64,61 @@ def _damage_sqlite(store, name, version):
         )
 
 
-JOURNALED = {"memory": (_memory, _damage_memory), "sqlite": (_sqlite, _damage_sqlite)}
+def _damage_sqlite_snapshot(store, name, version):
+    with closing(sqlite3.connect(store.path)) as conn, conn:
+        conn.execute(
+            "UPDATE snapshots SET blob = x'00' WHERE context = ? AND version = ?",
+            (name, version),
+        )
+
+
+def _redis(request, tmp_path, **options):
+    server = request.getfixturevalue("redis_server")
+    # The server is shared by the session; a fresh prefix gives each test an empty store.
+    return RedisStore("127.0.0.1", server.port, prefix=f"test-{uuid.uuid4().hex}", **options)
+
+
+def _raw(store):
+    """A plain client of the store's server: the key layout of docs/storage.md, by hand."""
+    return redis.Redis(host=store.host, port=store.port, db=store.db)
+
+
+def _damage_redis_entry(store, name, version):
+    key = f"{store.prefix}:{{{name}}}:journal"
+    with _raw(store) as client:
+        blob = client.hget(key, str(version))
+        assert isinstance(blob, bytes)
+        client.hset(key, str(version), blob[:-2])
+
+
+def _damage_redis_snapshot(store, name, version):
+    with _raw(store) as client:
+        assert client.hexists(f"{store.prefix}:{{{name}}}:heads", str(version))
+        client.hset(f"{store.prefix}:{{{name}}}:heads", str(version), b"\x00")
+
+
+JOURNALED = {
+    "memory": Journaled(_memory, _damage_memory_entry, _damage_memory_snapshot),
+    "sqlite": Journaled(_sqlite, _damage_sqlite_entry, _damage_sqlite_snapshot),
+    "redis": Journaled(_redis, _damage_redis_entry, _damage_redis_snapshot),
+}
 
 
 @pytest.fixture(params=sorted(JOURNALED))
-def backend(request, tmp_path):
-    factory, damage = JOURNALED[request.param]
+def journaled(request):
+    return JOURNALED[request.param]
+
+
+@pytest.fixture
+def backend(journaled, request, tmp_path):
     opened = []
 
     def make(**options):
-        store = factory(tmp_path, **options)
+        store = journaled.factory(request, tmp_path, **options)
         opened.append(store)
         return store
 
-    yield make, damage
+    yield make, journaled.damage_entry
     for store in opened:
         store.close()
 
@@ -148,7 +210,7 @@ def test_damaged_journal_entry_ends_replay_and_is_reported(backend):
     assert [(d.kind, d.ident) for d in found] == [("journal entry", 3)]
 
 
-def test_damaged_newest_snapshot_replays_journal_from_an_older_one(backend, tmp_path):
+def test_damaged_newest_snapshot_replays_journal_from_an_older_one(backend, journaled):
     make, _ = backend
     store = make(retain_heads=3)
     state = _seed(store)
@@ -159,15 +221,25 @@ def test_damaged_newest_snapshot_replays_journal_from_an_older_one(backend, tmp_
     state.version = 3
     store.compare_and_set(state, 2)  # snapshot 3 (holds n=2)
     store.append(_delta("ctx", 4, n=4), 3)
-    if isinstance(store, MemoryStore):
-        store.corrupt("ctx", 3, b"garbage")
-    else:
-        with closing(sqlite3.connect(store.path)) as conn, conn:
-            conn.execute("UPDATE snapshots SET blob = x'00' WHERE version = 3")
+    journaled.damage_snapshot(store, "ctx", 3)
     state, found = store.read_latest("ctx")
     # From snapshot 1, the journal holds 2 but not 3 (3 was a snapshot): replay stops there.
     assert state.version == 2
     assert [d.kind for d in found] == ["snapshot", "journal entry"]
+
+
+def test_deleted_context_takes_its_journal_along(backend):
+    make, _ = backend
+    store = make()
+    _seed(store)
+    store.append(_delta("ctx", 1, n=1), 0)
+    store.delete("ctx")
+    _seed(store, n=10)
+
+    assert store._read_journal("ctx", -1) == []
+    assert store.read_head("ctx").get("n") == 10
+    store.append(_delta("ctx", 1, n=11), 0)
+    assert store.read_head("ctx").get("n") == 11
 
 
 def test_journal_write_on_closed_store_fails_whole(backend):

@@ -25,12 +25,15 @@ from storage import (
     ContextNotFoundError,
     PersistenceError,
     RedisStore,
+    SnapshotCodec,
     State,
     UnsupportedFormatError,
     VersionConflict,
     open_store,
 )
+from storage._delta import Delta
 from storage._redis import REDIS_ERRORS, SCHEMA_VERSION
+from storage._state import utc_now
 from tests.redis_server import RedisServer, free_port
 
 TIMEOUT = 30.0
@@ -171,6 +174,7 @@ def test_key_layout(make_store: Callable[..., RedisStore], redis_server: RedisSe
     store.create(State.new("orders", {"n": 0}))
     advance(store, "orders")
     advance(store, "orders")
+    store.append(Delta("orders", 3, utc_now(), changed={"n": 3}), 2)
     point = store.create_recovery_point(store.read_head("orders"), "label")
 
     with redis_server.client() as raw:
@@ -182,13 +186,20 @@ def test_key_layout(make_store: Callable[..., RedisStore], redis_server: RedisSe
             f"{p}:{{orders}}:heads",
             f"{p}:{{orders}}:points",
             f"{p}:{{orders}}:point_blobs",
+            f"{p}:{{orders}}:journal",
         }
-        assert raw.get(f"{p}:schema") == str(SCHEMA_VERSION).encode()
+        assert raw.get(f"{p}:schema") == b"2" == str(SCHEMA_VERSION).encode()
         assert raw.get(f"{p}:point_id") == str(point.point_id).encode()
-        assert raw.hgetall(f"{p}:{{orders}}:meta") == {b"version": b"2"}
+        assert raw.hgetall(f"{p}:{{orders}}:meta") == {b"version": b"3"}
         heads = raw.hgetall(f"{p}:{{orders}}:heads")
         assert sorted(heads) == [b"1", b"2"]
-        assert store.codec.decode(heads[b"2"]) == store.read_head("orders")
+        assert store.codec.decode(heads[b"2"]) == store.read_version("orders", 2)
+        journal = raw.hgetall(f"{p}:{{orders}}:journal")
+        assert list(journal) == [b"3"]
+        head = store.read_version("orders", 2)
+        store.codec.replay(head, journal[b"3"], 3)
+        assert head == store.read_head("orders")
+        assert head.get("n") == 3
         assert list(raw.hkeys(f"{p}:{{orders}}:points")) == [str(point.point_id).encode()]
         # Every key of one context is in one cluster slot, so one script may touch them all.
         slots = {key_slot(key.encode()) for key in keys if "{orders}" in key}
@@ -243,7 +254,7 @@ def test_foreign_keys_matching_the_pattern_are_not_listed(
     assert store.list_contexts() == ["mine"]
 
 
-@pytest.mark.parametrize(("stamp", "match"), [(b"2", "layout version 2"), (b"x", "another")])
+@pytest.mark.parametrize(("stamp", "match"), [(b"3", "layout version 3"), (b"x", "another")])
 def test_schema_stamp_of_another_writer_is_refused(
     redis_server: RedisServer, prefix: str, stamp: bytes, match: str
 ) -> None:
@@ -254,6 +265,123 @@ def test_schema_stamp_of_another_writer_is_refused(
             RedisStore("127.0.0.1", redis_server.port, prefix=prefix)
 
         assert raw.get(f"{prefix}:schema") == stamp
+
+
+def test_layout_1_is_stamped_2_on_open(redis_server: RedisServer, prefix: str) -> None:
+    # Layout 1 had no journal, so its contexts read the same under layout 2. The new stamp
+    # keeps older processes, which would ignore journal entries, from opening the prefix.
+    old = State.new("old", {"n": 4})
+    old.version = 4
+    with redis_server.client() as raw:
+        raw.set(f"{prefix}:schema", b"1")
+        raw.hset(f"{prefix}:{{old}}:meta", "version", "4")
+        raw.hset(f"{prefix}:{{old}}:heads", "4", SnapshotCodec().encode(old))
+
+        with RedisStore("127.0.0.1", redis_server.port, prefix=prefix) as store:
+            assert raw.get(f"{prefix}:schema") == b"2"
+            assert store.read_head("old") == old
+            store.append(Delta("old", 5, utc_now(), changed={"n": 5}), 4)
+            assert store.read_head("old").get("n") == 5
+
+
+# -- journal and batches ------------------------------------------------------------------
+
+
+def delta(name: str, version: int, **changed: Any) -> Delta:
+    return Delta(name, version, utc_now(), changed=changed)
+
+
+def test_journal_versions_are_compared_exactly(make_store: Callable[..., RedisStore]) -> None:
+    # Around 2**53, Lua numbers (doubles) cannot tell versions apart: the scripts must not.
+    store = make_store(retain_heads=2)
+    first = State.new("ctx", {"n": 0})
+    first.version = 2**53 - 1
+    store.create(first)
+    for version in range(2**53, 2**53 + 3):
+        store.append(delta("ctx", version, n=version), version - 1)
+
+    assert store.read_head("ctx").get("n") == 2**53 + 2
+    assert [v for v, _ in store._read_journal("ctx", 2**53)] == [2**53 + 1, 2**53 + 2]
+    advance(store, "ctx", 2**53 + 3)  # snapshots 2**53 - 1 and 2**53 + 3: entries still needed
+    assert len(store._read_journal("ctx", -1)) == 3
+    advance(store, "ctx", 2**53 + 4)  # snapshots 2**53 + 3 and 2**53 + 4: none needed
+    assert store._read_journal("ctx", -1) == []
+
+
+def test_what_a_half_failed_write_leaves_above_the_head_is_ignored_then_dropped(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    # A script the server fails half way may have written a snapshot or an entry without
+    # moving the head: readers must not take it, and the write that reaches it drops it.
+    store = make_store()
+    store.create(State.new("ctx", {"n": 0}))
+    store.append(delta("ctx", 1, n=1), 0)
+    heads, journal = f"{store.prefix}:{{ctx}}:heads", f"{store.prefix}:{{ctx}}:journal"
+    with redis_server.client() as raw:
+        raw.hset(heads, mapping={"2": b"stray", "7": b"stray"})
+        raw.hset(journal, mapping={"2": b"stray", "3": b"stray"})
+
+        assert store.read_head("ctx").get("n") == 1
+        assert [version for version, _ in store._read_journal("ctx", -1)] == [1]
+        store.append(delta("ctx", 2, n=2), 1)  # replaces entry 2, drops snapshot 2
+        assert store.read_head("ctx").get("n") == 2
+        head = store.read_head("ctx")
+        head.version = 4
+        store.compare_and_set(head, 2)  # drops snapshot 7 and entry 3
+
+        assert sorted(raw.hkeys(heads)) == [b"0", b"4"]
+        assert sorted(raw.hkeys(journal)) == [b"1", b"2"]
+    assert store.read_head("ctx") == head
+
+
+def test_a_batch_loads_its_scripts_itself(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    # A batch is one pipeline of EVALSHAs; a server restart empties the script cache.
+    store = make_store()
+    store.create(State.new("a", {"n": 0}))
+    store.create(State.new("b", {"n": 0}))
+    with redis_server.client() as raw:
+        raw.script_flush()
+    head = store.read_head("b")
+    head.version = 1
+    writes = [
+        store.prepare_delta(delta("a", 1, n=1), 0),
+        store.prepare_snapshot(head, 0),
+        store.prepare_delta(delta("a", 2, n=2), 1),
+    ]
+
+    assert store.commit(writes) == [None, None, None]
+    assert (store.head_version("a"), store.head_version("b")) == (2, 1)
+
+
+def test_server_error_in_a_batch_fails_it_and_writes_nothing_of_that_write(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    store = make_store()
+    store.create(State.new("a", {"n": 0}))
+    store.create(State.new("b", {"n": 0}))
+    head = store.read_head("b")
+    head.version = 1
+    with redis_server.client() as raw:
+        raw.set(f"{store.prefix}:{{b}}:journal", "not a hash")
+    writes = [
+        store.prepare_delta(delta("a", 1, n=1), 0),
+        store.prepare_delta(delta("b", 1, n=1), 0),
+        store.prepare_delta(delta("a", 2, n=2), 1),
+    ]
+
+    with pytest.raises(PersistenceError) as caught:
+        store.commit(writes)
+    assert "WRONGTYPE" in str(caught.value)
+    with pytest.raises(PersistenceError, match="WRONGTYPE"):
+        store.compare_and_set(head, 0)  # compaction reads the journal before any write
+
+    # Each write is atomic on its own, and the batch is not one transaction: the writes
+    # around the failed one were applied, and nothing of the failed one was.
+    assert store.head_version("a") == 2
+    assert store.head_version("b") == 0
+    assert store.list_versions("b") == [0]
 
 
 # -- errors ---------------------------------------------------------------------------------
