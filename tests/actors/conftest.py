@@ -158,3 +158,15 @@ def run_threads(count: int, work: Callable[[int], T], timeout: float = WAIT * 3)
     if errors:
         raise errors[0]
     return [results[i] for i in range(count)]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = WAIT) -> bool:
+    """Poll `condition` until it holds or `timeout` passes, for state no event reports
+    (passivation, garbage collection); this bounds the wait, it does not pace the test."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        pause.wait(0.01)
+    return bool(condition())

@@ -12,23 +12,13 @@ from actors import ContextStatus, ContextTracker, SyncPolicy, TrackerConfig, cre
 from actors._tracker import TrackerActor
 from storage import SqliteStore
 
+from .conftest import wait_until
+
 WAIT = 10.0
 
 
 def live_trackers() -> int:
     return len(pykka.ActorRegistry.get_by_class(TrackerActor))
-
-
-def wait_until(condition, timeout=WAIT) -> bool:
-    """Poll `condition` until it holds or `timeout` passes (passivation is timer-driven,
-    so there is no event to wait on; this bounds the wait, it does not pace the test)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        pause.wait(0.01)
-    return condition()
 
 
 def _manager(db, **config):

@@ -10,7 +10,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from contextlib import closing
 
 import attrs
@@ -34,7 +33,7 @@ from actors import (
 from actors._tracker import TrackerActor
 from actors.testing import crash
 
-from .conftest import WAIT, make_manager, make_tracker, run_threads
+from .conftest import WAIT, make_manager, make_tracker, run_threads, wait_until
 
 
 class Collector:
@@ -64,18 +63,6 @@ class Collector:
         while self.next().new_version != version:
             pass
         return list(self.seen)
-
-
-def wait_until(condition, timeout=WAIT) -> bool:
-    """Poll `condition` (for state no event reports: passivation, garbage collection); this
-    bounds the wait, it does not pace the test."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        pause.wait(0.01)
-    return condition()
 
 
 def versions(changes) -> list[int]:
