@@ -3,8 +3,10 @@
 Every write that checks one key and changes another is one Lua script (`EVALSHA` through
 redis-py's `register_script`), so compare-and-set, journal appends, retention and compaction,
 create and delete are atomic on the server. All keys of one context carry the hash tag
-`{name}`, so each script touches one cluster slot. The key layout and the scripts' contract
-are in docs/storage.md ("Redis").
+`{name}`, so each script touches one cluster slot. The scripts that move a head also publish
+on `<prefix>:changes`; `change_token()` listens there, so a watcher learns of other
+processes' writes without reading every head. The key layout, the channel and the scripts'
+contract are in docs/storage.md ("Redis").
 
 redis-py is an optional dependency (`pip install 'context-runtime[redis]'`); `storage`
 imports this module only when a RedisStore is asked for.
@@ -12,9 +14,12 @@ imports this module only when a RedisStore is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,6 +29,7 @@ try:
     import redis
     import redis.exceptions
     from redis.backoff import NoBackoff
+    from redis.client import PubSub
     from redis.commands.core import Script
     from redis.retry import Retry
 except ImportError as exc:  # redis-py is an optional extra
@@ -79,6 +85,9 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # socket errors, should one ever slip past redis-py's own wrapping
 )
 """What `RedisStore` maps to `PersistenceError`: every exception class redis-py defines."""
+
+_DRAIN_LIMIT = 10_000
+"""The most change messages one `change_token()` call reads; any more wait for the next."""
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,100}", re.ASCII)
 
@@ -176,7 +185,12 @@ class RedisStore(Store):
         self.prefix = prefix
         self.socket_timeout = _timeout("socket_timeout", socket_timeout)
         self.socket_connect_timeout = _timeout("socket_connect_timeout", socket_connect_timeout)
+        self.channel = f"{prefix}:changes"
+        """The pub/sub channel every head-moving write publishes on (docs/storage.md)."""
         self._closed = False
+        self._watch_lock = threading.Lock()  # guards the two fields below
+        self._pubsub: PubSub | None = None  # change_token()'s subscription, once opened
+        self._changes = 0  # change messages read, plus one per subscription
         self._client = redis.Redis(
             host=host,
             port=port,
@@ -266,16 +280,90 @@ class RedisStore(Store):
         return int(text)
 
     def close(self) -> None:
-        """Close the connection pool; later calls raise `PersistenceError`."""
+        """Close the change subscription and the connection pool; later calls raise
+        `PersistenceError`."""
         self._closed = True
+        with self._watch_lock:
+            self._unsubscribe()
         self._client.close()
+
+    # -- change notification ---------------------------------------------------------------
+
+    def change_token(self) -> object | None:
+        """A counter of the messages on `channel`: it changes iff a write that moved a head
+        (of this process or another) was published since the last call.
+
+        The first call subscribes, on a connection of its own, and waits for the server to
+        confirm, so no write after it goes unnoticed. Later calls read the pending messages
+        without waiting. If the subscription fails (the server restarted, a timeout), the
+        call returns None (read the heads) and the next call subscribes again, with a token
+        unlike any before.
+
+        Raises:
+            PersistenceError: the store is closed.
+        """
+        with self._watch_lock:
+            try:
+                with self._translate("watch changes"):
+                    return self._read_changes()
+            except PersistenceError:
+                if self._closed:
+                    raise
+                self._unsubscribe()
+                return None
+
+    def _read_changes(self) -> int:
+        if self._pubsub is None:
+            self._subscribe()
+            self._changes += 1  # writes before now were not counted: look at the heads
+            return self._changes
+        for _ in range(_DRAIN_LIMIT):
+            message = self._pubsub.get_message(timeout=0)
+            if message is None:
+                break
+            if message["type"] == "message":
+                self._changes += 1
+        return self._changes
+
+    def _subscribe(self) -> None:
+        # A connection from the store's pool, so with its timeouts and no retries.
+        self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        self._pubsub.subscribe(self.channel)
+        # SUBSCRIBE is sent without waiting: wait for its confirmation, or a write published
+        # before the server subscribed us would be missed by a head read made after it.
+        deadline = time.monotonic() + self.socket_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=remaining)
+            if message is not None and message["type"] == "subscribe":
+                return
+        msg = f"no reply to SUBSCRIBE {self.channel} within {self.socket_timeout} s"
+        raise redis.exceptions.TimeoutError(msg)
+
+    def _unsubscribe(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(*REDIS_ERRORS):  # it is being thrown away
+                pubsub.close()
+
+    def _head_versions(self, names: list[str]) -> dict[str, int]:
+        # One pipeline, one round trip, however many names.
+        with self._translate("read versions") as client, client.pipeline(False) as pipe:
+            for name in names:
+                pipe.hget(self._key(name, "meta"), "version")
+            replies = cast("list[bytes | None]", pipe.execute())
+        return {
+            name: int(version)
+            for name, version in zip(names, replies, strict=True)
+            if version is not None
+        }
 
     # -- primitives ------------------------------------------------------------------------
 
     def _create(self, name: str, version: int, blob: bytes) -> None:
         keys = self._all_keys(name)
         with self._translate("create"):
-            created = self._create_script(keys, [_decimal(version), blob], self._client)
+            args: list[str | bytes] = [_decimal(version), blob, self.channel, name]
+            created = self._create_script(keys, args, self._client)
         if not created:
             raise ContextExistsError(name)
 
@@ -320,9 +408,11 @@ class RedisStore(Store):
         """The script that applies `write`, its keys and its arguments."""
         expected, version = _decimal(write.expected), _decimal(write.version)
         keys = self._keys(write.context, "meta", "heads", "journal")
+        publish = [self.channel, write.context]
         if write.journal:
-            return self._append_script, keys, [expected, version, write.blob]
-        return self._cas_script, keys, [expected, version, write.blob, self.retain_heads]
+            return self._append_script, keys, [expected, version, write.blob, *publish]
+        args: list[str | bytes | int] = [expected, version, write.blob, self.retain_heads]
+        return self._cas_script, keys, [*args, *publish]
 
     def _pipeline(
         self,
@@ -357,7 +447,8 @@ class RedisStore(Store):
 
     def _delete(self, name: str) -> None:
         with self._translate("delete"):
-            deleted = self._delete_script(self._all_keys(name), [], self._client)
+            args = [self.channel, name]
+            deleted = self._delete_script(self._all_keys(name), args, self._client)
         if not deleted:
             raise ContextNotFoundError(name)
 

@@ -2,8 +2,10 @@
 
 Every script touches only the keys of one context, which share a hash tag and so one cluster
 slot (or, UPGRADE_SCHEMA, the one key `<prefix>:schema`); they are passed in KEYS, never built
-inside a script. docs/storage.md ("Redis") states each script's keys, arguments, effect and
-reply.
+inside a script. The scripts that move a head (CREATE, COMPARE_AND_SET, APPEND, DELETE) also
+`PUBLISH` `<name> <version>` (`<name> -` for a delete) on the channel passed in ARGV, last and
+only when they wrote: a channel is not a key, so the script stays in one slot.
+docs/storage.md ("Redis") states each script's keys, arguments, effect and reply.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ end
 # and a write that moves the head drops what such a failure left where the head now reaches.
 
 CREATE = """
--- KEYS: meta, heads, points, point_blobs, journal   ARGV: version, blob
+-- KEYS: meta, heads, points, point_blobs, journal   ARGV: version, blob, channel, name
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'version', ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1])
 return 1
 """
 
@@ -71,7 +74,7 @@ return {newest, redis.call('HGET', KEYS[2], newest)}
 COMPARE_AND_SET = (
     _GREATER
     + """
--- KEYS: meta, heads, journal   ARGV: expected, version, blob, retain_heads
+-- KEYS: meta, heads, journal   ARGV: expected, version, blob, retain_heads, channel, name
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return {'missing'} end
 if head ~= ARGV[1] then return {'conflict', head} end
@@ -99,12 +102,13 @@ for _, entry in ipairs(entries) do
     redis.call('HDEL', KEYS[3], entry)
   end
 end
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[2])
 return {'ok'}
 """
 )
 
 APPEND = """
--- KEYS: meta, heads, journal   ARGV: expected, version, blob
+-- KEYS: meta, heads, journal   ARGV: expected, version, blob, channel, name
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return {'missing'} end
 if head ~= ARGV[1] then return {'conflict', head} end
@@ -113,6 +117,7 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 -- A snapshot at this version was left by a compare-and-set the server failed half way.
 if stray then redis.call('HDEL', KEYS[2], ARGV[2]) end
 redis.call('HSET', KEYS[1], 'version', ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[2])
 return {'ok'}
 """
 
@@ -134,9 +139,10 @@ return reply
 )
 
 DELETE = """
--- KEYS: meta, heads, points, point_blobs, journal
+-- KEYS: meta, heads, points, point_blobs, journal   ARGV: channel, name
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' -')
 return 1
 """
 

@@ -581,6 +581,166 @@ def test_writer_running_through_a_restart_loses_no_acknowledged_write(
     assert acknowledged <= head.version <= acknowledged + unknown
 
 
+# -- change notification ------------------------------------------------------------------
+
+
+def changed_token(store: RedisStore, token: object) -> object:
+    """The store's next token unlike `token`, once the message has come (within TIMEOUT)."""
+    deadline = time.monotonic() + TIMEOUT
+    while (now := store.change_token()) == token:
+        assert time.monotonic() < deadline, "the change message never came"
+        # Polling with a deadline: the message reaches the subscriber's socket on its own.
+        time.sleep(0.01)
+    return now
+
+
+def subscribed(redis_server: RedisServer, channel: str) -> Any:
+    """A raw pub/sub connection subscribed to `channel`, the subscription confirmed."""
+    pubsub = redis_server.client().pubsub()
+    pubsub.subscribe(channel)
+    confirmation = pubsub.get_message(timeout=TIMEOUT)
+    assert confirmation is not None
+    assert confirmation["type"] == "subscribe"
+    return pubsub
+
+
+def test_change_token_moves_when_another_client_moves_a_head(
+    make_store: Callable[..., RedisStore],
+) -> None:
+    watcher, writer = make_store(), make_store()
+    writer.create(State.new("ctx", {"n": 0}))
+
+    before = watcher.change_token()
+    assert before is not None
+    assert watcher.change_token() == before  # nothing written since
+
+    advance(writer, "ctx")
+    after = changed_token(watcher, before)
+
+    assert after is not None
+    assert watcher.change_token() == after  # each message counts once
+    # Reads and recovery points move no head, nor does a refused write.
+    writer.read_head("ctx")
+    writer.create_recovery_point(writer.read_head("ctx"))
+    stale = writer.read_head("ctx").snapshot()
+    stale.version = 5
+    with pytest.raises(VersionConflict):
+        writer.compare_and_set(stale, 0)
+    assert watcher.change_token() == after
+
+
+def test_every_head_moving_write_publishes_its_context_and_version(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    store = make_store()
+    listener = subscribed(redis_server, store.channel)
+    assert store.channel == f"{store.prefix}:changes"
+    try:
+        store.create(State.new("ctx", {"n": 0}))  # create
+        advance(store, "ctx")  # compare-and-set
+        store.append(delta("ctx", 2, n=2), 1)  # append
+        store.create(State.new("other"))
+        head = store.read_head("ctx").snapshot()
+        head.version = 3
+        outcomes = store.commit(  # a batch: one message per write, in order
+            [
+                store.prepare_snapshot(head, 2),
+                store.prepare_delta(delta("other", 1, n=1), 0),
+                store.prepare_delta(delta("other", 1, n=9), 0),  # stale: no message
+            ]
+        )
+        assert isinstance(outcomes[2], VersionConflict)
+        # Writes that move no head publish nothing.
+        with pytest.raises(VersionConflict):
+            store.compare_and_set(head.successor(head), 0)
+        store.create_recovery_point(store.read_head("ctx"))
+        store.delete("ctx")  # delete
+        with pytest.raises(ContextNotFoundError):
+            store.delete("ctx")
+        store.create(State.new("ctx", {"n": 0}))  # the last: anything stray came before it
+
+        expected = [b"ctx 0", b"ctx 1", b"ctx 2", b"other 0", b"ctx 3", b"other 1"]
+        expected += [b"ctx -", b"ctx 0"]
+        received = []
+        while len(received) < len(expected):
+            message = listener.get_message(timeout=TIMEOUT)
+            assert message is not None, f"only {received} came"
+            assert message["channel"] == store.channel.encode()
+            received.append(message["data"])
+        assert received == expected
+    finally:
+        listener.close()
+
+
+def test_head_versions_is_one_round_trip(
+    make_store: Callable[..., RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    store.create(State.new("a"))
+    store.create(State.new("b"))
+    advance(store, "b")
+    advance(store, "b")
+    store.create(State.new("gone"))
+    store.delete("gone")
+    sent = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    versions = store.head_versions(["a", "missing", "b", "gone"])
+
+    assert versions == {"a": 0, "b": 2}
+    assert len(sent) == 1
+
+
+@pytest.mark.timeout(30)
+def test_change_token_falls_back_to_polling_through_a_restart(own_server: RedisServer) -> None:
+    options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    watcher = RedisStore("127.0.0.1", own_server.port, **options)  # type: ignore[arg-type]
+    try:
+        watcher.create(State.new("ctx", {"n": 0}))
+        before = watcher.change_token()
+        assert before is not None
+
+        own_server.kill()
+        for _ in range(2):  # the broken subscription, then a server that refuses
+            started = time.monotonic()
+            assert watcher.change_token() is None  # unknown: read the heads
+            assert time.monotonic() - started < 2.0
+        own_server.start()
+
+        again = watcher.change_token()  # subscribed again: a token unlike any before
+        assert again is not None
+        assert again != before
+        assert watcher.change_token() == again
+        with RedisStore("127.0.0.1", own_server.port) as writer:
+            advance(writer, "ctx")
+        changed_token(watcher, again)
+    finally:
+        watcher.close()
+
+
+def test_close_ends_the_subscription(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    store = make_store()
+    store.change_token()
+    with redis_server.client() as raw:
+        assert raw.pubsub_numsub(store.channel) == [(store.channel.encode(), 1)]
+
+        store.close()
+
+        with pytest.raises(PersistenceError, match="closed"):
+            store.change_token()
+        deadline = time.monotonic() + TIMEOUT
+        while raw.pubsub_numsub(store.channel) != [(store.channel.encode(), 0)]:
+            assert time.monotonic() < deadline, "the subscription outlived close()"
+            time.sleep(0.01)  # the server notices the closed socket on its own time
+
+
 # -- two processes --------------------------------------------------------------------------
 
 
