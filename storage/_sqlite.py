@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -110,14 +111,33 @@ class SqliteStore(Store):
         self._closed = False
         self._watch: sqlite3.Connection | None = None  # change_token()'s own connection
         with self._translate("open"):
-            # Check that the file is ours (or empty) before anything switches it to WAL,
-            # which rewrites the file header: a foreign database must be left as it was.
-            conn = self._open()
+            self._open_checked()
+
+    def _open_checked(self) -> None:
+        """Check the file is ours (or empty, then create the schema), then switch it to WAL.
+
+        The check comes first because WAL mode rewrites the file header: a foreign database
+        must be left as it was. Processes opening a new file at the same moment can find it
+        locked in ways SQLite's busy handler does not wait out (the switch to WAL needs the
+        file to itself), so "database is locked" is retried until `busy_timeout` runs out.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
             try:
-                self._ensure_schema(conn)
-            finally:
-                conn.close()
-            self._pool.put(self._connect())
+                conn = self._open()
+                try:
+                    self._ensure_schema(conn)
+                finally:
+                    conn.close()
+                self._pool.put(self._connect())
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)  # another process holds the file; not a test's pacing
+                pause = min(pause * 2, 0.2)
+            else:
+                return
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r}, synchronous={self.synchronous!r})"

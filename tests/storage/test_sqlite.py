@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sqlite3
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from storage import (
+    ContextExistsError,
     MemoryStore,
     PersistenceError,
     SqliteStore,
@@ -366,3 +368,32 @@ def test_change_token_moves_when_another_connection_commits(tmp_path):
         assert watcher.change_token() == before  # nothing written since
         writer.compare_and_set(State(context="a", version=1), 0)
         assert watcher.change_token() != before
+
+
+def _open_fresh(path: str, start: Any, results: Any) -> None:
+    try:
+        start.wait(timeout=30)
+        with SqliteStore(path) as store, contextlib.suppress(ContextExistsError):
+            store.create(State.new("shared"))
+        results.put(None)
+    except Exception as exc:  # reported to the parent
+        results.put(repr(exc))
+
+
+@pytest.mark.timeout(120)
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
+    # Switching a new file to WAL needs it to itself; SQLite's busy handler does not wait
+    # that out, so opening retries "database is locked" (this failed 3 rounds in 25 before).
+    spawn = multiprocessing.get_context("spawn")
+    for round_ in range(10):
+        path = str(tmp_path / f"fresh-{round_}.db")
+        start, results = spawn.Barrier(4), spawn.Queue()
+        workers = [spawn.Process(target=_open_fresh, args=(path, start, results)) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert outcomes == [None] * 4, outcomes
+        with SqliteStore(path) as store:
+            assert store.list_contexts() == ["shared"]
