@@ -1,8 +1,9 @@
 """The watcher actor: notices what other processes write to the contexts this manager runs.
 
 Every `watch_interval` seconds it asks the store whether anything changed (SQLite: `PRAGMA
-data_version`, one pragma on a connection of its own) and, only if so, reads the head versions
-of the contexts whose trackers run here, in one query. A tracker whose context moved on
+data_version` on a connection of its own; Redis: messages on the channel its write scripts
+publish to) and, only if so, reads the head versions of the contexts whose trackers run here,
+in one round trip. A tracker whose context moved on
 hears `StoredVersion` and catches up from the journal, publishing each version it missed to
 its subscribers. Writes of this process show up too; a tracker that made them ignores them.
 """
