@@ -42,7 +42,7 @@ from actors._messages import (
 )
 from actors._recovery import RecoveryReport
 from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
-from actors._watcher import Unwatch, Watch, WatcherActor
+from actors._watcher import CloseWatcher, Unwatch, Watch, WatcherActor
 from actors._writer import Drain
 from storage import (
     ContextError,
@@ -100,7 +100,9 @@ class ManagerActor(pykka.ThreadingActor):
         self._timers: set[threading.Timer] = set()
         self._reports: dict[str, RecoveryReport] = {}
         self._closing = False
-        self._shutdown: Reply[None] | None = None
+        self._shutdown: list[Reply[None]] = []  # every shutdown() call, the first first
+        self._shutdown_outcome: BaseException | None = None
+        self._stopped_by_shutdown = False
         # The subscriptions to our contexts and adapters live in the hub, so they outlive
         # every tracker; each adapter's switches are published to a topic of its own.
         self._hub = SubscriptionHub.start()
@@ -167,7 +169,8 @@ class ManagerActor(pykka.ThreadingActor):
         self._handle_call(call)
 
     def on_stop(self) -> None:
-        self._close_hub()
+        if not self._stopped_by_shutdown:
+            self._close_hub()  # stopped from outside (pykka.ActorRegistry.stop_all())
         for timer in self._timers:
             timer.cancel()
         error = ShutdownError("the context manager was shut down")
@@ -185,6 +188,11 @@ class ManagerActor(pykka.ThreadingActor):
         # pykka answers the rest after on_stop(), such as a stop() someone waits on.
         for envelope in kept:
             self.actor_inbox.put(envelope)
+        for shutdown_reply in self._shutdown:
+            if self._shutdown_outcome is not None:
+                reject(shutdown_reply, self._shutdown_outcome)
+            else:
+                resolve(shutdown_reply, None)
 
     def _when_done(self, reply: Reply[Any], callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(reply, *args)` in this actor once `reply` is settled."""
@@ -272,8 +280,14 @@ class ManagerActor(pykka.ThreadingActor):
             assert cell.ref is not None
             stopping = new_reply()
             self._stopping[name] = stopping
-            cell.ref.tell(Stop(stopping, error, force=self._closing))
-            self._when_done(stopping, self._on_stopped, cell, cell.ref, after)
+            ref = cell.ref
+            try:
+                ref.tell(Stop(stopping, error, force=self._closing))
+            except pykka.ActorDeadError:
+                # It stopped itself (passivated) and its Passivated is still on the way:
+                # there is nothing left to stop, and nothing unsaved (it wrote that first).
+                resolve(stopping, None)
+            self._when_done(stopping, self._on_stopped, cell, ref, after)
         self._when_done(stopping, self._pass_on, reply)
 
     def _on_stopped(
@@ -600,17 +614,14 @@ class ManagerActor(pykka.ThreadingActor):
     # -- shutdown ---------------------------------------------------------------------------
 
     def _op_shutdown(self, reply: Reply[None]) -> Any:
-        if self._shutdown is not None:  # answered with the first
-            if self._shutdown.done():
-                self._pass_on(self._shutdown, reply)
-            else:
-                self._when_done(self._shutdown, self._pass_on, reply)
+        if self._shutdown:  # answered with the first, from on_stop()
+            self._shutdown.append(reply)
             return _LATER
-        self._shutdown = reply
+        self._shutdown.append(reply)
         self._closing = True
         running = [name for name, cell in self._cells.items() if cell.ref is not None]
         if not running:
-            self._finish_shutdown(reply, [])
+            self._finish_shutdown([])
             return _LATER
         stops = []
         for name in running:
@@ -627,45 +638,58 @@ class ManagerActor(pykka.ThreadingActor):
         def one_stopped(_: Reply[None]) -> None:
             remaining[0] -= 1
             if remaining[0] == 0:
-                self._finish_shutdown(reply, stops)
+                self._finish_shutdown(stops)
 
         for stopped in stops:
             self._when_done(stopped, one_stopped)
         return _LATER
 
-    def _finish_shutdown(self, reply: Reply[None], stops: list[Reply[None]]) -> None:
+    def _finish_shutdown(self, stops: list[Reply[None]]) -> None:
         for cell in self._cells.values():
             cell.closed = True
             cell.ref = None
-        # Every tracker has stopped, so every change is published: subscriptions end after
-        # delivering what they buffer.
-        self._close_hub()
-        if self._writer is None:
-            self._close(None, reply, stops)
-            return
-        # Every tracker has stopped, so no write is in flight; the writer stops once it has
-        # answered anything still queued, and only then is the store closed.
-        drained = new_reply()
-        self._writer.tell(Drain(drained))
-        self._when_done(drained, self._close, reply, stops)
-
-    def _close_hub(self) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):  # stopped already
-            self._hub.tell(CloseHub(new_reply()))
-
-    def _close(self, _: object, reply: Reply[None], stops: list[Reply[None]]) -> None:
+        # Every tracker has stopped, so every change is published (subscriptions end after
+        # delivering what they buffer) and no write is in flight (the writer stops once it
+        # has answered anything still queued). Only when the hub, the writer and the watcher
+        # have stopped is the store closed and the caller answered.
+        helpers = [self._close_hub()]
+        if self._writer is not None:
+            drained = new_reply()
+            self._writer.tell(Drain(drained))
+            helpers.append(drained)
         if self._watcher is not None:
-            self._watcher.stop(block=False)
+            closed = new_reply()
+            self._watcher.tell(CloseWatcher(closed))
+            helpers.append(closed)
+        remaining = [len(helpers)]
+
+        def one_done(_: Reply[None]) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                self._close(stops)
+
+        for helper in helpers:
+            self._when_done(helper, one_done)
+
+    def _close_hub(self) -> Reply[None]:
+        closed = new_reply()
+        try:
+            self._hub.tell(CloseHub(closed))
+        except pykka.ActorDeadError:  # stopped already
+            resolve(closed, None)
+        return closed
+
+    def _close(self, stops: list[Reply[None]]) -> None:
         errors = [error for stop in stops if (error := stop.exception()) is not None]
         if self._owns_store:
             try:
                 self._store.close()
             except Exception as exc:  # noqa: BLE001 - reported to the caller below
                 errors.append(exc)
-        if errors:
-            reject(reply, errors[0])
-        else:
-            resolve(reply, None)
+        # Answered from on_stop(), once this actor is out of the registry: when shutdown()
+        # resolves, no actor of this manager is left.
+        self._shutdown_outcome = errors[0] if errors else None
+        self._stopped_by_shutdown = True
         self.stop()
 
 

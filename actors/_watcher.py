@@ -18,9 +18,10 @@ from typing import Any
 import attrs
 import pykka
 
+from actors._future import Reply, resolve
 from storage import ContextError, Store
 
-__all__ = ["Poll", "StoredVersion", "Unwatch", "Watch", "WatcherActor"]
+__all__ = ["CloseWatcher", "Poll", "StoredVersion", "Unwatch", "Watch", "WatcherActor"]
 
 logger = logging.getLogger("actors.watcher")
 
@@ -47,6 +48,13 @@ class Poll:
 
 
 @attrs.frozen
+class CloseWatcher:
+    """Stop watching; `reply` resolves once the watcher has stopped."""
+
+    reply: Reply[None]
+
+
+@attrs.frozen
 class StoredVersion:
     """To a tracker: the store's head of your context is now `version`."""
 
@@ -64,6 +72,7 @@ class WatcherActor(pykka.ThreadingActor):
         self._seen: dict[str, int] = {}
         self._token: object | None = None
         self._timer: threading.Timer | None = None
+        self._closed: Reply[None] | None = None
 
     def on_start(self) -> None:
         self._arm()
@@ -71,6 +80,8 @@ class WatcherActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._closed is not None:
+            resolve(self._closed, None)
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Watch):
@@ -82,8 +93,12 @@ class WatcherActor(pykka.ThreadingActor):
                 del self._targets[message.name]
                 self._seen.pop(message.name, None)
         elif isinstance(message, Poll):
-            self._poll()
-            self._arm()
+            if self._closed is None:
+                self._poll()
+                self._arm()
+        elif isinstance(message, CloseWatcher):
+            self._closed = message.reply
+            self.stop()
 
     def _poll(self) -> None:
         if not self._targets:

@@ -139,3 +139,21 @@ def test_supervisor_giving_up_during_a_deactivation_still_stops_the_tracker(mana
     deactivated.get(timeout=WAIT)
     assert pykka.ActorRegistry.get_by_class(TrackerActor) == []
     assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.INACTIVE
+
+
+@pytest.mark.parametrize("how", ["shutdown", "deactivate"])
+def test_stopping_a_tracker_that_already_stopped_itself_does_not_hang(how):
+    # As a passivated tracker does before its Passivated reaches the manager: the manager's
+    # cell still points at an actor that is gone. Stopping it must just count it stopped.
+    manager = make_manager()
+    tracker = make_tracker(manager, data={"n": 1})
+    _only_tracker_ref().stop()  # gone behind the manager's back
+    if how == "shutdown":
+        manager.shutdown().get(timeout=WAIT)
+        assert pykka.ActorRegistry.get_all() == []
+    else:
+        manager.deactivate("ctx").get(timeout=WAIT)
+        assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.INACTIVE
+        assert manager.get_tracker("ctx").get(timeout=WAIT).get("n").get(timeout=WAIT) == 1
+        manager.shutdown().get(timeout=WAIT)
+    del tracker

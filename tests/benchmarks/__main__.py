@@ -8,6 +8,7 @@ their ratio and the target ratio. Benchmarks are not tests: nothing here asserts
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -60,31 +61,44 @@ def rate(op: Callable[[], object], seconds: float) -> float:
 
 
 def threaded_rate(ops: list[Callable[[], object]], seconds: float) -> float:
-    """Total calls per second of one thread per op, all started together."""
+    """Total calls per second of one thread per op, all started together.
+
+    A call that fails stops the measurement with that error (after every thread has
+    stopped): a benchmark must never hang or report a rate of failures.
+    """
     counts = [0] * len(ops)
+    errors: list[BaseException] = []
     barrier = threading.Barrier(len(ops) + 1)
     stop = threading.Event()
 
     def loop(index: int) -> None:
         op = ops[index]
-        for _ in range(5):
-            op()
-        barrier.wait()
-        n = 0
-        while not stop.is_set():
-            op()
-            n += 1
-        counts[index] = n
+        try:
+            for _ in range(5):
+                op()
+            barrier.wait(timeout=60)
+            n = 0
+            while not stop.is_set():
+                op()
+                n += 1
+            counts[index] = n
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+            barrier.abort()
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(ops))]
     for thread in threads:
         thread.start()
-    barrier.wait()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a thread failed: see errors
+        barrier.wait(timeout=60)
     start = time.perf_counter()
     stop.wait(seconds)
     stop.set()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
     return sum(counts) / (time.perf_counter() - start)
 
 
