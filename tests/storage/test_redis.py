@@ -4,14 +4,12 @@ processes. The store contract itself runs in test_store_contract.py."""
 from __future__ import annotations
 
 import inspect
-import multiprocessing
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from storage._delta import Delta
 from storage._redis import REDIS_ERRORS, SCHEMA_VERSION
 from storage._state import utc_now
 from tests.redis_server import RedisServer, free_port
+from tests.storage.processes import assert_two_processes_never_lose_an_update
 
 TIMEOUT = 30.0
 """Seconds any wait in these tests may take before it counts as a hang."""
@@ -744,55 +743,9 @@ def test_close_ends_the_subscription(
 # -- two processes --------------------------------------------------------------------------
 
 
-def increment(url: str, name: str, worker: int, times: int, barrier: Any) -> None:
-    """Add 1 to a counter `times` times by read-modify-compare-and-set, retrying conflicts,
-    and log `worker` with each increment. Runs in a child process."""
-    with open_store(url) as store:
-        barrier.wait(TIMEOUT)
-        for _ in range(times):
-            while True:
-                head = store.read_head(name)
-                state = head.snapshot()
-                state.version = head.version + 1
-                state.set("count", head.get("count") + 1)
-                state.set("log", [*head.get("log"), worker])
-                try:
-                    store.compare_and_set(state, head.version)
-                except VersionConflict:
-                    continue
-                break
-
-
 @pytest.mark.timeout(60)
 def test_two_processes_never_lose_an_update(redis_server: RedisServer, prefix: str) -> None:
-    times = 100
-    url = f"{redis_server.url}?prefix={prefix}"
-    with open_store(url) as store:
-        store.create(State.new("counter", {"count": 0, "log": []}))
-
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
-    workers = [
-        context.Process(target=increment, args=(url, "counter", worker, times, barrier))
-        for worker in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        for worker in workers:
-            worker.join(TIMEOUT)
-            assert worker.exitcode == 0
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.kill()
-                worker.join(TIMEOUT)
-
-    with open_store(url) as store:
-        head = store.read_head("counter")
-    assert head.get("count") == 2 * times
-    assert head.version == 2 * times
-    assert Counter(head.get("log")) == {0: times, 1: times}
+    assert_two_processes_never_lose_an_update(f"{redis_server.url}?prefix={prefix}")
 
 
 # -- redis-py is optional -------------------------------------------------------------------

@@ -6,7 +6,6 @@ import contextlib
 import multiprocessing
 import os
 import sqlite3
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,10 @@ from storage import (
     SqliteStore,
     State,
     UnsupportedFormatError,
-    VersionConflict,
     open_store,
 )
 from storage._sqlite import APPLICATION_ID, SCHEMA_VERSION
+from tests.storage.processes import assert_two_processes_never_lose_an_update
 
 TIMEOUT = 30.0
 """Seconds any wait in these tests may take before it counts as a hang."""
@@ -305,59 +304,9 @@ def test_failed_commit_is_rolled_back_and_the_store_recovers(tmp_path: Path) -> 
 # -- two processes --------------------------------------------------------------------------
 
 
-def increment(path: str, name: str, worker: int, times: int, barrier: Any) -> None:
-    """Add 1 to a counter `times` times by read-modify-compare-and-set, retrying conflicts,
-    and log `worker` with each increment.
-
-    Runs in a child process, so it must be importable at module level.
-    """
-    with SqliteStore(path) as store:
-        barrier.wait(TIMEOUT)
-        for _ in range(times):
-            while True:
-                head = store.read_head(name)
-                state = head.snapshot()
-                state.version = head.version + 1
-                state.set("count", head.get("count") + 1)
-                state.set("log", [*head.get("log"), worker])
-                try:
-                    store.compare_and_set(state, head.version)
-                except VersionConflict:
-                    continue
-                break
-
-
 @pytest.mark.timeout(60)
 def test_two_processes_never_lose_an_update(tmp_path: Path) -> None:
-    times = 100
-    path = tmp_path / "counter.db"
-    with SqliteStore(path) as store:
-        store.create(State.new("counter", {"count": 0, "log": []}))
-
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
-    workers = [
-        context.Process(target=increment, args=(str(path), "counter", worker, times, barrier))
-        for worker in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        for worker in workers:
-            worker.join(TIMEOUT)
-            assert worker.exitcode == 0
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.kill()
-                worker.join(TIMEOUT)
-
-    with SqliteStore(path) as store:
-        head = store.read_head("counter")
-    assert head.get("count") == 2 * times
-    assert head.version == 2 * times
-    # Every increment of each process is in the log: none was overwritten by the other.
-    assert Counter(head.get("log")) == {0: times, 1: times}
+    assert_two_processes_never_lose_an_update(f"sqlite:///{tmp_path / 'counter.db'}")
 
 
 def test_change_token_moves_when_another_connection_commits(tmp_path):
