@@ -20,7 +20,7 @@ import operator
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
@@ -467,22 +467,29 @@ class RedisStore(Store):
         # A key of another program can match the pattern; it never names one of ours.
         return [name for name in names if _is_context_name(name)]
 
-    def _list_versions(self, name: str) -> list[int]:
-        with self._translate("list versions") as client, client.pipeline() as pipe:
+    def _read_existing(self, name: str, op: str, read: Callable[[Any], object]) -> Any:
+        """One read of context `name` by `read(pipeline)`, checked in the same round trip
+        that the context exists (its meta key is the record of that)."""
+        with self._translate(op) as client, client.pipeline() as pipe:
             pipe.exists(self._key(name, "meta"))
-            pipe.hkeys(self._key(name, "heads"))
-            exists, versions = pipe.execute()
+            read(pipe)
+            exists, value = pipe.execute()
         if not exists:
             raise ContextNotFoundError(name)
+        return value
+
+    def _list_versions(self, name: str) -> list[int]:
+        versions = self._read_existing(
+            name, "list versions", lambda pipe: pipe.hkeys(self._key(name, "heads"))
+        )
         return [int(version) for version in versions]
 
     def _read_version(self, name: str, version: int) -> bytes:
-        with self._translate("read snapshot") as client, client.pipeline() as pipe:
-            pipe.exists(self._key(name, "meta"))
-            pipe.hget(self._key(name, "heads"), _decimal(version))
-            exists, blob = pipe.execute()
-        if not exists:
-            raise ContextNotFoundError(name)
+        blob = self._read_existing(
+            name,
+            "read snapshot",
+            lambda pipe: pipe.hget(self._key(name, "heads"), _decimal(version)),
+        )
         if blob is None:
             raise SnapshotNotFoundError(name, version)
         return cast("bytes", blob)
@@ -504,12 +511,9 @@ class RedisStore(Store):
         return point_id
 
     def _list_recovery_points(self, name: str) -> list[RecoveryPoint]:
-        with self._translate("list recovery points") as client, client.pipeline() as pipe:
-            pipe.exists(self._key(name, "meta"))
-            pipe.hgetall(self._key(name, "points"))
-            exists, infos = pipe.execute()
-        if not exists:
-            raise ContextNotFoundError(name)
+        infos = self._read_existing(
+            name, "list recovery points", lambda pipe: pipe.hgetall(self._key(name, "points"))
+        )
         return [
             self._point_info(name, int(point_id), info)
             for point_id, info in cast("dict[bytes, bytes]", infos).items()
