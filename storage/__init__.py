@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import typing
 
-from storage._codec import FORMAT_VERSION, SnapshotCodec
+from storage._codec import FORMAT_VERSION, JOURNAL_FORMAT_VERSION, SnapshotCodec
 from storage._delta import Delta
 from storage._exceptions import (
     ContextError,
@@ -47,6 +47,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "JOURNAL_FORMAT_VERSION",
     "MAX_NAME_LENGTH",
     "ContextError",
     "ContextExistsError",

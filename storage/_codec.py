@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_STATE_BYTES",
     "FORMAT_VERSION",
     "HEADER",
+    "JOURNAL_FORMAT_VERSION",
     "JOURNAL_MAGIC",
     "MAGIC",
     "SnapshotCodec",
@@ -65,13 +66,25 @@ DEFAULT_MAX_STATE_BYTES = 64 * 2**20
 JOURNAL_MAGIC = b"CTXJ"
 """The first four bytes of every journal entry."""
 
+JOURNAL_FORMAT_VERSION = 2
+"""The journal entry format this library writes: a JSON array body. Entries of format 1 (a
+JSON object body) are still read."""
+
 HEADER = struct.Struct("<4sBBHII")
 """magic, format version, codec id, flags, CRC-32, frame length."""
 
 # Every field must be in the body: State has defaults (version 0, "now", empty data), and
 # structuring a body that lacks a field would silently fill them in.
 _FIELDS = frozenset(field.name for field in attrs.fields(State))
-_DELTA_FIELDS = frozenset(field.name for field in attrs.fields(Delta))
+_DELTA_ORDER = tuple(field.name for field in attrs.fields(Delta))
+_DELTA_FIELDS = frozenset(_DELTA_ORDER)
+_SHORT_ENTRY = 4  # context, version, updated_at, changed: an entry that only sets keys
+
+# Every journal entry this format writes starts with these 8 bytes, and its CRC starts from
+# the CRC of bytes 4..7: replay checks both once per entry without unpacking the header.
+_JOURNAL_PREFIX = struct.pack("<4sBBH", JOURNAL_MAGIC, JOURNAL_FORMAT_VERSION, CODEC_JSON, 0)
+_JOURNAL_CRC_SEED = zlib.crc32(_JOURNAL_PREFIX[4:])
+_CRC_AND_LENGTH = struct.Struct("<II")
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -194,7 +207,7 @@ class SnapshotCodec:
             UnsupportedFormatError: the blob was written by a newer format or another codec.
         """
         where = _describe("snapshot", context, version)
-        frame = _unframe(blob, MAGIC, where)
+        _, frame = _unframe(blob, MAGIC, where)
         try:
             body = self._decompressor().decompress(frame)
             document = orjson.loads(body)
@@ -215,22 +228,22 @@ class SnapshotCodec:
         Raises:
             StateTooLargeError: the JSON body is longer than `max_state_bytes`.
         """
-        # The fields by hand, as _entry_document() reads them: one entry per durable update
-        # makes this the hot path, and cattrs' generic unstructure cost more than orjson.
-        body = orjson.dumps(
-            {
-                "context": delta.context,
-                "version": delta.version,
-                "updated_at": delta.updated_at.isoformat(),
-                "changed": delta.changed,
-                "removed": delta.removed,
-                "metadata_changed": delta.metadata_changed,
-                "metadata_removed": delta.metadata_removed,
-            }
-        )
+        # A positional array, and the last three fields only when one is not empty (most
+        # updates only set keys): replay parses one entry per update since the last snapshot,
+        # and orjson builds a 4-item array in well under half the time of the 7-field object
+        # format 1 had. Written by hand: cattrs' generic unstructure cost more than orjson.
+        fields: list[Any] = [
+            delta.context,
+            delta.version,
+            delta.updated_at.isoformat(),
+            delta.changed,
+        ]
+        if delta.removed or delta.metadata_changed or delta.metadata_removed:
+            fields += (delta.removed, delta.metadata_changed, delta.metadata_removed)
+        body = orjson.dumps(fields)
         if len(body) > self.max_state_bytes:
             raise StateTooLargeError(delta.context, len(body), self.max_state_bytes)
-        return _frame(JOURNAL_MAGIC, body)
+        return _frame(JOURNAL_MAGIC, body, JOURNAL_FORMAT_VERSION)
 
     def decode_delta(self, blob: bytes, *, context: str, version: int) -> Delta:
         """Decode a journal entry, checking it holds `version` of `context`.
@@ -250,34 +263,114 @@ class SnapshotCodec:
             tuple(document["metadata_removed"]),
         )
 
-    def replay(self, state: State, blob: bytes, version: int) -> None:
-        """Apply a journal entry to `state` in place: `decode_delta(...).apply(state)` without
-        building the Delta, since recovery replays up to thousands of entries.
+    def replay(self, state: State, entries: Iterable[tuple[int, bytes]]) -> None:
+        """Apply journal entries, `(version, blob)` in version order, to `state` in place.
 
-        Raises: as `decode_delta`, and `StateError` if `version` does not follow `state`'s.
+        Stops at the first entry that is damaged or does not follow `state`: the entries
+        before it stay applied (so `state.version + 1` is the version that failed) and the
+        error is raised. The same as `decode_delta(...).apply(state)` for each entry, without
+        building the Deltas: recovery replays up to thousands of entries.
+
+        Raises: as `decode_delta`, and `StateError` if a version does not follow `state`'s.
         """
-        document = _entry_document(blob, state.context, version)
-        apply_changes(
-            state,
-            version,
-            document["updated_at"],
-            document["changed"],
-            document["removed"],
-            document["metadata_changed"],
-            document["metadata_removed"],
-        )
+        entries = list(entries)
+        documents = _parse_batch(entries)
+        index = 0
+        while index < len(entries):
+            index = _apply_short_entries(state, entries, documents, index)
+            if index == len(entries):
+                break
+            # What the fast path does not take (the long form, format 1, damage, a batch
+            # that did not parse) goes through the reference path, which names any problem.
+            version, blob = entries[index]
+            document = _entry_document(blob, state.context, version)
+            apply_changes(
+                state,
+                version,
+                document["updated_at"],
+                document["changed"],
+                document["removed"],
+                document["metadata_changed"],
+                document["metadata_removed"],
+            )
+            index += 1
+
+
+def _parse_batch(entries: list[tuple[int, bytes]]) -> list[Any]:
+    """The parsed bodies of the leading entries whose header and CRC are intact, in one
+    orjson call (or none, if the batch does not parse as one value per entry).
+
+    Replay was 2.3 us per entry one by one (pyinstrument: header unpacking, CRC and per-call
+    overheads); this checks a header with one 8-byte comparison and parses once.
+    """
+    payloads = []
+    unpack, crc32, size = _CRC_AND_LENGTH.unpack_from, zlib.crc32, HEADER.size
+    for _version, blob in entries:
+        if not blob.startswith(_JOURNAL_PREFIX) or len(blob) < size:
+            break
+        crc, length = unpack(blob, 8)
+        payload = blob[size:]
+        if len(payload) != length or crc32(payload, _JOURNAL_CRC_SEED) != crc:
+            break
+        payloads.append(payload)
+    if not payloads:
+        return []
+    try:
+        documents: list[Any] = orjson.loads(b"[" + b",".join(payloads) + b"]")
+    except orjson.JSONDecodeError:
+        return []
+    # Each entry is checked to hold its own context and version below, so bodies that were
+    # not one JSON value each (and shifted the rest) cannot be applied to the wrong version.
+    return documents if len(documents) == len(payloads) else []
+
+
+def _apply_short_entries(
+    state: State, entries: list[tuple[int, bytes]], documents: list[Any], start: int
+) -> int:
+    """Apply parsed entries from `start` while they are short-form (only keys set) and pass
+    every check `_entry_document` makes; returns the index of the first one not applied."""
+    context, data = state.context, state.data
+    version, updated_at = state.version, state.updated_at
+    parse = datetime.fromisoformat
+    index = start
+    while index < len(documents):
+        document = documents[index]
+        if type(document) is not list or len(document) != _SHORT_ENTRY:
+            break
+        name, number, stamp, changed = document
+        if not (
+            name == context
+            and type(number) is int
+            and number == version + 1 == entries[index][0]
+            and type(stamp) is str
+            and type(changed) is dict
+        ):
+            break
+        try:
+            stamped = parse(stamp)
+        except ValueError:
+            break
+        if stamped.tzinfo is None:
+            break
+        data.update(changed)
+        version, updated_at = number, stamped
+        index += 1
+    state.version, state.updated_at = version, updated_at
+    return index
 
 
 def _entry_document(blob: bytes, context: str, version: int) -> dict[str, Any]:
-    """The JSON of a journal entry, checked down to the type of every field, with
-    `updated_at` parsed.
+    """The fields of a journal entry (either format) as a dict, checked down to the type of
+    every field, with `updated_at` parsed.
 
     Written out instead of using the cattrs converter: replay reads one entry per update
     since the last snapshot, and the generated cattrs structure function was 5.5 us of the
     6.7 us each entry took when recovering 10,000 keys and 1,000 entries (pyinstrument).
     """
     try:
-        document: dict[str, Any] = orjson.loads(_unframe(blob, JOURNAL_MAGIC, ""))
+        fmt, payload = _unframe(blob, JOURNAL_MAGIC, "", newest=JOURNAL_FORMAT_VERSION)
+        body = orjson.loads(payload)
+        document: Any = _from_array(body) if fmt == JOURNAL_FORMAT_VERSION else body
         problem = _entry_problem(document)
         if problem is None:
             document["updated_at"] = _structure_datetime(document["updated_at"], datetime)
@@ -294,7 +387,17 @@ def _entry_document(blob: bytes, context: str, version: int) -> dict[str, Any]:
         raise CorruptSnapshotError(
             f"{where}: entry holds version {document['version']} of {document['context']!r}"
         )
-    return document
+    return dict(document)
+
+
+def _from_array(body: Any) -> Any:
+    """A format-2 body (a 4- or 7-item array) as the format-1 object, or None (for
+    `_entry_problem` to refuse) if it is not one."""
+    if type(body) is not list or len(body) not in {_SHORT_ENTRY, len(_DELTA_ORDER)}:
+        return None
+    if len(body) == _SHORT_ENTRY:
+        body = [*body, [], {}, []]
+    return dict(zip(_DELTA_ORDER, body, strict=True))
 
 
 def _entry_problem(document: Any) -> str | None:
@@ -320,8 +423,10 @@ def _entry_problem(document: Any) -> str | None:
     return None
 
 
-def _unframe(blob: bytes, magic: bytes, where: str) -> bytes:
-    """Check a blob's header and CRC and return its payload, or raise."""
+def _unframe(
+    blob: bytes, magic: bytes, where: str, newest: int = FORMAT_VERSION
+) -> tuple[int, bytes]:
+    """Check a blob's header and CRC; return its format version and payload, or raise."""
     blob = bytes(blob)
     if len(blob) < HEADER.size:
         raise CorruptSnapshotError(
@@ -330,9 +435,9 @@ def _unframe(blob: bytes, magic: bytes, where: str) -> bytes:
     found, fmt, codec, flags, crc, length = HEADER.unpack_from(blob)
     if found != magic:
         raise CorruptSnapshotError(f"{where}: bad magic {found!r}, expected {magic!r}")
-    if fmt > FORMAT_VERSION:
+    if fmt > newest:
         raise UnsupportedFormatError(
-            f"{where}: written in format {fmt}; this library reads up to {FORMAT_VERSION}"
+            f"{where}: written in format {fmt}; this library reads up to {newest}"
         )
     payload = blob[HEADER.size :]
     if len(payload) != length:
@@ -341,17 +446,17 @@ def _unframe(blob: bytes, magic: bytes, where: str) -> bytes:
         )
     if _crc(blob[4:8], payload) != crc:
         raise CorruptSnapshotError(f"{where}: CRC-32 mismatch")
-    if fmt != FORMAT_VERSION or codec != CODEC_JSON or flags != 0:
+    if fmt < 1 or codec != CODEC_JSON or flags != 0:
         raise UnsupportedFormatError(
             f"{where}: format {fmt}, codec {codec}, flags {flags} are not supported"
         )
-    return payload
+    return fmt, payload
 
 
-def _frame(magic: bytes, payload: bytes) -> bytes:
-    fields = struct.pack("<BBH", FORMAT_VERSION, CODEC_JSON, 0)
+def _frame(magic: bytes, payload: bytes, fmt: int = FORMAT_VERSION) -> bytes:
+    fields = struct.pack("<BBH", fmt, CODEC_JSON, 0)
     crc = _crc(fields, payload)
-    return HEADER.pack(magic, FORMAT_VERSION, CODEC_JSON, 0, crc, len(payload)) + payload
+    return HEADER.pack(magic, fmt, CODEC_JSON, 0, crc, len(payload)) + payload
 
 
 def _describe(kind: str, context: str | None, version: int | None) -> str:

@@ -168,17 +168,20 @@ class Store(abc.ABC):
             raise NoIntactSnapshotError(
                 f"context {name!r} has no intact snapshot ({details})", tuple(damage)
             )
-        for version, blob in self._read_journal(name, state.version):
-            if version != state.version + 1:
-                damage.append(
-                    Damage("journal entry", state.version + 1, f"missing (next is {version})")
-                )
-                break
-            try:
-                self.codec.replay(state, blob, version)
-            except _DAMAGE as exc:
-                damage.append(Damage("journal entry", version, str(exc)))
-                break
+        entries = self._read_journal(name, state.version)
+        # Replay the entries that follow on without a gap; a gap ends replay like damage.
+        gap = next(
+            (i for i, (version, _) in enumerate(entries) if version != state.version + 1 + i),
+            None,
+        )
+        try:
+            self.codec.replay(state, entries[:gap])
+        except _DAMAGE as exc:
+            damage.append(Damage("journal entry", state.version + 1, str(exc)))
+        else:
+            if gap is not None:
+                missing = f"missing (next is {entries[gap][0]})"
+                damage.append(Damage("journal entry", state.version + 1, missing))
         if state.version < head and not damage:
             damage.append(Damage("journal entry", state.version + 1, "missing"))
         return state, tuple(damage)

@@ -21,7 +21,7 @@ from actors import (
     create_manager,
 )
 from actors.testing import FaultyStore, InjectedCrash, crash
-from storage import SqliteStore
+from storage import JOURNAL_FORMAT_VERSION, SqliteStore
 
 FAST_RESTARTS = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=0.01)
 
@@ -189,7 +189,7 @@ def _damage(path, name, version, how, table="snapshots"):
         elif how == "truncate":
             blob = blob[: len(blob) - 7]
         elif how == "format":
-            blob[4] = 2  # a format this library does not know
+            blob[4] = JOURNAL_FORMAT_VERSION + 1  # a format this library does not know
         conn.execute(
             f"UPDATE {table} SET blob = ? WHERE context = ? AND version = ?",
             (bytes(blob), name, version),

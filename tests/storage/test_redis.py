@@ -196,7 +196,7 @@ def test_key_layout(make_store: Callable[..., RedisStore], redis_server: RedisSe
         journal = raw.hgetall(f"{p}:{{orders}}:journal")
         assert list(journal) == [b"3"]
         head = store.read_version("orders", 2)
-        store.codec.replay(head, journal[b"3"], 3)
+        store.codec.replay(head, [(3, journal[b"3"])])
         assert head == store.read_head("orders")
         assert head.get("n") == 3
         assert list(raw.hkeys(f"{p}:{{orders}}:points")) == [str(point.point_id).encode()]
