@@ -68,6 +68,8 @@ from storage import (
 )
 from storage._delta import Delta
 from storage._state import (
+    check_item,
+    check_metadata_item,
     copy_json_value,
     utc_now,
     validate_contents,
@@ -497,10 +499,13 @@ class TrackerActor(pykka.ThreadingActor):
         except Exception as exc:
             raise _UserFunctionError(exc) from exc
         try:
-            validate_contents(draft.data, draft.metadata)
+            if type(draft.data) is not dict or type(draft.metadata) is not dict:
+                # `fn` replaced a mapping: check it whole, then keep a plain dict of it.
+                validate_contents(draft.data, draft.metadata)
+                draft.data, draft.metadata = dict(draft.data), dict(draft.metadata)
+            return self._install(draft, message.reply, check=True)
         except InvalidValueError as exc:
             raise InvalidValueError(f"modify() result {exc.path}", exc.value, exc.reason) from None
-        return self._install(draft, message.reply)
 
     def _save(self, _: Save) -> int:
         if self._unsaved:
@@ -567,19 +572,34 @@ class TrackerActor(pykka.ThreadingActor):
         return self._store_update(reply, state.version, undo_all, delta)
 
     def _install(
-        self, source: State, reply: Reply[Any], cause: ChangeCause = ChangeCause.UPDATE
+        self,
+        source: State,
+        reply: Reply[Any],
+        cause: ChangeCause = ChangeCause.UPDATE,
+        *,
+        check: bool = False,
     ) -> Any:
         """Make `source`'s contents the next version and store it; nothing changes if the
-        write fails. Returns a copy of the new State, or `_LATER` (see `_commit_in_place`)."""
+        write fails. Returns a copy of the new State, or `_LATER` (see `_commit_in_place`).
+
+        With `check`, the values that differ from the current State are validated first
+        (`InvalidValueError`, nothing changed): a value strictly equal to one already held
+        is valid too, so a 1-key `modify` of a large State checks one key, not all of them.
+        """
         current = self._current
         candidate = current.successor(source)
+        delta = Delta.between(current, candidate)
+        if check:
+            for key, value in delta.changed.items():
+                check_item(key, value)
+            for key, value in candidate.metadata.items():  # small, and compared with `!=`
+                check_metadata_item(key, value)
         self._state = candidate
 
         def undo() -> None:
             if self._state is candidate:  # else a conflict reloaded the store's newer State
                 self._state = current
 
-        delta = Delta.between(current, candidate)
         return self._store_update(reply, candidate.snapshot(), undo, delta, cause)
 
     def _store_update(

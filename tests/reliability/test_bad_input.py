@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from contextlib import closing
+from types import MappingProxyType
 
 import pykka
 import pytest
@@ -134,6 +135,40 @@ def test_bad_value_inside_modify_and_update_state_changes_nothing(manager, track
     with pytest.raises(InvalidValueError, match="not finite"):
         tracker.update_state(bad).get()
     _unchanged(manager, tracker, before)
+
+
+class _Dict(dict):  # type: ignore[type-arg]
+    """A dict subclass: equal to a dict, but not a JSON value that comes back as itself."""
+
+
+@pytest.mark.parametrize(
+    ("sneak", "fragment"),
+    [
+        (lambda s: s.get("list").append({3}), r"data\['list'\]\[2\]"),
+        (lambda s: s.data.__setitem__("list", (1, 2)), "tuple"),
+        (lambda s: s.data.__setitem__("list", _Dict()), "JSON-compatible"),
+        (lambda s: s.data.__setitem__(5, 1), "keys must be str"),
+        (lambda s: s.metadata.__setitem__("owner", 5), "metadata"),
+        (lambda s: setattr(s, "data", MappingProxyType({"k": {1}})), "set"),
+        (lambda s: setattr(s, "data", [1]), "mapping"),
+    ],
+    ids=["in-place", "equal-tuple", "dict-subclass", "int-key", "metadata", "proxy", "list"],
+)
+def test_modify_result_is_checked_wherever_it_changed(manager, tracker, sneak, fragment):
+    # modify() checks only the values that differ from the current State: every way of
+    # slipping a bad value past State.set must still count as a difference.
+    tracker.set("list", [1, 2]).get()
+    before = tracker.get_state().get()
+    with pytest.raises(InvalidValueError, match=fragment) as info:
+        tracker.modify(sneak).get()
+    assert "modify() result" in str(info.value)
+    _unchanged(manager, tracker, before)
+
+
+def test_modify_may_replace_data_with_any_mapping_of_good_values(tracker):
+    state = tracker.modify(lambda s: setattr(s, "data", MappingProxyType({"k": [1]}))).get()
+    assert type(state.data) is dict
+    assert tracker.get_state().get().data == {"k": [1]}
 
 
 @pytest.mark.parametrize(("key", "value"), [("owner", 5), ("owner", None), (5, "v")])
