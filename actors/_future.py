@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -32,13 +33,16 @@ def new_reply() -> Reply[Any]:
 
 def resolve(reply: Reply[Any], value: Any) -> None:
     """Set a reply's value unless it was settled already (first answer wins)."""
-    if not reply.done():
+    # Not `if not reply.done()`: two actors may answer the same reply (the writer, and a
+    # tracker failing it while stopping), and the loser of that check-then-set race would
+    # raise out of its actor. The Future's own check under its lock settles it atomically.
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
         reply.set_result(value)
 
 
 def reject(reply: Reply[Any], error: BaseException) -> None:
     """Set a reply's error unless it was settled already (first answer wins)."""
-    if not reply.done():
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
         reply.set_exception(error)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 
@@ -15,7 +16,7 @@ from actors import (
     InvalidValueError,
     KeyNotFoundError,
 )
-from actors._future import new_reply, resolve
+from actors._future import new_reply, reject, resolve
 
 from .conftest import WAIT, make_manager, make_tracker
 
@@ -202,3 +203,29 @@ def test_await_timeout_leaves_the_future_usable_from_threads():
         asyncio.run(main())
     resolve(reply, 3)
     assert future.get() == 3
+
+
+class _RacedReply(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A reply another thread settles between anyone's `done()` check and their answer."""
+
+    def done(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("first", ["resolve", "reject"])
+def test_answering_a_reply_someone_else_just_settled_keeps_the_first_answer(first):
+    # The writer resolves a caller's reply while a stopping tracker may reject it, in two
+    # threads: the loser must neither raise (it would kill its actor) nor overwrite.
+    reply = _RacedReply()
+    reply.set_running_or_notify_cancel()
+    if first == "resolve":
+        resolve(reply, 1)
+    else:
+        reject(reply, ValueError("first"))
+    resolve(reply, 2)
+    reject(reply, ValueError("second"))
+    if first == "resolve":
+        assert reply.result(timeout=0) == 1
+    else:
+        with pytest.raises(ValueError, match="first"):
+            reply.result(timeout=0)
