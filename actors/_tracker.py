@@ -624,16 +624,25 @@ class TrackerActor(pykka.ThreadingActor):
         try:
             write = self._prepare(delta)
             # Stopping: write from this thread, so that no write is in flight once stopped.
-            if self._writer is None or self._stopping:
-                self._commit(write)
-                return value
+            if self._writer is not None and not self._stopping:
+                message, attempt = self._handling
+                self._pending = _Pending(write, reply, undo, message, attempt)
+                try:
+                    self._writer.tell(WriteRequest(write, self.actor_ref, reply, value))
+                except pykka.ActorDeadError:
+                    # Only a bug of ours stops the writer early (it logged why): keep every
+                    # write durable by committing our own, without group commit.
+                    logger.error(  # noqa: TRY400 - the writer's failure was logged with its traceback
+                        "tracker %r: the writer actor is gone; writing alone", self._name
+                    )
+                    self._pending = self._writer = None
+                else:
+                    return _LATER
+            self._commit(write)
         except BaseException:
             undo()
             raise
-        message, attempt = self._handling
-        self._pending = _Pending(write, reply, undo, message, attempt)
-        self._writer.tell(WriteRequest(write, self.actor_ref, reply, value))
-        return _LATER
+        return value
 
     def _prepare(self, delta: Delta) -> Write:
         """The write that stores the current State: a journal entry, or a full snapshot every

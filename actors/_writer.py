@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import attrs
 import pykka
 
 from actors._future import Reply, reject, resolve
-from storage import PersistenceError, ShutdownError, Store
+from storage import PersistenceError, RecoveryError, ShutdownError, Store
 from storage._store import Write
 
 __all__ = ["Drain", "WriteRequest", "WriterActor", "Written"]
@@ -62,6 +63,8 @@ class WriterActor(pykka.ThreadingActor):
         super().__init__()
         self._store = store
         self._drained: Reply[None] | None = None
+        self._unanswered: deque[WriteRequest] = deque()
+        """The writes of the batch in hand not answered yet: answered if this actor fails."""
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Drain):
@@ -81,6 +84,7 @@ class WriterActor(pykka.ThreadingActor):
                 deferred.append(envelope)  # Drain or pykka's stop: handled after this batch
         for envelope in deferred:
             self.actor_inbox.put(envelope)
+        self._unanswered.extend(batch)
         self._commit(batch)
 
     def _commit(self, batch: list[WriteRequest]) -> None:
@@ -94,6 +98,7 @@ class WriterActor(pykka.ThreadingActor):
             results = [exc] * len(batch)
         for request, error in zip(batch, results, strict=True):
             self._answer(request, error)
+            self._unanswered.popleft()
 
     @staticmethod
     def _answer(request: WriteRequest, error: BaseException | None) -> None:
@@ -107,8 +112,18 @@ class WriterActor(pykka.ThreadingActor):
         if error is None:
             resolve(request.reply, request.value)
 
+    def on_failure(self, *_: object) -> None:
+        """A bug of ours failed this actor (pykka logged it): answer every write it holds,
+        so that no tracker or caller waits on it; trackers then commit their own writes."""
+        error = RecoveryError("the writer actor failed; the write may or may not be stored")
+        while self._unanswered:
+            self._answer(self._unanswered.popleft(), error)
+        self._answer_inbox(error)
+
     def on_stop(self) -> None:
-        error = ShutdownError("the context manager was shut down before the write")
+        self._answer_inbox(ShutdownError("the context manager was shut down before the write"))
+
+    def _answer_inbox(self, error: BaseException) -> None:
         while not self.actor_inbox.empty():
             message = self.actor_inbox.get().message
             if isinstance(message, WriteRequest):

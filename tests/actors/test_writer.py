@@ -1,0 +1,109 @@
+"""The writer actor: group commit of every tracker's durable writes, and its failures."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pykka
+import pytest
+
+from actors import PersistenceError, RecoveryError
+from actors._writer import WriterActor
+from storage import SqliteStore, Store
+from storage._store import Write
+
+from .conftest import WAIT, WatchedStore, make_manager, make_tracker
+
+
+class GatedStore(WatchedStore):
+    """Holds the first commit's answer (it is stored) until `release` is set, and records
+    every batch's size."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[int] = []
+
+    def _commit(self, writes: list[Write]) -> list[Any]:
+        self.batches.append(len(writes))
+        results = super()._commit(writes)
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.release.wait(WAIT), "never released"
+        return results
+
+
+def _wait_until_queued(count: int) -> None:
+    """Block until the writer's inbox holds `count` messages (it is busy, so they stay)."""
+    (writer,) = pykka.ActorRegistry.get_by_class(WriterActor)
+    inbox = writer.actor_inbox
+    with inbox.not_empty:  # notified on every put; qsize() would take the same lock again
+        assert inbox.not_empty.wait_for(lambda: len(inbox.queue) >= count, WAIT)
+
+
+@pytest.fixture
+def gated(sqlite_store: SqliteStore) -> GatedStore:
+    return GatedStore(sqlite_store)
+
+
+def test_writes_queued_behind_a_commit_go_into_one_transaction(gated, sqlite_store):
+    manager = make_manager(gated)
+    trackers = [make_tracker(manager, f"c{i}", {"n": 0}) for i in range(8)]
+    first = trackers[0].set("n", 1)
+    assert gated.entered.wait(WAIT)
+    queued = [tracker.set("n", 1) for tracker in trackers[1:]]
+    _wait_until_queued(7)
+    gated.release.set()
+    assert [future.get() for future in [first, *queued]] == [1] * 8  # the new versions
+    assert gated.batches[-2:] == [1, 7]  # one transaction, one fsync, for seven trackers
+    assert all(sqlite_store.read_head(f"c{i}").data == {"n": 1} for i in range(8))
+    manager.shutdown().get()
+
+
+def test_a_failed_transaction_fails_exactly_its_writes(gated, sqlite_store):
+    manager = make_manager(gated)
+    trackers = [make_tracker(manager, f"c{i}", {"n": 0}) for i in range(4)]
+    first = trackers[0].set("n", 1)
+    assert gated.entered.wait(WAIT)
+    queued = [tracker.set("n", 1) for tracker in trackers[1:]]
+    _wait_until_queued(3)
+    gated.fail("commit", OSError("disk full"))  # the next transaction, the queued batch
+    gated.release.set()
+    assert first.get() == 1
+    for future in queued:
+        with pytest.raises(PersistenceError, match="disk full"):
+            future.get()
+    # Memory was not left ahead of the store, and the next write of each works.
+    for i, tracker in enumerate(trackers):
+        expected = 1 if i == 0 else 0
+        assert tracker.get("n").get() == expected
+        assert sqlite_store.read_head(f"c{i}").data == {"n": expected}
+        tracker.set("n", 2).get()
+        assert sqlite_store.read_head(f"c{i}").data == {"n": 2}
+    manager.shutdown().get()
+
+
+def test_a_writer_that_fails_answers_its_writes_and_trackers_write_alone(
+    watched, sqlite_store, monkeypatch, caplog
+):
+    manager = make_manager(watched, ask_timeout=3 * WAIT)
+    tracker = make_tracker(manager, "ctx", {"n": 0})
+
+    def bug(self: WriterActor, batch: list[Any]) -> None:
+        raise RuntimeError("a bug in the writer")
+
+    monkeypatch.setattr(WriterActor, "_commit", bug)
+    # Answered at once with RecoveryError, not left to time out; memory is not ahead.
+    with pytest.raises(RecoveryError, match="writer actor failed"):
+        tracker.set("n", 1).get(timeout=WAIT)
+    assert tracker.get("n").get() == 0
+    # Later writes are committed by the tracker itself: acknowledged = stored still holds.
+    assert tracker.set("n", 2).get(timeout=WAIT) == 1  # the version the failed write lacked
+    assert sqlite_store.read_head("ctx").data == {"n": 2}
+    other = make_tracker(manager, "other", {"n": 0})
+    assert other.modify(lambda s: s.set("n", 5)).get(timeout=WAIT).data == {"n": 5}
+    assert "the writer actor is gone" in caplog.text
+    manager.shutdown().get(timeout=WAIT)
+    assert pykka.ActorRegistry.get_all() == []
