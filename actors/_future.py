@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -36,14 +35,18 @@ def resolve(reply: Reply[Any], value: Any) -> None:
     # Not `if not reply.done()`: two actors may answer the same reply (the writer, and a
     # tracker failing it while stopping), and the loser of that check-then-set race would
     # raise out of its actor. The Future's own check under its lock settles it atomically.
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
+    try:  # noqa: SIM105 - on every reply's path: try costs nothing, suppress() an object
         reply.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 def reject(reply: Reply[Any], error: BaseException) -> None:
     """Set a reply's error unless it was settled already (first answer wins)."""
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
+    try:  # noqa: SIM105 - as in resolve()
         reply.set_exception(error)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 class ContextFuture(Generic[T]):

@@ -13,6 +13,8 @@ from storage._state import State
 
 __all__ = ["Delta", "apply_changes"]
 
+_MISSING: Any = object()
+
 
 @attrs.frozen
 class Delta:
@@ -36,17 +38,25 @@ class Delta:
     def between(cls, old: State, new: State) -> Delta:
         """The delta that turns `old` into `new` (`new.version` must follow `old.version`)."""
         old_data, new_data = old.data, new.data
-        changed = {
-            key: value
-            for key, value in new_data.items()
-            if key not in old_data or not _same(old_data[key], value)
-        }
-        removed = tuple(key for key in old_data if key not in new_data)
+        # One pass, `is` before the strict comparison (a copied State shares its scalars),
+        # and C-level checks for the usual "nothing removed, metadata unchanged": this runs
+        # on every modify() and update_state().
+        changed = {}
+        for key, value in new_data.items():
+            before = old_data.get(key, _MISSING)
+            if before is not value and (before is _MISSING or not _same(before, value)):
+                changed[key] = value
+        removed: tuple[str, ...] = ()
+        if not old_data.keys() <= new_data.keys():
+            removed = tuple(key for key in old_data if key not in new_data)
         old_meta, new_meta = old.metadata, new.metadata
-        metadata_changed = {
-            key: value for key, value in new_meta.items() if old_meta.get(key) != value
-        }
-        metadata_removed = tuple(key for key in old_meta if key not in new_meta)
+        metadata_changed: dict[str, str] = {}
+        metadata_removed: tuple[str, ...] = ()
+        if old_meta != new_meta:
+            metadata_changed = {
+                key: value for key, value in new_meta.items() if old_meta.get(key) != value
+            }
+            metadata_removed = tuple(key for key in old_meta if key not in new_meta)
         return cls(
             new.context,
             new.version,
