@@ -140,6 +140,12 @@ class Flush:
     """Timer tick of a batched sync policy."""
 
 
+@attrs.frozen
+class Wake:
+    """Look again at the write in flight: the writer has answered its caller, or someone
+    now listens to the context's changes (sent by a write's reply callback, or the hub)."""
+
+
 # -- to a manager ---------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from actors._cell import Cell, ContextStatus
 from actors._changes import Publish, Topic
 from actors._config import Overflow, SubscriptionConfig
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
+from actors._messages import Wake
 from storage import ShutdownError, SynchronizationError
 
 __all__ = [
@@ -306,6 +307,12 @@ class SubscriptionHub(pykka.ThreadingActor):
         message.topic.hub = self.actor_ref
         message.topic.live = True
         resolve(message.reply, subscription)
+        tracker = cell.ref if cell is not None else None
+        if tracker is not None:
+            # A write in flight may have been sent when nobody listened (so its tracker
+            # would settle it only with its next message): have it publish now.
+            with contextlib.suppress(pykka.ActorDeadError):
+                tracker.tell(Wake())
         if subscription._cancelled:
             self._end(entry, deliver=False)
 

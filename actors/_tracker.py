@@ -52,6 +52,7 @@ from actors._messages import (
     TrackerFailed,
     TrackerRequest,
     UpdateState,
+    Wake,
 )
 from actors._recovery import RecoveryReport, load_context
 from actors._watcher import StoredVersion
@@ -191,6 +192,7 @@ class TrackerActor(pykka.ThreadingActor):
             Passivate: self._on_passivate,
             _Retry: self._on_retry,
             StoredVersion: self._on_stored_version,
+            Wake: self._on_wake,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -311,11 +313,17 @@ class TrackerActor(pykka.ThreadingActor):
     # -- mailbox ----------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> None:
+        pending = self._pending
+        if pending is not None and pending.reply.done():
+            # The writer answered the caller: the write is stored (on failure it tells us
+            # with `Written` and leaves the caller to us). Settle it before anything else.
+            self._pending = None
+            self._written(pending.write)
         control = self._controls.get(type(message))
         if control is not None:
             control(message)
         elif self._holding:
-            self._stash.append(message)  # requests wait for the write in flight (or retry)
+            self._hold(message)  # requests wait for the write in flight (or retry)
         elif self._phase is Phase.RUNNING:
             self._last_request = time.monotonic()
             self._dispatch(message)
@@ -340,7 +348,7 @@ class TrackerActor(pykka.ThreadingActor):
 
     def _on_stop_request(self, message: Stop) -> None:
         if self._holding:
-            self._stash.append(message)  # stop once the write in flight is answered
+            self._hold(message)  # stop once the write in flight is answered
         else:
             self._handle_stop(message)
 
@@ -356,7 +364,7 @@ class TrackerActor(pykka.ThreadingActor):
     def _dispatch(self, message: TrackerRequest, attempt: int = 1) -> None:
         if self._phase is not Phase.RUNNING or self._holding:
             # An earlier stashed message crashed us again, or started a write.
-            self._stash.append(message)
+            self._hold(message)
             return
         self._handling = message, attempt
         try:
@@ -419,6 +427,29 @@ class TrackerActor(pykka.ThreadingActor):
     def _holding(self) -> bool:
         """Whether requests must wait: a write is in flight, or a retry waits out its delay."""
         return self._pending is not None or self._retrying is not None
+
+    def _hold(self, message: Any) -> None:
+        """Keep `message` until the write in flight (or retry, or restart) is over, and make
+        sure we hear when the write is: the writer tells us of failures only."""
+        self._stash.append(message)
+        if self._pending is not None:
+            self._wake_when_written(self._pending)
+
+    def _wake_when_written(self, pending: _Pending) -> None:
+        if not pending.wake_requested:
+            pending.wake_requested = True
+            pending.reply.add_done_callback(self._wake)
+
+    def _wake(self, _: Reply[Any]) -> None:
+        """A reply callback: runs in the thread that answered (the writer's, or ours)."""
+        self._tell(Wake())
+
+    def _on_wake(self, _: Wake) -> None:
+        # on_receive() has settled a write that is over: go on with what waited for it. If
+        # it is still in flight (the hub woke us for a new subscriber), hear when it is over.
+        if self._pending is not None:
+            self._wake_when_written(self._pending)
+        self._resume_stash()
 
     def _tell(self, message: Any) -> None:
         with contextlib.suppress(pykka.ActorDeadError):  # stopped since: nothing to do
@@ -626,7 +657,9 @@ class TrackerActor(pykka.ThreadingActor):
             # Stopping: write from this thread, so that no write is in flight once stopped.
             if self._writer is not None and not self._stopping:
                 message, attempt = self._handling
-                self._pending = _Pending(write, reply, undo, message, attempt)
+                self._pending = pending = _Pending(write, reply, undo, message, attempt)
+                if self._changes is not None and self._changes.live:
+                    self._wake_when_written(pending)  # publish as soon as it is stored
                 try:
                     self._writer.tell(WriteRequest(write, self.actor_ref, reply, value))
                 except pykka.ActorDeadError:
@@ -681,18 +714,19 @@ class TrackerActor(pykka.ThreadingActor):
     def _settle(self, message: Written) -> None:
         """The writer's answer, arriving after we stopped: only the caller is left to tell."""
         pending, self._pending = self._pending, None
-        if pending is not None and message.error is not None:
+        if pending is not None:
             reject(pending.reply, message.error)
 
     def _on_written(self, message: Written) -> None:
-        """The writer's answer to our pending write; then the stashed requests go on."""
-        pending, self._pending = self._pending, None
-        if pending is None:  # pragma: no cover - the writer answers each write once
-            return
+        """The writer's failure to store our pending write; then the stashed requests go on.
+        (A stored write is settled in `on_receive` once the writer has answered its caller.)
+        """
+        pending = self._pending
+        if pending is None or pending.write.version != message.version:
+            return  # pragma: no cover - the writer answers each write once
+        self._pending = None
         error = message.error
-        if error is None:
-            self._written(pending.write)  # the writer has answered the caller already
-        elif isinstance(error, VersionConflict):
+        if isinstance(error, VersionConflict):
             pending.undo()
             if self._refresh_quietly():
                 self._retry(pending.message, pending.attempt, error)
@@ -713,6 +747,8 @@ class TrackerActor(pykka.ThreadingActor):
                 self._handle_stop(message)
             else:
                 self._dispatch(message)
+        if self._stash and self._pending is not None:
+            self._wake_when_written(self._pending)  # the rest waits for this write now
 
     def _refresh_quietly(self) -> bool:
         try:
@@ -822,7 +858,7 @@ class _Retry:
     attempt: int
 
 
-@attrs.frozen
+@attrs.define(eq=False)
 class _Pending:
     """A write handed to the writer actor, and how to take the update back if it fails."""
 
@@ -832,6 +868,8 @@ class _Pending:
     message: TrackerRequest
     """The request that made the write, to run again if another process got there first."""
     attempt: int
+    wake_requested: bool = False
+    """Whether its reply will tell us (`Wake`) once answered: only when someone waits."""
 
 
 def _refuse(message: Any, error: BaseException) -> None:

@@ -2,10 +2,11 @@
 
 Trackers encode their writes in their own threads and tell the writer. The writer takes
 everything queued in its mailbox at that moment and commits it as one batch (one transaction,
-one fsync on SQLite), then answers each write: the tracker learns the outcome through a
-`Written` message, and on success the caller's reply is resolved directly, saving the hop
-back through the tracker. A stale write fails alone; a failed transaction fails exactly the
-writes in it.
+one fsync on SQLite), then answers each write. A stored write is answered to its caller only,
+saving the hop back through the tracker and the tracker's wake-up: the tracker sees the reply
+done when its next message comes, or asked to be woken by the reply if something waits. A
+write that failed is told to the tracker (`Written`), which undoes it and answers the caller.
+A stale write fails alone; a failed transaction fails exactly the writes in it.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ class Drain:
 
 @attrs.frozen
 class Written:
-    """The outcome of a tracker's write: `error` is None if it is stored."""
+    """A tracker's write was not stored, for `error`."""
 
     version: int
-    error: BaseException | None
+    error: BaseException
 
 
 class WriterActor(pykka.ThreadingActor):
@@ -102,15 +103,15 @@ class WriterActor(pykka.ThreadingActor):
 
     @staticmethod
     def _answer(request: WriteRequest, error: BaseException | None) -> None:
+        if error is None:
+            # Only the caller is told: the tracker sees the reply done when its next message
+            # comes (or asked to be woken by it), which saves it a wake-up per write.
+            resolve(request.reply, request.value)
+            return
         try:
-            # The tracker hears first, so the caller's next request finds it up to date.
             request.tracker.tell(Written(request.write.version, error))
         except pykka.ActorDeadError:
-            if error is not None:
-                reject(request.reply, error)
-                return
-        if error is None:
-            resolve(request.reply, request.value)
+            reject(request.reply, error)
 
     def on_failure(self, *_: object) -> None:
         """A bug of ours failed this actor (pykka logged it): answer every write it holds,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Any
 
 import pykka
 import pytest
 
-from actors import PersistenceError, RecoveryError
+from actors import Change, PersistenceError, RecoveryError
 from actors._writer import WriterActor
 from storage import SqliteStore, Store
 from storage._store import Write
@@ -107,3 +108,20 @@ def test_a_writer_that_fails_answers_its_writes_and_trackers_write_alone(
     assert "the writer actor is gone" in caplog.text
     manager.shutdown().get(timeout=WAIT)
     assert pykka.ActorRegistry.get_all() == []
+
+
+def test_a_stored_write_reaches_a_subscriber_who_came_while_it_was_in_flight(gated):
+    # The writer answers a stored write to its caller only; the tracker settles it when its
+    # next message comes. A subscriber registered meanwhile must not wait for that message
+    # (and no watcher tick may stand in for it here).
+    manager = make_manager(gated, watch_interval=None, passivate_after=None)
+    tracker = make_tracker(manager, "ctx", {"n": 0})
+    written = tracker.set("n", 1)
+    assert gated.entered.wait(WAIT)
+    arrived: queue.Queue[Change] = queue.Queue()
+    tracker.subscribe(arrived.put).get()
+    gated.release.set()
+    assert written.get() == 1
+    change = arrived.get(timeout=WAIT)
+    assert (change.new_version, change.changed) == (1, {"n": 1})
+    manager.shutdown().get()
