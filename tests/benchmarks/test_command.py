@@ -31,3 +31,24 @@ def test_quick_benchmarks_print_the_table_and_write_json(tmp_path):
         "recover 10,000 keys + 1,000 updates",
     }
     assert all(row["ours"] > 0 and row["baseline"] > 0 for row in rows)
+
+
+@pytest.mark.timeout(120)
+def test_stages_script_prints_each_section():
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.stages", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if not line.startswith(" ")] == [
+        "durable set, 1 caller, group_commit=False: wall time per stage",
+        "durable set, 16 callers x 16 contexts: CPU per update",
+        "in-memory modify, 8 callers: CPU per update",
+        "in-memory get, 8 callers: CPU per call",
+    ]
+    assert any(line.split()[0] == "total" for line in lines if line.strip())

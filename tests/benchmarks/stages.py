@@ -1,0 +1,207 @@
+"""Where an update's time goes: `uv run python -m tests.benchmarks.stages [--quick]`.
+
+Wraps the actors' handlers with timers (this is a profiling script, not a test: it patches
+classes for the run) and prints, per update:
+
+- durable `set`, 1 caller, without the writer: wall time at each stage of one call;
+- durable `set`, 16 callers: CPU time of each kind of thread, and of the whole process;
+- in-memory `modify`, 8 callers: CPU time of each tracker stage, against a `get`.
+
+docs/performance.md quotes one run. Timers cost a little themselves; compare rows within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from actors import State, TrackerConfig, create_manager
+from actors._handle import ContextTracker
+from actors._tracker import TrackerActor
+from actors._writer import WriterActor
+from storage import SqliteStore
+from storage._store import Store
+from tests.benchmarks.__main__ import threaded_rate
+
+
+@contextmanager
+def patched(cls: type, name: str, around: Callable[..., Any]) -> Iterator[None]:
+    """Replace `cls.name` with `around(original, self, *args)` for the block."""
+    original = getattr(cls, name)
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return around(original, self, *args, **kwargs)
+
+    setattr(cls, name, method)
+    try:
+        yield
+    finally:
+        setattr(cls, name, original)
+
+
+def one_caller_stages(updates: int, workdir: Path) -> dict[str, float]:
+    """Microseconds per durable `set` at each stage, one caller, no writer actor."""
+    marks: dict[str, float] = {}
+
+    def stamp(key: str) -> Callable[..., Any]:
+        def around(original: Callable[..., Any], self: Any, *args: Any, **kwargs: Any) -> Any:
+            marks[key + "0"] = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                marks[key + "1"] = time.perf_counter()
+
+        return around
+
+    totals: dict[str, float] = {}
+    config = TrackerConfig(group_commit=False)
+    with (
+        patched(TrackerActor, "on_receive", stamp("tracker")),
+        patched(Store, "commit", stamp("commit")),
+        patched(SqliteStore, "_commit", stamp("sqlite")),
+        create_manager(f"sqlite:///{workdir / 'stages1.db'}", config=config) as manager,
+    ):
+        manager.create_context("one", {"key0": 0}).get()
+        tracker = manager.get_tracker("one").get()
+        for _ in range(100):
+            tracker.set("key0", 1).get()
+        for _ in range(updates):
+            start = time.perf_counter()
+            future = tracker.set("key0", 1)
+            sent = time.perf_counter()
+            future.get()
+            done = time.perf_counter()
+            sqlite = marks["sqlite1"] - marks["sqlite0"]
+            stages = {
+                "caller: check, copy, send": sent - start,
+                "hop to the tracker": marks["tracker0"] - sent,
+                "tracker: apply, delta, journal entry": marks["commit0"] - marks["tracker0"],
+                "store: commit() around SQLite": marks["commit1"] - marks["commit0"] - sqlite,
+                "SQLite transaction (fsync included)": sqlite,
+                "tracker: settle, reply": marks["tracker1"] - marks["commit1"],
+                "hop back to the caller": done - marks["tracker1"],
+                "total": done - start,
+            }
+            for stage, seconds in stages.items():
+                totals[stage] = totals.get(stage, 0.0) + seconds
+    return {stage: seconds / updates * 1e6 for stage, seconds in totals.items()}
+
+
+def thread_cpu(workers: dict[str, tuple[type, str]], run: Callable[[], int]) -> dict[str, float]:
+    """Microseconds of thread CPU per update spent in each wrapped handler, and in all."""
+    spent = dict.fromkeys(workers, 0)
+
+    def meter(key: str) -> Callable[..., Any]:
+        def around(original: Callable[..., Any], self: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time_ns()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                spent[key] += time.thread_time_ns() - start
+
+        return around
+
+    patches = [patched(cls, name, meter(key)) for key, (cls, name) in workers.items()]
+    for patch in patches:
+        patch.__enter__()
+    try:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        updates = run()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        for patch in reversed(patches):
+            patch.__exit__(None, None, None)
+    result = {key: ns / 1000 / updates for key, ns in spent.items()}
+    result["process, user"] = (after.ru_utime - before.ru_utime) / updates * 1e6
+    result["process, system"] = (after.ru_stime - before.ru_stime) / updates * 1e6
+    return result
+
+
+def sixteen_callers(seconds: float, workdir: Path) -> dict[str, float]:
+    """CPU per durable update with 16 callers on 16 contexts (group commit)."""
+
+    def run() -> int:
+        with create_manager(f"sqlite:///{workdir / 'stages16.db'}") as manager:
+            trackers = []
+            for i in range(16):
+                manager.create_context(f"c{i}", {"key0": 0}).get()
+                trackers.append(manager.get_tracker(f"c{i}").get())
+            rate = threaded_rate([lambda t=t: t.set("key0", 1).get() for t in trackers], seconds)
+        return max(1, round(rate * seconds))
+
+    return thread_cpu(
+        {
+            "caller threads: ContextTracker.set": (ContextTracker, "set"),
+            "tracker threads: on_receive": (TrackerActor, "on_receive"),
+            "writer thread: on_receive": (WriterActor, "on_receive"),
+            "  of which SQLite (SqliteStore._commit)": (SqliteStore, "_commit"),
+        },
+        run,
+    )
+
+
+def modify_stages(seconds: float, operation: str) -> dict[str, float]:
+    """Tracker-thread CPU per in-memory `modify` (or `get`), 8 callers on 8 contexts."""
+
+    def bump(state: State) -> None:
+        state.set("n", state.get("n") + 1)
+
+    def run() -> int:
+        with create_manager() as manager:
+            trackers = []
+            for i in range(8):
+                manager.create_context(f"m{i}", {"n": 0}).get()
+                trackers.append(manager.get_tracker(f"m{i}").get())
+
+            def call(tracker: ContextTracker) -> object:
+                if operation == "modify":
+                    return tracker.modify(bump).get()
+                return tracker.get("n").get()
+
+            rate = threaded_rate([lambda t=t: call(t) for t in trackers], seconds)
+        return max(1, round(rate * seconds))
+
+    stages = {"tracker: on_receive": (TrackerActor, "on_receive")}
+    if operation == "modify":
+        stages |= {
+            "  _modify (copy, function, install)": (TrackerActor, "_modify"),
+            "  _install (successor, diff, check, reply copy)": (TrackerActor, "_install"),
+            "  _store_update (journal entry, commit)": (TrackerActor, "_store_update"),
+        }
+    return thread_cpu(stages, run)
+
+
+def print_section(title: str, rows: dict[str, float]) -> None:
+    print(title)
+    for name, micros in rows.items():
+        print(f"  {name:<48} {micros:8.1f} us")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.stages", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a fraction of a second each")
+    args = parser.parse_args(argv)
+    seconds, updates = (0.3, 200) if args.quick else (3.0, 3000)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        print_section(
+            "durable set, 1 caller, group_commit=False: wall time per stage",
+            one_caller_stages(updates, workdir),
+        )
+        print_section(
+            "durable set, 16 callers x 16 contexts: CPU per update",
+            sixteen_callers(seconds, workdir),
+        )
+    print_section("in-memory modify, 8 callers: CPU per update", modify_stages(seconds, "modify"))
+    print_section("in-memory get, 8 callers: CPU per call", modify_stages(seconds, "get"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
