@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import Change, PersistenceError, RecoveryError
+from actors import Change, ContextFuture, ContextTracker, PersistenceError, RecoveryError
 from actors._writer import WriterActor
 from storage import SqliteStore, Store
 from storage._store import Write
@@ -36,12 +36,19 @@ class GatedStore(WatchedStore):
         return results
 
 
-def _wait_until_queued(count: int) -> None:
-    """Block until the writer's inbox holds `count` messages (it is busy, so they stay)."""
+def _queue_behind_a_commit(
+    gated: GatedStore, trackers: list[ContextTracker]
+) -> tuple[ContextFuture[int], list[ContextFuture[int]]]:
+    """Set n=1 through the first tracker and hold its commit; then set n=1 through the
+    others and return once all their writes wait in the writer's inbox."""
+    first = trackers[0].set("n", 1)
+    assert gated.entered.wait(WAIT)
+    queued = [tracker.set("n", 1) for tracker in trackers[1:]]
     (writer,) = pykka.ActorRegistry.get_by_class(WriterActor)
     inbox = writer.actor_inbox
     with inbox.not_empty:  # notified on every put; qsize() would take the same lock again
-        assert inbox.not_empty.wait_for(lambda: len(inbox.queue) >= count, WAIT)
+        assert inbox.not_empty.wait_for(lambda: len(inbox.queue) >= len(queued), WAIT)
+    return first, queued
 
 
 @pytest.fixture
@@ -52,10 +59,7 @@ def gated(sqlite_store: SqliteStore) -> GatedStore:
 def test_writes_queued_behind_a_commit_go_into_one_transaction(gated, sqlite_store):
     manager = make_manager(gated)
     trackers = [make_tracker(manager, f"c{i}", {"n": 0}) for i in range(8)]
-    first = trackers[0].set("n", 1)
-    assert gated.entered.wait(WAIT)
-    queued = [tracker.set("n", 1) for tracker in trackers[1:]]
-    _wait_until_queued(7)
+    first, queued = _queue_behind_a_commit(gated, trackers)
     gated.release.set()
     assert [future.get() for future in [first, *queued]] == [1] * 8  # the new versions
     assert gated.batches[-2:] == [1, 7]  # one transaction, one fsync, for seven trackers
@@ -66,10 +70,7 @@ def test_writes_queued_behind_a_commit_go_into_one_transaction(gated, sqlite_sto
 def test_a_failed_transaction_fails_exactly_its_writes(gated, sqlite_store):
     manager = make_manager(gated)
     trackers = [make_tracker(manager, f"c{i}", {"n": 0}) for i in range(4)]
-    first = trackers[0].set("n", 1)
-    assert gated.entered.wait(WAIT)
-    queued = [tracker.set("n", 1) for tracker in trackers[1:]]
-    _wait_until_queued(3)
+    first, queued = _queue_behind_a_commit(gated, trackers)
     gated.fail("commit", OSError("disk full"))  # the next transaction, the queued batch
     gated.release.set()
     assert first.get() == 1
