@@ -65,7 +65,14 @@ from storage._redis_scripts import (
 )
 from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "REDIS_ERRORS", "SCHEMA_VERSION", "RedisStore"]
+__all__ = [
+    "DEFAULT_CHANGE_SILENCE",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TIMEOUT",
+    "REDIS_ERRORS",
+    "SCHEMA_VERSION",
+    "RedisStore",
+]
 
 DEFAULT_PREFIX = "ctx"
 """The key prefix a RedisStore uses unless told otherwise."""
@@ -88,6 +95,9 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
 
 _DRAIN_LIMIT = 10_000
 """The most change messages one `change_token()` call reads; any more wait for the next."""
+
+DEFAULT_CHANGE_SILENCE = 10.0
+"""Seconds the change subscription may stay silent before `change_token()` pings it."""
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,100}", re.ASCII)
 
@@ -145,6 +155,10 @@ class RedisStore(Store):
         username, password: credentials, if the server wants them.
         socket_timeout: seconds to wait for a reply before failing with `PersistenceError`.
         socket_connect_timeout: seconds to wait for a connection before failing.
+        change_silence: seconds the change subscription (`change_token()`) may hear nothing
+            before it sends the server a PING; no answer within `socket_timeout` means the
+            connection died without a word (a half-open TCP connection), and the
+            subscription is made again. The cost: one PING per this many quiet seconds.
 
     A command is never retried: a write whose reply is lost (a timeout, a dropped connection)
     raises `PersistenceError` and may or may not have been applied; read the head to know.
@@ -166,6 +180,7 @@ class RedisStore(Store):
         password: str | None = None,
         socket_timeout: float = DEFAULT_TIMEOUT,
         socket_connect_timeout: float = DEFAULT_TIMEOUT,
+        change_silence: float = DEFAULT_CHANGE_SILENCE,
         codec: SnapshotCodec | None = None,
         retain_heads: int = DEFAULT_RETAIN_HEADS,
     ) -> None:
@@ -185,12 +200,15 @@ class RedisStore(Store):
         self.prefix = prefix
         self.socket_timeout = _timeout("socket_timeout", socket_timeout)
         self.socket_connect_timeout = _timeout("socket_connect_timeout", socket_connect_timeout)
+        self.change_silence = _timeout("change_silence", change_silence)
         self.channel = f"{prefix}:changes"
         """The pub/sub channel every head-moving write publishes on (docs/storage.md)."""
         self._closed = False
         self._watch_lock = threading.Lock()  # guards the two fields below
         self._pubsub: PubSub | None = None  # change_token()'s subscription, once opened
         self._changes = 0  # change messages read, plus one per subscription
+        self._heard = 0.0  # when the subscription last received anything (monotonic)
+        self._pinged: float | None = None  # when its unanswered PING was sent, if one was
         self._client = redis.Redis(
             host=host,
             port=port,
@@ -316,14 +334,34 @@ class RedisStore(Store):
         if self._pubsub is None:
             self._subscribe()
             self._changes += 1  # writes before now were not counted: look at the heads
+            self._heard, self._pinged = time.monotonic(), None
             return self._changes
         for _ in range(_DRAIN_LIMIT):
             message = self._pubsub.get_message(timeout=0)
             if message is None:
                 break
+            self._heard, self._pinged = time.monotonic(), None  # a pong counts too
             if message["type"] == "message":
                 self._changes += 1
+        self._check_alive(self._pubsub)
         return self._changes
+
+    def _check_alive(self, pubsub: PubSub) -> None:
+        """A connection whose peer vanished without closing it (a crashed host, a NAT that
+        forgot it) reads as silence forever: after `change_silence` quiet seconds, PING;
+        with no answer within `socket_timeout`, give the subscription up (the caller
+        subscribes again)."""
+        now = time.monotonic()
+        if self._pinged is None:
+            if now - self._heard >= self.change_silence:
+                pubsub.ping()
+                self._pinged = now
+        elif now - self._pinged >= self.socket_timeout:
+            msg = (
+                f"the change subscription heard nothing for {now - self._heard:.1f} s and "
+                f"did not answer a PING within {self.socket_timeout} s"
+            )
+            raise redis.exceptions.TimeoutError(msg)
 
     def _subscribe(self) -> None:
         # A connection from the store's pool, so with its timeouts and no retries.

@@ -11,7 +11,9 @@ from storage._store import Store
 
 __all__ = ["REDIS_QUERY_OPTIONS", "open_store"]
 
-REDIS_QUERY_OPTIONS = frozenset({"prefix", "socket_timeout", "socket_connect_timeout"})
+REDIS_QUERY_OPTIONS = frozenset(
+    {"prefix", "socket_timeout", "socket_connect_timeout", "change_silence"}
+)
 """The query parameters a `redis://` URL may carry; any other is a `ValueError`."""
 
 
@@ -22,7 +24,8 @@ def open_store(url: str, **options: Any) -> Store:
     - `sqlite:///relative/path.db` and `sqlite:////absolute/path.db`: a `SqliteStore`
       (three slashes then a relative path, four for an absolute one, as in SQLAlchemy).
     - `redis://[[user]:password@]host[:port][/db][?prefix=app&socket_timeout=2]`: a
-      `RedisStore` (port 6379 and database 0 unless given). Needs redis-py.
+      `RedisStore` (port 6379 and database 0 unless given; the query may also set
+      `socket_connect_timeout` and `change_silence`). Needs redis-py.
 
     Raises:
         ValueError: the URL's scheme is unknown, the URL has no path or host where one is

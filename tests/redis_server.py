@@ -9,9 +9,11 @@ is never tested must not pass as a skipped test.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +133,61 @@ class RedisServer:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
         except OSError:
             return "(no log)"
+
+
+class SilentLink:
+    """A loopback TCP proxy to `port` that can fall silent: after `freeze()` every connection
+    stays open but nothing more goes through either way, as with a peer that vanished
+    without closing (a crashed host, a NAT that forgot the connection). `thaw()` lets bytes
+    through again, to connections made since (the frozen ones lost what they sent)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._frozen = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
+
+    def close(self) -> None:
+        self._server.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._sockets += [client, upstream]
+            frozen_from_start = self._frozen.is_set()
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, frozen_from_start), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, frozen: bool) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
+                return
+            frozen = frozen or self._frozen.is_set()  # a frozen connection stays frozen
+            if not frozen:
+                with contextlib.suppress(OSError):
+                    sink.sendall(data)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from storage import (
 from storage._delta import Delta
 from storage._redis import REDIS_ERRORS, SCHEMA_VERSION
 from storage._state import utc_now
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, SilentLink, free_port
 from tests.storage.processes import assert_two_processes_never_lose_an_update
 
 TIMEOUT = 30.0
@@ -88,12 +88,16 @@ def test_redis_url_with_db_and_prefix(redis_server: RedisServer) -> None:
 
 
 def test_redis_url_defaults_and_timeouts(redis_server: RedisServer) -> None:
-    url = f"redis://localhost:{redis_server.port}?socket_timeout=1.5&socket_connect_timeout=0.5"
+    url = (
+        f"redis://localhost:{redis_server.port}"
+        "?socket_timeout=1.5&socket_connect_timeout=0.5&change_silence=30"
+    )
 
     with open_store(url) as store:
         assert isinstance(store, RedisStore)
         assert (store.db, store.prefix) == (0, "ctx")
         assert (store.socket_timeout, store.socket_connect_timeout) == (1.5, 0.5)
+        assert store.change_silence == 30
 
     with open_store(f"redis://localhost:{redis_server.port}/", db=2, prefix="p") as store:
         assert isinstance(store, RedisStore)
@@ -720,6 +724,43 @@ def test_change_token_falls_back_to_polling_through_a_restart(own_server: RedisS
         changed_token(watcher, again)
     finally:
         watcher.close()
+
+
+@pytest.mark.timeout(30)
+def test_change_token_gives_up_a_subscription_that_went_silent(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    # A connection whose peer vanishes without closing it reads as "no changes" forever;
+    # change_token() must notice (a PING with no answer) and say it does not know.
+    link = SilentLink(redis_server.port)
+    writer = make_store()
+    writer.create(State.new("ctx", {"n": 0}))
+    watcher = RedisStore(
+        "127.0.0.1", link.port, prefix=writer.prefix, socket_timeout=0.5, change_silence=0.2
+    )
+    try:
+        before = watcher.change_token()
+        assert before is not None
+        link.freeze()
+        advance(writer, "ctx")  # published; the watcher's connection never hears of it
+        deadline = time.monotonic() + 10
+        while (token := watcher.change_token()) is not None:
+            assert token == before  # silence, until the unanswered PING gives it away
+            assert time.monotonic() < deadline, "a silent subscription was never noticed"
+        link.thaw()
+        again = watcher.change_token()  # subscribed again, on a new connection
+        assert again is not None
+        assert again != before
+        advance(writer, "ctx")
+        changed_token(watcher, again)
+    finally:
+        watcher.close()
+        link.close()
+
+
+def test_bad_change_silence_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="change_silence"):
+        RedisStore("127.0.0.1", free_port(), change_silence=0)
 
 
 def test_close_ends_the_subscription(
