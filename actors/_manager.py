@@ -18,7 +18,6 @@ from actors._messages import (
 )
 from actors._recovery import RecoveryReport
 from actors._supervisor import ManagerActor
-from actors._writer import WriterActor
 from storage import (
     ContextError,
     RecoveryPoint,
@@ -192,6 +191,5 @@ def create_manager(
         codec = SnapshotCodec(factory.config.compression_level, factory.config.max_state_bytes)
         store = open_store(store, codec=codec, retain_heads=factory.config.retain_heads)
     group_commit = factory.config.group_commit and store.commits_in_batches
-    writer = WriterActor.start(store) if group_commit else None
-    ref = ManagerActor.start(store, factory, owns_store, writer)
+    ref = ManagerActor.start(store, factory, owns_store, group_commit)
     return ContextManager(ref, store, factory.config)

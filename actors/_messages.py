@@ -141,12 +141,26 @@ class Flush:
 
 
 @attrs.frozen
+class UseWriter:
+    """Send durable writes to `writer` from now on (None: commit them yourself)."""
+
+    writer: pykka.ActorRef[Any] | None
+
+
+@attrs.frozen
 class Wake:
     """Look again at the write in flight: the writer has answered its caller, or someone
     now listens to the context's changes (sent by a write's reply callback, or the hub)."""
 
 
 # -- to a manager ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class WriterFailed:
+    """The group writer failed (a bug of ours) and has answered every write it held."""
+
+    writer: object  # its ref: a report from a writer already replaced is ignored
 
 
 @attrs.frozen

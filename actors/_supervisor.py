@@ -39,11 +39,13 @@ from actors._messages import (
     Stop,
     Tick,
     TrackerFailed,
+    UseWriter,
+    WriterFailed,
 )
 from actors._recovery import RecoveryReport
 from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
 from actors._watcher import CloseWatcher, Unwatch, Watch, WatcherActor
-from actors._writer import Drain
+from actors._writer import Drain, WriterActor
 from storage import (
     ContextError,
     ContextInactiveError,
@@ -75,11 +77,13 @@ class ManagerActor(pykka.ThreadingActor):
         store: Store,
         factory: ContextTrackerFactory,
         owns_store: bool,
-        writer: pykka.ActorRef[Any] | None,
+        group_commit: bool,
     ) -> None:
         super().__init__()
         self._store = store
-        self._writer = writer
+        self._group_commit = group_commit
+        self._writer: pykka.ActorRef[Any] | None = None  # started in on_start
+        self._writer_failures: deque[float] = deque()
         self._factory = factory
         self._config = factory.config
         self._owns_store = owns_store
@@ -121,6 +125,8 @@ class ManagerActor(pykka.ThreadingActor):
                 logger.exception("manager callback %r failed", message.callback)
         elif isinstance(message, TrackerFailed):
             self._on_tracker_failed(message)
+        elif isinstance(message, WriterFailed):
+            self._on_writer_failed(message)
         elif isinstance(message, Recovered):
             self._reports[message.report.context] = message.report
         elif isinstance(message, Deliver):
@@ -489,6 +495,34 @@ class ManagerActor(pykka.ThreadingActor):
 
     # -- supervision ------------------------------------------------------------------------
 
+    def _on_writer_failed(self, report: WriterFailed) -> None:
+        """Start another group writer (it holds nothing to reload) and point every running
+        tracker at it, within the supervisor's restart limits; past them, trackers commit
+        their own writes (still durable, without group commit)."""
+        if report.writer is not self._writer or self._closing:
+            return
+        policy = self._config.supervisor
+        now = time.monotonic()
+        failures = self._writer_failures
+        while failures and now - failures[0] > policy.within_seconds:
+            failures.popleft()
+        failures.append(now)
+        if len(failures) > policy.max_restarts:
+            logger.error(
+                "the group writer failed %d times within %s s: trackers commit their own "
+                "writes from now on",
+                len(failures),
+                policy.within_seconds,
+            )
+            self._writer = None
+        else:
+            logger.warning("the group writer failed; started another")
+            self._writer = WriterActor.start(self._store, self.actor_ref)
+        for cell in self._cells.values():
+            if cell.ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    cell.ref.tell(UseWriter(self._writer))
+
     def _on_tracker_failed(self, report: TrackerFailed) -> None:
         cell = self._cells.get(report.name)
         ref = cell.ref if cell is not None else None
@@ -547,6 +581,8 @@ class ManagerActor(pykka.ThreadingActor):
     # -- passivation ------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        if self._group_commit:
+            self._writer = WriterActor.start(self._store, self.actor_ref)
         if self._config.passivate_after is not None:
             self._after(self._config.passivate_after / 2, self.actor_ref, Tick())
         interval = self._config.watch_interval

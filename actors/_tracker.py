@@ -52,6 +52,7 @@ from actors._messages import (
     TrackerFailed,
     TrackerRequest,
     UpdateState,
+    UseWriter,
     Wake,
 )
 from actors._recovery import RecoveryReport, load_context
@@ -193,6 +194,7 @@ class TrackerActor(pykka.ThreadingActor):
             _Retry: self._on_retry,
             StoredVersion: self._on_stored_version,
             Wake: self._on_wake,
+            UseWriter: self._on_use_writer,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -450,6 +452,9 @@ class TrackerActor(pykka.ThreadingActor):
         if self._pending is not None:
             self._wake_when_written(self._pending)
         self._resume_stash()
+
+    def _on_use_writer(self, message: UseWriter) -> None:
+        self._writer = message.writer  # a write in flight is still answered by the old one
 
     def _tell(self, message: Any) -> None:
         with contextlib.suppress(pykka.ActorDeadError):  # stopped since: nothing to do

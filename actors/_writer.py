@@ -20,6 +20,7 @@ import attrs
 import pykka
 
 from actors._future import Reply, reject, resolve
+from actors._messages import WriterFailed
 from storage import PersistenceError, RecoveryError, ShutdownError, Store
 from storage._store import Write
 
@@ -60,9 +61,10 @@ class Written:
 class WriterActor(pykka.ThreadingActor):
     """Commits the writes of all trackers of a manager in batches."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, supervisor: pykka.ActorRef[Any]) -> None:
         super().__init__()
         self._store = store
+        self._supervisor = supervisor
         self._drained: Reply[None] | None = None
         self._unanswered: deque[WriteRequest] = deque()
         """The writes of the batch in hand not answered yet: answered if this actor fails."""
@@ -114,8 +116,12 @@ class WriterActor(pykka.ThreadingActor):
             reject(request.reply, error)
 
     def on_failure(self, *_: object) -> None:
-        """A bug of ours failed this actor (pykka logged it): answer every write it holds,
-        so that no tracker or caller waits on it; trackers then commit their own writes."""
+        """A bug of ours failed this actor (pykka logged it): tell the manager, which starts
+        another, then answer every write held here, so that no tracker or caller waits on
+        it. (In that order: whoever hears the error here and asks the manager next finds
+        the new writer in place.)"""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._supervisor.tell(WriterFailed(self.actor_ref))
         error = RecoveryError("the writer actor failed; the write may or may not be stored")
         while self._unanswered:
             self._answer(self._unanswered.popleft(), error)

@@ -87,26 +87,60 @@ def test_a_failed_transaction_fails_exactly_its_writes(gated, sqlite_store):
     manager.shutdown().get()
 
 
-def test_a_writer_that_fails_answers_its_writes_and_trackers_write_alone(
-    watched, sqlite_store, monkeypatch, caplog
-):
-    manager = make_manager(watched, ask_timeout=3 * WAIT)
-    tracker = make_tracker(manager, "ctx", {"n": 0})
+def _writer_bug(times: int) -> Any:
+    """A `WriterActor._commit` that fails its actor (a bug of ours) the first `times` calls."""
+    original = WriterActor._commit
+    failed: list[object] = []
 
-    def bug(self: WriterActor, batch: list[Any]) -> None:
-        raise RuntimeError("a bug in the writer")
+    def commit(self: WriterActor, batch: list[Any]) -> None:
+        if len(failed) < times:
+            failed.append(self.actor_ref)
+            raise RuntimeError("a bug in the writer")
+        original(self, batch)
 
-    monkeypatch.setattr(WriterActor, "_commit", bug)
+    return commit
+
+
+def test_a_failed_writer_answers_its_writes_and_is_replaced(gated, sqlite_store, monkeypatch):
+    manager = make_manager(gated, ask_timeout=3 * WAIT)
+    trackers = [make_tracker(manager, f"c{i}", {"n": 0}) for i in range(4)]
+    (failing,) = pykka.ActorRegistry.get_by_class(WriterActor)
+    monkeypatch.setattr(WriterActor, "_commit", _writer_bug(times=1))
     # Answered at once with RecoveryError, not left to time out; memory is not ahead.
     with pytest.raises(RecoveryError, match="writer actor failed"):
-        tracker.set("n", 1).get(timeout=WAIT)
-    assert tracker.get("n").get() == 0
-    # Later writes are committed by the tracker itself: acknowledged = stored still holds.
-    assert tracker.set("n", 2).get(timeout=WAIT) == 1  # the version the failed write lacked
+        trackers[0].set("n", 9).get(timeout=WAIT)
+    assert trackers[0].get("n").get() == 0
+    manager.list_contexts().get()  # handled after the writer's report: a new writer is in
+    (writer,) = pykka.ActorRegistry.get_by_class(WriterActor)
+    assert writer is not failing
+    # Every tracker was pointed at it: group commit is back.
+    first, queued = _queue_behind_a_commit(gated, trackers)
+    gated.release.set()
+    assert [future.get() for future in [first, *queued]] == [1] * 4
+    assert gated.batches == [1, 3]
+    assert all(sqlite_store.read_head(f"c{i}").data == {"n": 1} for i in range(4))
+    manager.shutdown().get(timeout=WAIT)
+    assert pykka.ActorRegistry.get_all() == []
+
+
+def test_past_its_restart_limit_the_writer_is_given_up_and_trackers_write_alone(
+    watched, sqlite_store, monkeypatch, caplog
+):
+    manager = make_manager(watched, ask_timeout=3 * WAIT)  # at most 3 restarts in 30 s
+    tracker = make_tracker(manager, "ctx", {"n": 0})
+    monkeypatch.setattr(WriterActor, "_commit", _writer_bug(times=1_000))
+    for _ in range(4):  # the first writer and its three replacements
+        with pytest.raises(RecoveryError, match="writer actor failed"):
+            tracker.set("n", 1).get(timeout=WAIT)
+        manager.list_contexts().get()
+    assert pykka.ActorRegistry.get_by_class(WriterActor) == []
+    assert "trackers commit their own writes" in caplog.text
+    # Acknowledged = stored still holds, for running trackers and new ones.
+    assert tracker.set("n", 2).get(timeout=WAIT) == 1
     assert sqlite_store.read_head("ctx").data == {"n": 2}
     other = make_tracker(manager, "other", {"n": 0})
     assert other.modify(lambda s: s.set("n", 5)).get(timeout=WAIT).data == {"n": 5}
-    assert "the writer actor is gone" in caplog.text
+    assert sqlite_store.read_head("other").data == {"n": 5}
     manager.shutdown().get(timeout=WAIT)
     assert pykka.ActorRegistry.get_all() == []
 
