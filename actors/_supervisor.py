@@ -503,20 +503,17 @@ class ManagerActor(pykka.ThreadingActor):
             return
         policy = self._config.supervisor
         now = time.monotonic()
-        failures = self._writer_failures
-        while failures and now - failures[0] > policy.within_seconds:
-            failures.popleft()
-        failures.append(now)
-        if len(failures) > policy.max_restarts:
+        if _recent(self._writer_failures, policy.within_seconds, now) >= policy.max_restarts:
             logger.error(
                 "the group writer failed %d times within %s s: trackers commit their own "
                 "writes from now on",
-                len(failures),
+                len(self._writer_failures) + 1,
                 policy.within_seconds,
             )
             self._writer = None
         else:
             logger.warning("the group writer failed; started another")
+            self._writer_failures.append(now)
             self._writer = WriterActor.start(self._store, self.actor_ref)
         for cell in self._cells.values():
             if cell.ref is not None:
@@ -531,8 +528,7 @@ class ManagerActor(pykka.ThreadingActor):
         policy = self._config.supervisor
         now = time.monotonic()
         failures = self._failures.setdefault(report.name, deque())
-        while failures and now - failures[0] > policy.within_seconds:
-            failures.popleft()
+        _recent(failures, policy.within_seconds, now)
         if isinstance(report.error, RecoveryError):
             # Nothing intact to load: restarting cannot help.
             self._give_up(cell, ref, report.error)
@@ -748,3 +744,10 @@ def _subject(call: Call) -> str | None:
         if isinstance(arg, str):
             return arg
     return None
+
+
+def _recent(failures: deque[float], window: float, now: float) -> int:
+    """Forget the failures (monotonic times) older than `window` seconds; count the rest."""
+    while failures and now - failures[0] > window:
+        failures.popleft()
+    return len(failures)
