@@ -119,6 +119,13 @@ class MemoryStore(Store):
             journal = self._get(name).journal
             return sorted((v, blob) for v, blob in journal.items() if v > after)
 
+    def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
+        with self._lock:  # one moment: no write of another thread in between
+            context = self._get(name)
+            newest = max(context.heads)
+            entries = sorted((v, blob) for v, blob in context.journal.items() if v > newest)
+            return context.version, newest, context.heads[newest], entries
+
     def _delete(self, name: str) -> None:
         with self._lock:
             self._get(name)

@@ -61,6 +61,7 @@ from storage._redis_scripts import (
     DELETE_RECOVERY_POINT,
     READ_HEAD,
     READ_JOURNAL,
+    READ_LATEST,
     UPGRADE_SCHEMA,
 )
 from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
@@ -229,6 +230,7 @@ class RedisStore(Store):
         self._cas_script = self._client.register_script(COMPARE_AND_SET)
         self._append_script = self._client.register_script(APPEND)
         self._read_journal_script = self._client.register_script(READ_JOURNAL)
+        self._read_latest_script = self._client.register_script(READ_LATEST)
         self._upgrade_script = self._client.register_script(UPGRADE_SCHEMA)
         self._delete_script = self._client.register_script(DELETE)
         self._create_point_script = self._client.register_script(CREATE_RECOVERY_POINT)
@@ -479,9 +481,22 @@ class RedisStore(Store):
         keys = self._keys(name, "meta", "journal")
         with self._translate("read journal"):
             reply = self._read_journal_script(keys, [_decimal(after)], self._client)
-        flat = cast("list[bytes]", reply)  # version, blob, version, blob, ...
-        pairs = zip(flat[::2], flat[1::2], strict=True)
-        return sorted((int(version), blob) for version, blob in pairs)
+        return _entries(cast("list[bytes]", reply))
+
+    def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
+        # One script: the three reads are one atomic step, whatever other clients write.
+        keys = self._keys(name, "meta", "heads", "journal")
+        with self._translate("read latest"):
+            reply = self._read_latest_script(keys, [], self._client)
+        if reply is None:
+            raise ContextNotFoundError(name)
+        head, newest, blob, *flat = cast("list[bytes | None]", reply)
+        assert head is not None  # the script returns the head version first
+        if newest is None or blob is None:
+            raise CorruptSnapshotError(
+                f"context {name!r}: no snapshot at or below head version {int(head)}"
+            )
+        return int(head), int(newest), blob, _entries(cast("list[bytes]", flat))
 
     def _delete(self, name: str) -> None:
         with self._translate("delete"):
@@ -593,3 +608,10 @@ class RedisStore(Store):
             deleted = self._delete_point_script(keys, [field], self._client)
         if not deleted:
             raise RecoveryPointNotFoundError(name, point_id)
+
+
+def _entries(flat: list[bytes]) -> list[tuple[int, bytes]]:
+    """Journal entries from a script's flat `[version, blob, version, blob, ...]` reply (in
+    no order: hash fields), sorted by version."""
+    pairs = zip(flat[::2], flat[1::2], strict=True)
+    return sorted((int(version), blob) for version, blob in pairs)

@@ -19,6 +19,7 @@ __all__ = [
     "DELETE_RECOVERY_POINT",
     "READ_HEAD",
     "READ_JOURNAL",
+    "READ_LATEST",
     "UPGRADE_SCHEMA",
 ]
 
@@ -132,6 +133,32 @@ for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
   if greater(version, ARGV[1]) and not greater(version, head) then
     reply[#reply + 1] = version
     reply[#reply + 1] = redis.call('HGET', KEYS[2], version)
+  end
+end
+return reply
+"""
+)
+
+READ_LATEST = (
+    _GREATER
+    + """
+-- KEYS: meta, heads, journal
+-- What recovery starts from, as of one moment: the head version, the newest snapshot at or
+-- below it, and the journal entries above that snapshot and at or below the head.
+local head = redis.call('HGET', KEYS[1], 'version')
+if not head then return false end
+local newest = false
+for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not greater(version, head) and (not newest or greater(version, newest)) then
+    newest = version
+  end
+end
+if not newest then return {head, false, false} end
+local reply = {head, newest, redis.call('HGET', KEYS[2], newest)}
+for _, version in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if greater(version, newest) and not greater(version, head) then
+    reply[#reply + 1] = version
+    reply[#reply + 1] = redis.call('HGET', KEYS[3], version)
   end
 end
 return reply

@@ -311,22 +311,23 @@ class SqliteStore(Store):
 
     def _read_head(self, name: str) -> tuple[int, bytes]:
         with self._read("read head") as conn:
-            row = conn.execute(
-                "SELECT version, blob FROM snapshots WHERE context = ? "
-                "ORDER BY version DESC LIMIT 1",
-                (name,),
-            ).fetchone()
-        if row is None:
-            raise ContextNotFoundError(name)
-        return row[0], row[1]
+            return _newest_snapshot(conn, name)
 
     def _head_version(self, name: str) -> int:
         with self._read("read version") as conn:
-            row = conn.execute("SELECT version FROM contexts WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise ContextNotFoundError(name)
-        version: int = row[0]
-        return version
+            return _head_version(conn, name)
+
+    def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
+        # One read transaction: the three reads see the file as of one moment, whatever
+        # another connection commits (and compacts) meanwhile.
+        with self._read("read latest") as conn:
+            conn.execute("BEGIN")
+            try:
+                head = _head_version(conn, name)
+                newest, blob = _newest_snapshot(conn, name)
+                return head, newest, blob, _journal_after(conn, name, newest)
+            finally:
+                conn.execute("ROLLBACK")  # read only: nothing to keep
 
     supports_journal = True
     commits_in_batches = True
@@ -376,11 +377,7 @@ class SqliteStore(Store):
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         with self._read("read journal") as conn:
-            return conn.execute(
-                "SELECT version, blob FROM journal WHERE context = ? AND version > ? "
-                "ORDER BY version",
-                (name, after),
-            ).fetchall()
+            return _journal_after(conn, name, after)
 
     def _delete(self, name: str) -> None:
         with self._transaction("delete") as conn:
@@ -468,3 +465,29 @@ class SqliteStore(Store):
             ).rowcount
             if deleted == 0:
                 raise RecoveryPointNotFoundError(name, point_id)
+
+
+def _head_version(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT version FROM contexts WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise ContextNotFoundError(name)
+    version: int = row[0]
+    return version
+
+
+def _newest_snapshot(conn: sqlite3.Connection, name: str) -> tuple[int, bytes]:
+    row = conn.execute(
+        "SELECT version, blob FROM snapshots WHERE context = ? ORDER BY version DESC LIMIT 1",
+        (name,),
+    ).fetchone()
+    if row is None:
+        raise ContextNotFoundError(name)
+    return row[0], row[1]
+
+
+def _journal_after(conn: sqlite3.Connection, name: str, after: int) -> list[tuple[int, bytes]]:
+    rows: list[tuple[int, bytes]] = conn.execute(
+        "SELECT version, blob FROM journal WHERE context = ? AND version > ? ORDER BY version",
+        (name, after),
+    ).fetchall()
+    return rows

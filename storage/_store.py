@@ -147,10 +147,9 @@ class Store(abc.ABC):
             NoIntactSnapshotError: no snapshot is intact (its `damage` lists what was found).
         """
         name = validate_context_name(name)
-        head = self._head_version(name)
+        head, newest, blob, journal = self._read_latest_parts(name)
         damage: list[Damage] = []
         state = None
-        newest, blob = self._read_head(name)
         try:
             state = self.codec.decode(blob, context=name, version=newest)
         except _DAMAGE as exc:
@@ -168,7 +167,7 @@ class Store(abc.ABC):
             raise NoIntactSnapshotError(
                 f"context {name!r} has no intact snapshot ({details})", tuple(damage)
             )
-        entries = self._read_journal(name, state.version)
+        entries = journal if state.version == newest else self._read_journal(name, state.version)
         # Replay the entries that follow on without a gap; a gap ends replay like damage.
         gap = next(
             (i for i, (version, _) in enumerate(entries) if version != state.version + 1 + i),
@@ -418,6 +417,19 @@ class Store(abc.ABC):
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         """The journal entries of `name` with versions above `after`, in version order."""
         return []
+
+    def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
+        """What `read_latest` starts from: the head version, the newest snapshot's version
+        and blob, and the journal entries above that snapshot.
+
+        Backends read the three as of one moment (a transaction, a script, a lock): read one
+        by one, another process could snapshot and compact between the reads, and entries
+        that were intact would look missing. This default reads them one by one, for
+        backends that cannot do better.
+        """
+        head = self._head_version(name)
+        newest, blob = self._read_head(name)
+        return head, newest, blob, self._read_journal(name, newest)
 
     @abc.abstractmethod
     def _delete(self, name: str) -> None: ...

@@ -21,6 +21,7 @@ from redis.crc import key_slot
 
 from storage import (
     ContextNotFoundError,
+    CorruptSnapshotError,
     PersistenceError,
     RedisStore,
     SnapshotCodec,
@@ -724,6 +725,27 @@ def test_change_token_falls_back_to_polling_through_a_restart(own_server: RedisS
         changed_token(watcher, again)
     finally:
         watcher.close()
+
+
+def test_read_latest_reads_in_one_step_and_ignores_records_above_the_head(
+    make_store: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    store = make_store()
+    store.create(State.new("ctx", {"n": 0}))
+    for version in range(1, 4):
+        store.append(Delta("ctx", version, utc_now(), {"n": version}), version - 1)
+    p = store.prefix
+    with redis_server.client() as raw:
+        # Left by a write that failed half way: above the head version, so not the head's.
+        raw.hset(f"{p}:{{ctx}}:journal", "4", b"junk")
+        raw.hset(f"{p}:{{ctx}}:heads", "5", b"junk")
+    state, damage = store.read_latest("ctx")
+    assert damage == ()
+    assert (state.version, state.data) == (3, {"n": 3})
+    with redis_server.client() as raw:
+        raw.delete(f"{p}:{{ctx}}:heads")
+    with pytest.raises(CorruptSnapshotError, match="no snapshot at or below head version 3"):
+        store.read_head("ctx")
 
 
 @pytest.mark.timeout(30)

@@ -20,7 +20,10 @@ from storage import (
     UnsupportedFormatError,
     open_store,
 )
+from storage import _sqlite as sqlite_module
+from storage._delta import Delta
 from storage._sqlite import APPLICATION_ID, SCHEMA_VERSION
+from storage._state import utc_now
 from tests.storage.processes import assert_two_processes_never_lose_an_update
 
 TIMEOUT = 30.0
@@ -346,3 +349,38 @@ def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
         assert outcomes == [None] * 4, outcomes
         with SqliteStore(path) as store:
             assert store.list_contexts() == ["shared"]
+
+
+def test_read_latest_reads_one_snapshot_while_another_connection_compacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Head version, snapshot and journal are three statements; a writer that snapshots and
+    # compacts between them (retain_heads=1 drops the journal the reader is about to read)
+    # must not make intact entries look missing.
+    path = tmp_path / "contexts.db"
+    reader, writer = SqliteStore(path, retain_heads=1), SqliteStore(path, retain_heads=1)
+    reader.create(State.new("ctx", {"n": 0}))
+    for version in range(1, 4):
+        reader.append(Delta("ctx", version, utc_now(), {"n": version}), version - 1)
+    original = sqlite_module._newest_snapshot
+    compacted = []
+
+    def newest_then_compact(conn: sqlite3.Connection, name: str) -> tuple[int, bytes]:
+        result = original(conn, name)
+        if not compacted:
+            compacted.append(True)
+            head = writer.read_head(name)
+            head.version, head.data["n"] = 4, 4
+            writer.compare_and_set(head, 3)  # snapshot 4; snapshot 0 and entries 1-3 dropped
+        return result
+
+    monkeypatch.setattr(sqlite_module, "_newest_snapshot", newest_then_compact)
+    try:
+        state, damage = reader.read_latest("ctx")
+        assert compacted == [True]
+        assert damage == ()
+        assert (state.version, state.data) == (3, {"n": 3})  # as of the reader's snapshot
+        assert reader.read_head("ctx").data == {"n": 4}  # and the next read sees the write
+    finally:
+        reader.close()
+        writer.close()
