@@ -55,18 +55,37 @@ redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1])
 return 1
 """
 
+# The reads READ_HEAD, READ_JOURNAL and READ_LATEST share: the newest snapshot at or below
+# the head, and the journal entries in (after, head], appended to a flat reply.
+_READS = """
+local function newest_at_or_below(heads, head)
+  local newest = false
+  for _, version in ipairs(redis.call('HKEYS', heads)) do
+    if not greater(version, head) and (not newest or greater(version, newest)) then
+      newest = version
+    end
+  end
+  return newest
+end
+local function append_entries(reply, journal, after, head)
+  for _, version in ipairs(redis.call('HKEYS', journal)) do
+    if greater(version, after) and not greater(version, head) then
+      reply[#reply + 1] = version
+      reply[#reply + 1] = redis.call('HGET', journal, version)
+    end
+  end
+  return reply
+end
+"""
+
 READ_HEAD = (
     _GREATER
+    + _READS
     + """
 -- KEYS: meta, heads
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return false end
-local newest = false
-for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if not greater(version, head) and (not newest or greater(version, newest)) then
-    newest = version
-  end
-end
+local newest = newest_at_or_below(KEYS[2], head)
 if not newest then return {head, false} end
 return {newest, redis.call('HGET', KEYS[2], newest)}
 """
@@ -124,44 +143,27 @@ return {'ok'}
 
 READ_JOURNAL = (
     _GREATER
+    + _READS
     + """
 -- KEYS: meta, journal   ARGV: after
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return {} end
-local reply = {}
-for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if greater(version, ARGV[1]) and not greater(version, head) then
-    reply[#reply + 1] = version
-    reply[#reply + 1] = redis.call('HGET', KEYS[2], version)
-  end
-end
-return reply
+return append_entries({}, KEYS[2], ARGV[1], head)
 """
 )
 
 READ_LATEST = (
     _GREATER
+    + _READS
     + """
 -- KEYS: meta, heads, journal
 -- What recovery starts from, as of one moment: the head version, the newest snapshot at or
 -- below it, and the journal entries above that snapshot and at or below the head.
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return false end
-local newest = false
-for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if not greater(version, head) and (not newest or greater(version, newest)) then
-    newest = version
-  end
-end
+local newest = newest_at_or_below(KEYS[2], head)
 if not newest then return {head, false, false} end
-local reply = {head, newest, redis.call('HGET', KEYS[2], newest)}
-for _, version in ipairs(redis.call('HKEYS', KEYS[3])) do
-  if greater(version, newest) and not greater(version, head) then
-    reply[#reply + 1] = version
-    reply[#reply + 1] = redis.call('HGET', KEYS[3], version)
-  end
-end
-return reply
+return append_entries({head, newest, redis.call('HGET', KEYS[2], newest)}, KEYS[3], newest, head)
 """
 )
 
