@@ -311,11 +311,11 @@ class SqliteStore(Store):
 
     def _read_head(self, name: str) -> tuple[int, bytes]:
         with self._read("read head") as conn:
-            return _newest_snapshot(conn, name)
+            return _select_newest_snapshot(conn, name)
 
     def _head_version(self, name: str) -> int:
         with self._read("read version") as conn:
-            return _head_version(conn, name)
+            return _select_head_version(conn, name)
 
     def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
         # One read transaction: the three reads see the file as of one moment, whatever
@@ -323,9 +323,9 @@ class SqliteStore(Store):
         with self._read("read latest") as conn:
             conn.execute("BEGIN")
             try:
-                head = _head_version(conn, name)
-                newest, blob = _newest_snapshot(conn, name)
-                return head, newest, blob, _journal_after(conn, name, newest)
+                head = _select_head_version(conn, name)
+                newest, blob = _select_newest_snapshot(conn, name)
+                return head, newest, blob, _select_journal_after(conn, name, newest)
             finally:
                 conn.execute("ROLLBACK")  # read only: nothing to keep
 
@@ -377,7 +377,7 @@ class SqliteStore(Store):
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         with self._read("read journal") as conn:
-            return _journal_after(conn, name, after)
+            return _select_journal_after(conn, name, after)
 
     def _delete(self, name: str) -> None:
         with self._transaction("delete") as conn:
@@ -467,7 +467,7 @@ class SqliteStore(Store):
                 raise RecoveryPointNotFoundError(name, point_id)
 
 
-def _head_version(conn: sqlite3.Connection, name: str) -> int:
+def _select_head_version(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT version FROM contexts WHERE name = ?", (name,)).fetchone()
     if row is None:
         raise ContextNotFoundError(name)
@@ -475,7 +475,7 @@ def _head_version(conn: sqlite3.Connection, name: str) -> int:
     return version
 
 
-def _newest_snapshot(conn: sqlite3.Connection, name: str) -> tuple[int, bytes]:
+def _select_newest_snapshot(conn: sqlite3.Connection, name: str) -> tuple[int, bytes]:
     row = conn.execute(
         "SELECT version, blob FROM snapshots WHERE context = ? ORDER BY version DESC LIMIT 1",
         (name,),
@@ -485,7 +485,9 @@ def _newest_snapshot(conn: sqlite3.Connection, name: str) -> tuple[int, bytes]:
     return row[0], row[1]
 
 
-def _journal_after(conn: sqlite3.Connection, name: str, after: int) -> list[tuple[int, bytes]]:
+def _select_journal_after(
+    conn: sqlite3.Connection, name: str, after: int
+) -> list[tuple[int, bytes]]:
     rows: list[tuple[int, bytes]] = conn.execute(
         "SELECT version, blob FROM journal WHERE context = ? AND version > ? ORDER BY version",
         (name, after),

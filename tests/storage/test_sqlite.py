@@ -362,7 +362,7 @@ def test_read_latest_reads_one_snapshot_while_another_connection_compacts(
     reader.create(State.new("ctx", {"n": 0}))
     for version in range(1, 4):
         reader.append(Delta("ctx", version, utc_now(), {"n": version}), version - 1)
-    original = sqlite_module._newest_snapshot
+    original = sqlite_module._select_newest_snapshot
     compacted = []
 
     def newest_then_compact(conn: sqlite3.Connection, name: str) -> tuple[int, bytes]:
@@ -374,7 +374,7 @@ def test_read_latest_reads_one_snapshot_while_another_connection_compacts(
             writer.compare_and_set(head, 3)  # snapshot 4; snapshot 0 and entries 1-3 dropped
         return result
 
-    monkeypatch.setattr(sqlite_module, "_newest_snapshot", newest_then_compact)
+    monkeypatch.setattr(sqlite_module, "_select_newest_snapshot", newest_then_compact)
     try:
         state, damage = reader.read_latest("ctx")
         assert compacted == [True]
