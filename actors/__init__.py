@@ -34,6 +34,7 @@ from actors._manager import ContextManager, create_manager
 from actors._recovery import RecoveryReport
 from actors._subscriptions import ChangeStream, Subscription
 from storage import (
+    ConfigurationError,
     ContextError,
     ContextExistsError,
     ContextInactiveError,
@@ -42,6 +43,7 @@ from storage import (
     CorruptSnapshotError,
     Damage,
     ForeignStateError,
+    InvalidArgumentError,
     InvalidContextNameError,
     InvalidValueError,
     KeyNotFoundError,
@@ -65,6 +67,7 @@ __all__ = [
     "Change",
     "ChangeCause",
     "ChangeStream",
+    "ConfigurationError",
     "ContextAdapter",
     "ContextError",
     "ContextExistsError",
@@ -80,6 +83,7 @@ __all__ = [
     "CurrentContextChange",
     "Damage",
     "ForeignStateError",
+    "InvalidArgumentError",
     "InvalidContextNameError",
     "InvalidValueError",
     "KeyNotFoundError",

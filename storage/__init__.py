@@ -12,6 +12,7 @@ import typing
 from storage._codec import FORMAT_VERSION, JOURNAL_FORMAT_VERSION, SnapshotCodec
 from storage._delta import Delta
 from storage._exceptions import (
+    ConfigurationError,
     ContextError,
     ContextExistsError,
     ContextInactiveError,
@@ -19,6 +20,7 @@ from storage._exceptions import (
     ContextTimeoutError,
     CorruptSnapshotError,
     ForeignStateError,
+    InvalidArgumentError,
     InvalidContextNameError,
     InvalidValueError,
     KeyNotFoundError,
@@ -49,6 +51,7 @@ __all__ = [
     "FORMAT_VERSION",
     "JOURNAL_FORMAT_VERSION",
     "MAX_NAME_LENGTH",
+    "ConfigurationError",
     "ContextError",
     "ContextExistsError",
     "ContextInactiveError",
@@ -58,6 +61,7 @@ __all__ = [
     "Damage",
     "Delta",
     "ForeignStateError",
+    "InvalidArgumentError",
     "InvalidContextNameError",
     "InvalidValueError",
     "KeyNotFoundError",

@@ -5,14 +5,16 @@ imports `actors`; `actors` re-exports every name, so users catch them from eithe
 
 ```
 ContextError
-├── InvalidContextNameError        (also ValueError)
+├── InvalidArgumentError           (also TypeError / ValueError)
+│   ├── InvalidContextNameError
+│   └── ConfigurationError
 ├── ContextNotFoundError           (also LookupError)
 ├── ContextExistsError
 ├── SnapshotNotFoundError          (also LookupError)
 ├── RecoveryPointNotFoundError     (also LookupError)
 ├── VersionConflict
 ├── StateError
-│   ├── InvalidValueError          (also TypeError / ValueError)
+│   ├── InvalidValueError          (also InvalidArgumentError)
 │   ├── KeyNotFoundError           (also KeyError)
 │   ├── StateTooLargeError
 │   └── ForeignStateError
@@ -32,6 +34,7 @@ ContextError
 from __future__ import annotations
 
 __all__ = [
+    "ConfigurationError",
     "ContextError",
     "ContextExistsError",
     "ContextInactiveError",
@@ -39,6 +42,7 @@ __all__ = [
     "ContextTimeoutError",
     "CorruptSnapshotError",
     "ForeignStateError",
+    "InvalidArgumentError",
     "InvalidContextNameError",
     "InvalidValueError",
     "KeyNotFoundError",
@@ -61,7 +65,19 @@ class ContextError(Exception):
     """Base class of every error the context runtime raises on purpose."""
 
 
-class InvalidContextNameError(ContextError, ValueError):
+class InvalidArgumentError(ContextError, TypeError, ValueError):
+    """An argument to a public function has the wrong type or value; nothing was done.
+
+    The message names the argument and the value. Retrying the same call fails the same
+    way: fix the call.
+    """
+
+
+class ConfigurationError(InvalidArgumentError):
+    """A store URL, store option or configuration value is unknown, malformed or out of range."""
+
+
+class InvalidContextNameError(InvalidArgumentError):
     """A context name is not a non-empty string of at most 200 safe characters."""
 
     def __init__(self, name: object, reason: str) -> None:
@@ -122,7 +138,7 @@ class StateError(ContextError):
     """A State was used in a way its rules forbid."""
 
 
-class InvalidValueError(StateError, TypeError, ValueError):
+class InvalidValueError(StateError, InvalidArgumentError):
     """A key or value is not JSON-compatible; the State was left unchanged."""
 
     def __init__(self, path: str, value: object, reason: str) -> None:
