@@ -52,10 +52,16 @@ def reject(reply: Reply[Any], error: BaseException) -> None:
 class ContextFuture(Generic[T]):
     """The eventual result of a call into an actor.
 
-    Use `future.get(timeout=...)` from threads or `await future` from asyncio. Neither waits
-    forever: without an explicit timeout both use the default timeout of the configuration
-    that made the call, and raise `ContextTimeoutError` when it runs out. Errors the actor
-    replied with are raised as they are.
+    Use `future.get(timeout=...)` from threads or `await future` from asyncio; both give the
+    same result and raise the same error. Neither waits forever: without an explicit
+    timeout both use the default timeout of the configuration that made the call, and raise
+    `ContextTimeoutError` when it runs out. Errors the call failed with are raised as they
+    are, including a `TimeoutError` of the caller's own (from a `modify()` function).
+
+    The call was sent when the method that returned the future was called, not when it is
+    waited on. Giving up the wait (a timeout, or cancelling the task that awaits, as a
+    client disconnect does) never cancels the call: it runs to completion, and an update is
+    applied or refused exactly as if the caller had waited for it.
     """
 
     __slots__ = ("_reply", "_timeout", "_what")
@@ -84,21 +90,34 @@ class ContextFuture(Generic[T]):
             ContextError: whatever the actor replied with.
         """
         limit = self._timeout if timeout is None else timeout
+        reply = self._reply
         try:
-            return self._reply.result(limit)
-        except concurrent.futures.TimeoutError:
-            raise self._timed_out(limit) from None
+            return reply.result(limit)
+        except TimeoutError:
+            # Only the wait's own timeout becomes ContextTimeoutError: a TimeoutError the call
+            # itself failed with (a modify() function's own, say) is raised as it is.
+            if not reply.done():
+                raise self._timed_out(limit) from None
+            return reply.result(0)
 
     def __await__(self) -> Generator[Any, None, T]:
         return self._wait_async().__await__()
 
     async def _wait_async(self) -> T:
-        # shield(): a timeout must not cancel the shared reply other waiters may hold.
-        waiter = asyncio.wrap_future(self._reply)
+        reply = self._reply
+        if reply.done():
+            # Answered already (a call that failed its own argument checks, say): its result
+            # or error as it is, whatever the timeout, as get() would give it.
+            return reply.result(0)
+        # shield(): neither a timeout nor the awaiting task's cancellation may cancel the
+        # reply. The call was sent when it was made; it runs to completion either way.
+        waiter = asyncio.wrap_future(reply)
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
         except TimeoutError:
-            raise self._timed_out(self._timeout) from None
+            if not reply.done():
+                raise self._timed_out(self._timeout) from None
+            return reply.result(0)
 
     def done(self) -> bool:
         """Whether the result (or error) is in."""

@@ -18,7 +18,7 @@ from actors import (
 )
 from actors._future import new_reply, reject, resolve
 
-from .conftest import WAIT, make_manager, make_tracker
+from .conftest import WAIT, Hold, make_manager, make_tracker
 
 
 def _pending(timeout: float = 0.05) -> ContextFuture[int]:
@@ -229,3 +229,69 @@ def test_answering_a_reply_someone_else_just_settled_keeps_the_first_answer(firs
     else:
         with pytest.raises(ValueError, match="first"):
             reply.result(timeout=0)
+
+
+def test_await_of_a_future_that_failed_at_once_raises_its_error():
+    # A call that fails its own argument checks returns a future made failed, with no time
+    # to wait; await must raise that error, not a timeout of 0 s.
+    error = InvalidValueError("x", object(), "bad")
+
+    async def main():
+        await ContextFuture.failed(error, what="test")
+
+    with pytest.raises(InvalidValueError) as info:
+        asyncio.run(main())
+    assert info.value is error
+
+
+def test_a_timeout_error_of_the_modify_function_reaches_the_caller_as_itself(tracker, wait):
+    def give_up(_state):
+        raise TimeoutError("the function's own timeout")
+
+    with pytest.raises(TimeoutError, match="the function's own timeout") as info:
+        wait(tracker.modify(give_up))
+    assert not isinstance(info.value, ContextTimeoutError)
+    assert tracker.get_state().get(timeout=WAIT).version == 0
+
+
+def _increment(state):
+    state.set("n", state.get("n") + 1)
+
+
+def test_cancelling_the_awaiting_task_does_not_cancel_the_call(tracker):
+    # A client that disconnects cancels the task awaiting; the update it sent is applied
+    # all the same, exactly as if the task had waited.
+    hold = Hold()
+    tracker.modify(hold)
+    assert hold.entered.wait(WAIT)
+
+    async def main():
+        future = tracker.modify(_increment)
+        task = asyncio.ensure_future(future)
+        await asyncio.sleep(0)  # let the task start awaiting (a yield, not a wait)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return future
+
+    future = asyncio.run(main())
+    hold.release.set()
+    assert future.get(timeout=WAIT).get("n") == 1
+    assert tracker.get("n").get(timeout=WAIT) == 1
+
+
+def test_giving_up_an_await_with_wait_for_leaves_the_update_to_complete(tracker):
+    hold = Hold()
+    tracker.modify(hold)
+    assert hold.entered.wait(WAIT)
+
+    async def main():
+        future = tracker.modify(_increment)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(future, 0.01)
+        return future
+
+    future = asyncio.run(main())
+    hold.release.set()
+    assert future.get(timeout=WAIT).version == 2
+    assert tracker.get("n").get(timeout=WAIT) == 1

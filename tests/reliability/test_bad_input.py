@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
+from decimal import Decimal
 from types import MappingProxyType
 
 import pykka
@@ -76,7 +78,7 @@ def _unchanged(manager, tracker, before):
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=lambda name: repr(name)[:20])
-def test_bad_context_name_is_refused_everywhere(manager, name):
+def test_bad_context_name_is_refused_everywhere(manager, name, wait):
     adapter = create_adapter(manager)
     calls = [
         lambda: manager.create_context(name),
@@ -93,7 +95,7 @@ def test_bad_context_name_is_refused_everywhere(manager, name):
     ]
     for call in calls:
         with pytest.raises(InvalidContextNameError) as info:
-            call().get()
+            wait(call())
         long = isinstance(name, str) and len(name) > 200
         assert repr(name[:40] + "..." if long else name) in str(info.value)
     assert manager.list_contexts().get() == []
@@ -105,6 +107,8 @@ def test_bad_context_name_is_refused_everywhere(manager, name):
         ("k", {1, 2}, "set"),
         ("k", (1, 2), "tuple"),
         ("k", object(), "object"),
+        ("k", datetime.now(UTC), "datetime"),
+        ("k", Decimal("1.5"), "Decimal"),
         ("k", math.nan, "not finite"),
         ("k", math.inf, "not finite"),
         ("k", 2**64, "64-bit"),
@@ -112,28 +116,40 @@ def test_bad_context_name_is_refused_everywhere(manager, name):
         (7, "value", "keys must be str"),
         (None, "value", "keys must be str"),
     ],
-    ids=["set", "tuple", "object", "nan", "inf", "bigint", "nested-key", "int-key", "none-key"],
+    ids=[
+        "set",
+        "tuple",
+        "object",
+        "datetime",
+        "decimal",
+        "nan",
+        "inf",
+        "bigint",
+        "nested-key",
+        "int-key",
+        "none-key",
+    ],
 )
-def test_bad_value_is_refused_and_changes_nothing(manager, tracker, key, value, fragment):
+def test_bad_value_is_refused_and_changes_nothing(manager, tracker, key, value, fragment, wait):
     before = tracker.get_state().get()
     with pytest.raises(InvalidValueError, match=fragment) as info:
-        tracker.set(key, value).get()
+        wait(tracker.set(key, value))
     assert repr(key) in str(info.value)
     _unchanged(manager, tracker, before)
 
 
-def test_bad_value_inside_modify_and_update_state_changes_nothing(manager, tracker):
+def test_bad_value_inside_modify_and_update_state_changes_nothing(manager, tracker, wait):
     before = tracker.get_state().get()
 
     def sneak(state):
         state.data["list"] = [1, {3}]  # around State.set's check
 
     with pytest.raises(InvalidValueError, match=r"data\['list'\]\[1\]"):
-        tracker.modify(sneak).get()
+        wait(tracker.modify(sneak))
     bad = before.snapshot()
     bad.data["k"] = float("nan")
     with pytest.raises(InvalidValueError, match="not finite"):
-        tracker.update_state(bad).get()
+        wait(tracker.update_state(bad))
     _unchanged(manager, tracker, before)
 
 
@@ -154,13 +170,13 @@ class _Dict(dict):  # type: ignore[type-arg]
     ],
     ids=["in-place", "equal-tuple", "dict-subclass", "int-key", "metadata", "proxy", "list"],
 )
-def test_modify_result_is_checked_wherever_it_changed(manager, tracker, sneak, fragment):
+def test_modify_result_is_checked_wherever_it_changed(manager, tracker, sneak, fragment, wait):
     # modify() checks only the values that differ from the current State: every way of
     # slipping a bad value past State.set must still count as a difference.
     tracker.set("list", [1, 2]).get()
     before = tracker.get_state().get()
     with pytest.raises(InvalidValueError, match=fragment) as info:
-        tracker.modify(sneak).get()
+        wait(tracker.modify(sneak))
     assert "modify() result" in str(info.value)
     _unchanged(manager, tracker, before)
 
@@ -172,31 +188,31 @@ def test_modify_may_replace_data_with_any_mapping_of_good_values(tracker):
 
 
 @pytest.mark.parametrize(("key", "value"), [("owner", 5), ("owner", None), (5, "v")])
-def test_bad_metadata_is_refused(manager, tracker, key, value):
+def test_bad_metadata_is_refused(manager, tracker, key, value, wait):
     before = tracker.get_state().get()
     with pytest.raises(InvalidValueError, match="metadata"):
-        tracker.set_metadata(key, value).get()
+        wait(tracker.set_metadata(key, value))
     with pytest.raises(InvalidValueError, match="metadata"):
-        manager.create_context("other", metadata={key: value}).get()
+        wait(manager.create_context("other", metadata={key: value}))
     _unchanged(manager, tracker, before)
     assert manager.status("other").get() is ContextStatus.NONEXISTENT
 
 
-def test_oversized_state_is_refused(manager, tracker):
+def test_oversized_state_is_refused(manager, tracker, wait):
     before = tracker.get_state().get()
     with pytest.raises(StateTooLargeError, match="over the limit of 10000") as info:
-        tracker.set("blob", "x" * 20_000).get()
+        wait(tracker.set("blob", "x" * 20_000))
     assert info.value.name == "ctx"
     _unchanged(manager, tracker, before)
 
 
-def test_stale_update_state_is_refused(manager, tracker):
+def test_stale_update_state_is_refused(manager, tracker, wait):
     stale = tracker.get_state().get()
     tracker.set("n", 2).get()
     before = tracker.get_state().get()
     stale.set("n", 99)
     with pytest.raises(VersionConflict) as info:
-        tracker.update_state(stale).get()
+        wait(tracker.update_state(stale))
     assert (info.value.name, info.value.expected, info.value.actual) == (
         "ctx",
         stale.version,
@@ -205,24 +221,24 @@ def test_stale_update_state_is_refused(manager, tracker):
     _unchanged(manager, tracker, before)
 
 
-def test_state_of_another_context_is_refused(manager, tracker):
+def test_state_of_another_context_is_refused(manager, tracker, wait):
     manager.create_context("other").get()
     foreign = manager.get_tracker("other").get().get_state().get()
     foreign.version = tracker.get_state().get().version  # even with a matching version
     before = tracker.get_state().get()
     with pytest.raises(ForeignStateError, match="'other'"):
-        tracker.update_state(foreign).get()
+        wait(tracker.update_state(foreign))
     _unchanged(manager, tracker, before)
 
 
-def test_restore_of_unknown_recovery_point_is_refused(manager, tracker):
+def test_restore_of_unknown_recovery_point_is_refused(manager, tracker, wait):
     before = tracker.get_state().get()
     with pytest.raises(RecoveryPointNotFoundError, match="12345"):
-        manager.restore_recovery_point("ctx", 12345).get()
+        wait(manager.restore_recovery_point("ctx", 12345))
     _unchanged(manager, tracker, before)
 
 
-def test_calls_after_shutdown_fail_with_shutdown_error(db):
+def test_calls_after_shutdown_fail_with_shutdown_error(db, wait):
     manager = create_manager(f"sqlite:///{db}")
     manager.create_context("ctx").get()
     tracker = manager.get_tracker("ctx").get()
@@ -235,7 +251,7 @@ def test_calls_after_shutdown_fail_with_shutdown_error(db):
         lambda: create_adapter(manager).initialize(),
     ]:
         with pytest.raises(ShutdownError):
-            call().get()
+            wait(call())
     with SqliteStore(db) as store:
         assert store.read_head("ctx").version == 0
 
