@@ -20,6 +20,7 @@ from actors._messages import (
     TrackerRequest,
     UpdateState,
 )
+from actors._modify import check_modify_function
 from actors._subscriptions import (
     ChangeStream,
     Subscription,
@@ -27,7 +28,13 @@ from actors._subscriptions import (
     open_stream,
     open_subscription,
 )
-from storage import ForeignStateError, InvalidValueError, RecoveryPoint, State
+from storage import (
+    ForeignStateError,
+    InvalidArgumentError,
+    InvalidValueError,
+    RecoveryPoint,
+    State,
+)
 from storage._state import check_item, check_metadata_item, copy_json_value, validate_contents
 
 if TYPE_CHECKING:
@@ -125,9 +132,22 @@ class ContextTracker:
         """Run `fn` on a private copy of the State inside the actor and install the result as
         the next version, atomically: the way to read-modify-write without conflicts.
 
-        `fn` must be quick and must not wait on this or any other tracker. If it raises,
-        nothing changes and the future raises that exception. Resolves to the new State.
+        `fn` changes the State it is given in place (`state.set(...)`) and returns None (or
+        that same State). It must be a plain function, quick, and must not wait on this or
+        any other tracker. If it raises, nothing changes and the future raises that
+        exception as it is. Resolves to the new State.
+
+        Raises (through the future):
+            InvalidArgumentError: `fn` is not callable, is a coroutine function (it would
+                only build a coroutine, never run), or returned something else than None or
+                its State (a new dict, say, which would not be installed). Nothing changes
+                and the version does not move.
+            InvalidValueError: `fn` left a value in the State that is not JSON-compatible.
         """
+        try:
+            check_modify_function(fn)
+        except InvalidArgumentError as exc:
+            return ContextFuture.failed(exc, what=self._what("modify"))
         return self._ask(Modify, "modify", fn)
 
     def save(self) -> ContextFuture[int]:

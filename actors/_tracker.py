@@ -55,6 +55,7 @@ from actors._messages import (
     UseWriter,
     Wake,
 )
+from actors._modify import modify_result_error
 from actors._recovery import RecoveryReport, load_context
 from actors._watcher import StoredVersion
 from actors._writer import WriteRequest, Written
@@ -531,9 +532,11 @@ class TrackerActor(pykka.ThreadingActor):
     def _modify(self, message: Modify) -> Any:
         draft = self._current.snapshot()
         try:
-            message.fn(draft)
+            result = message.fn(draft)
         except Exception as exc:
             raise _UserFunctionError(exc) from exc
+        if result is not None and result is not draft:
+            raise modify_result_error(result)
         try:
             if type(draft.data) is not dict or type(draft.metadata) is not dict:
                 # `fn` replaced a mapping: check it whole, then keep a plain dict of it.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import math
 import sqlite3
+import warnings
 from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,6 +19,7 @@ from actors import (
     ContextError,
     ContextStatus,
     ForeignStateError,
+    InvalidArgumentError,
     InvalidContextNameError,
     InvalidValueError,
     RecoveryPointNotFoundError,
@@ -287,3 +291,53 @@ def test_every_refusal_is_a_context_error():
         UnsupportedFormatError,
     ):
         assert issubclass(error, ContextError)
+
+
+async def _async_increment(state):
+    state.set("n", state.get("n") + 1)
+
+
+class _AsyncCallable:
+    async def __call__(self, state):
+        state.set("n", 99)
+
+
+@pytest.mark.parametrize(
+    ("fn", "fragment"),
+    [
+        (_async_increment, "coroutine function"),
+        (functools.partial(_async_increment), "coroutine function"),
+        (_AsyncCallable(), "coroutine function"),
+        (lambda s: _async_increment(s), "returned an awaitable"),  # noqa: PLW0108 - not a coroutine function itself
+        (lambda s: {**s.data, "n": 2}, "returned dict"),
+        (lambda s: s.snapshot(), "returned State"),
+        (lambda s: 0, "returned int"),
+        (42, "takes a function"),
+    ],
+    ids=[
+        "async",
+        "partial-async",
+        "async-call",
+        "returns-coroutine",
+        "dict",
+        "other-state",
+        "int",
+        "not-callable",
+    ],
+)
+def test_modify_refuses_what_it_cannot_do(manager, tracker, fn, fragment, wait):
+    before = tracker.get_state().get()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited" either
+        with pytest.raises(InvalidArgumentError, match=fragment):
+            wait(tracker.modify(fn))
+        gc.collect()
+    _unchanged(manager, tracker, before)
+
+
+def test_modify_may_return_the_state_it_was_given(tracker, wait):
+    def increment(state):
+        state.set("n", state.get("n") + 1)
+        return state
+
+    assert wait(tracker.modify(increment)).get("n") == 2
