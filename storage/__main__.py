@@ -1,19 +1,26 @@
 """`python -m storage verify URL` and `python -m storage ls URL [NAME]`: check and list a store.
 
 `verify` decodes every retained snapshot, journal entry and recovery point of every context, prints
-each damaged one, and exits 1 if any is damaged (2 if the store cannot be opened).
+each damaged one, and exits 1 if any is damaged (2 if the store cannot be opened). `ls` shows
+each context's head version (its newest snapshot with the journal after it), the bytes that
+take, its recovery points and when it was last written. Piped into a reader that stops early
+(`| head`), either stops quietly with status 141.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from storage._exceptions import ContextError
-from storage._inspect import summarize, verify
+from storage._inspect import ContextSummary, summarize, verify
 from storage._store import Store
 from storage._url import open_store
+
+BROKEN_PIPE_STATUS = 141
+"""Exit status when stdout's reader went away: 128 + SIGPIPE, as a tool killed by it has."""
 
 
 def _verify(store: Store) -> int:
@@ -33,16 +40,20 @@ def _ls(store: Store, name: str | None) -> int:
         print(f"{'NAME':<32} {'VERSION':>8} {'SIZE':>10} {'POINTS':>6}  UPDATED")
         for context in store.list_contexts():
             summary = summarize(store, context)
-            updated = summary.updated_at.isoformat() if summary.updated_at else "DAMAGED"
             print(
                 f"{summary.name:<32} {summary.version:>8} {summary.size:>10} "
-                f"{summary.recovery_points:>6}  {updated}"
+                f"{summary.recovery_points:>6}  {_when(summary)}"
             )
         return 0
     summary = summarize(store, name)
-    updated = summary.updated_at.isoformat() if summary.updated_at else "DAMAGED"
-    print(f"context {name}: version {summary.version}, {summary.size} bytes, updated {updated}")
-    print(f"retained versions: {', '.join(map(str, store.list_versions(name)))}")
+    print(
+        f"context {name}: version {summary.version}, {summary.size} bytes, updated {_when(summary)}"
+    )
+    print(
+        f"stored as: snapshot of version {summary.snapshot_version} "
+        f"+ {summary.journal_entries} journal entries"
+    )
+    print(f"retained snapshots: {', '.join(map(str, store.list_versions(name)))}")
     points = store.list_recovery_points(name)
     print(f"recovery points: {len(points)}")
     for point in points:
@@ -52,6 +63,10 @@ def _ls(store: Store, name: str | None) -> int:
             f"created {point.created_at.isoformat()}"
         )
     return 0
+
+
+def _when(summary: ContextSummary) -> str:
+    return summary.updated_at.isoformat() if summary.updated_at else "DAMAGED"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ContextError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other tools do. Later writes
+        # to stdout, including the flush at exit, go nowhere instead of raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
     finally:
         store.close()
 

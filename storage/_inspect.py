@@ -40,10 +40,15 @@ class ContextSummary:
 
     name: str
     version: int
+    """The head version: the newest snapshot's with the journal entries after it applied."""
+    snapshot_version: int
+    """The version of the newest snapshot."""
+    journal_entries: int
+    """Journal entries after the newest snapshot (the head is this many versions past it)."""
     size: int
-    """Bytes of the head snapshot as stored (header and zstd frame)."""
+    """Bytes the head takes as stored: the newest snapshot and the journal entries after it."""
     updated_at: datetime | None
-    """None when the head snapshot is damaged."""
+    """When the head version was written; None when something on the way to it is damaged."""
     recovery_points: int
 
 
@@ -75,15 +80,27 @@ def verify(store: Store) -> list[Finding]:
 
 
 def summarize(store: Store, name: str) -> ContextSummary:
-    """Version, size, last update and recovery-point count of context `name`."""
-    # The size needs the raw blob, which only the backend primitive hands out.
-    version, blob = store._read_head(validate_context_name(name))
+    """Head version, size, last update and recovery-point count of context `name`.
+
+    Raises:
+        ContextNotFoundError: no such context.
+    """
+    name = validate_context_name(name)
+    # The sizes need the raw blobs, which only the backend primitive hands out; it reads
+    # them as of one moment, as recovery does.
+    head, snapshot_version, blob, journal = store._read_latest_parts(name)
     try:
-        updated_at: datetime | None = store.codec.decode(
-            blob, context=name, version=version
-        ).updated_at
+        state, damage = store.read_latest(name)
     except _DAMAGE:
-        updated_at = None
+        updated_at: datetime | None = None
+    else:
+        updated_at = None if damage else state.updated_at
     return ContextSummary(
-        name, version, len(blob), updated_at, len(store.list_recovery_points(name))
+        name,
+        head,
+        snapshot_version,
+        len(journal),
+        len(blob) + sum(len(entry) for _, entry in journal),
+        updated_at,
+        len(store.list_recovery_points(name)),
     )

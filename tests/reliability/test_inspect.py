@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def test_ls_one_context_shows_versions_and_recovery_points(damaged_db, capsys):
     assert main(["ls", f"sqlite:///{damaged_db}", "alpha"]) == 0
     out = capsys.readouterr().out
     assert "context alpha: version 2" in out
-    assert "retained versions: 2, 1, 0" in out
+    assert "retained snapshots: 2, 1, 0" in out
     assert "label nightly" in out
 
 
@@ -116,3 +117,47 @@ def test_cli_reports_unopenable_store(tmp_path, capsys):
     junk.write_bytes(b"not a database at all" * 100)
     assert main(["verify", f"sqlite:///{junk}"]) == 2
     assert "cannot open" in capsys.readouterr().err
+
+
+def _journaled(db, updates):
+    """A context "gamma" at version `updates`, stored as its version-0 snapshot and a journal."""
+    with SqliteStore(db) as store:
+        store.create(State.new("gamma", {"n": 0}))
+        for version in range(1, updates + 1):
+            store.append(Delta("gamma", version, utc_now(), changed={"n": version}), version - 1)
+        return store.read_head("gamma")
+
+
+def test_ls_shows_the_head_version_of_a_journaled_context(tmp_path, capsys):
+    db = tmp_path / "journal.db"
+    head = _journaled(db, 54)
+    assert main(["ls", f"sqlite:///{db}"]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:2] == ["gamma", "54"]
+    assert row[4] == head.updated_at.isoformat()
+    assert main(["ls", f"sqlite:///{db}", "gamma"]) == 0
+    out = capsys.readouterr().out
+    assert f"context gamma: version 54, {row[2]} bytes, updated {row[4]}" in out
+    assert "stored as: snapshot of version 0 + 54 journal entries" in out
+
+
+def test_ls_into_a_reader_that_went_away_exits_quietly(tmp_path):
+    # `python -m storage ls URL | head -1`: the reader is gone before the output is.
+    db = tmp_path / "many.db"
+    _journaled(db, 1)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "storage", "ls", f"sqlite:///{db}"],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 141
