@@ -28,6 +28,7 @@ from storage import (
     open_store,
     validate_context_name,
 )
+from storage._store import recovery_point_id
 
 __all__ = ["ContextManager", "create_manager"]
 
@@ -139,22 +140,35 @@ class ContextManager:
         """The context's recovery points, oldest first."""
         return self._call_named("list_recovery_points", name)
 
-    def restore_recovery_point(self, name: str, point_id: int) -> ContextFuture[State]:
-        """Write the point's data and metadata as the next version (versions never go back);
-        resolves to the new State.
+    def restore_recovery_point(self, name: str, point: RecoveryPoint | int) -> ContextFuture[State]:
+        """Write the data and metadata of `point` (the `RecoveryPoint` that
+        `create_recovery_point()` returned, or its id) as the next version (versions never
+        go back); resolves to the new State.
 
-        Raises (through the future): `RecoveryPointNotFoundError`, `CorruptSnapshotError`.
+        Raises (through the future): `InvalidArgumentError` (`point` is neither, or belongs
+        to another context), `RecoveryPointNotFoundError`, `CorruptSnapshotError`.
         """
-        return self._call_named("restore_recovery_point", name, point_id)
+        return self._call_with_point("restore_recovery_point", name, point)
 
     def recovery_report(self, name: str) -> ContextFuture[RecoveryReport | None]:
         """How `name` was last loaded if that needed a fallback past damaged snapshots (what
         was damaged, where the data came from, which versions were lost), else None."""
         return self._call_named("recovery_report", name)
 
-    def delete_recovery_point(self, name: str, point_id: int) -> ContextFuture[None]:
-        """Delete one recovery point."""
-        return self._call_named("delete_recovery_point", name, point_id)
+    def delete_recovery_point(self, name: str, point: RecoveryPoint | int) -> ContextFuture[None]:
+        """Delete one recovery point (a `RecoveryPoint` or its id).
+
+        Raises (through the future): `InvalidArgumentError`, `RecoveryPointNotFoundError`.
+        """
+        return self._call_with_point("delete_recovery_point", name, point)
+
+    def _call_with_point(self, method: str, name: object, point: object) -> ContextFuture[Any]:
+        """`_call_named()` with the id of recovery `point`, checked here in the caller's thread."""
+        try:
+            point_id = recovery_point_id(validate_context_name(name), point)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what=f"manager.{method}()")
+        return self._call(method, name, point_id)
 
     def shutdown(self) -> ContextFuture[None]:
         """Write what every tracker has unsaved, stop them all, then stop the manager.

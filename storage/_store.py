@@ -28,6 +28,7 @@ from storage._exceptions import (
     ContextError,
     ContextNotFoundError,
     CorruptSnapshotError,
+    InvalidArgumentError,
     NoIntactSnapshotError,
     StateError,
     UnsupportedFormatError,
@@ -36,7 +37,7 @@ from storage._exceptions import (
 from storage._names import validate_context_name
 from storage._state import State, utc_now
 
-__all__ = ["DEFAULT_RETAIN_HEADS", "Damage", "RecoveryPoint", "Store", "Write"]
+__all__ = ["DEFAULT_RETAIN_HEADS", "Damage", "RecoveryPoint", "Store", "Write", "recovery_point_id"]
 
 _DAMAGE = (CorruptSnapshotError, UnsupportedFormatError)
 
@@ -53,6 +54,26 @@ class RecoveryPoint:
     version: int
     label: str | None
     created_at: datetime
+
+
+def recovery_point_id(name: str, point: object) -> int:
+    """The id of recovery `point` of context `name`: a `RecoveryPoint` or an int id.
+
+    Raises:
+        InvalidArgumentError: `point` is neither, or is a `RecoveryPoint` of another context.
+    """
+    if isinstance(point, RecoveryPoint):
+        if point.context != name:
+            msg = (
+                f"recovery point {point.point_id} belongs to context {point.context!r}, "
+                f"not {name!r}"
+            )
+            raise InvalidArgumentError(msg)
+        return point.point_id
+    if isinstance(point, int) and not isinstance(point, bool):
+        return point
+    msg = f"a recovery point is a RecoveryPoint or its int id, got {type(point).__name__} {point!r}"
+    raise InvalidArgumentError(msg)
 
 
 @attrs.frozen
@@ -348,24 +369,27 @@ class Store(abc.ABC):
         points = self._list_recovery_points(validate_context_name(name))
         return sorted(points, key=lambda point: point.point_id)
 
-    def read_recovery_point(self, name: str, point_id: int) -> State:
-        """The State kept in recovery point `point_id` of `name`.
+    def read_recovery_point(self, name: str, point: RecoveryPoint | int) -> State:
+        """The State kept in recovery point `point` (a `RecoveryPoint` or its id) of `name`.
 
         Raises:
+            InvalidArgumentError: `point` is neither, or is a point of another context.
             RecoveryPointNotFoundError: no such point (or no such context).
             CorruptSnapshotError: the point's snapshot is damaged.
         """
         name = validate_context_name(name)
-        version, blob = self._read_recovery_point(name, point_id)
+        version, blob = self._read_recovery_point(name, recovery_point_id(name, point))
         return self.codec.decode(blob, context=name, version=version)
 
-    def delete_recovery_point(self, name: str, point_id: int) -> None:
-        """Delete recovery point `point_id` of `name`.
+    def delete_recovery_point(self, name: str, point: RecoveryPoint | int) -> None:
+        """Delete recovery point `point` (a `RecoveryPoint` or its id) of `name`.
 
         Raises:
+            InvalidArgumentError: `point` is neither, or is a point of another context.
             RecoveryPointNotFoundError: no such point (or no such context).
         """
-        self._delete_recovery_point(validate_context_name(name), point_id)
+        name = validate_context_name(name)
+        self._delete_recovery_point(name, recovery_point_id(name, point))
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -341,3 +341,44 @@ def test_modify_may_return_the_state_it_was_given(tracker, wait):
         return state
 
     assert wait(tracker.modify(increment)).get("n") == 2
+
+
+def test_restore_recovery_point_takes_the_point_or_its_id(manager, tracker, wait):
+    point = wait(manager.create_recovery_point("ctx", "before"))
+    tracker.set("n", 2).get()
+    assert wait(manager.restore_recovery_point("ctx", point)).get("n") == 1
+    tracker.set("n", 3).get()
+    assert wait(manager.restore_recovery_point("ctx", point.point_id)).get("n") == 1
+    wait(manager.delete_recovery_point("ctx", point))
+    assert manager.list_recovery_points("ctx").get() == []
+
+
+@pytest.mark.parametrize(
+    ("point", "fragment"),
+    [
+        ("1", "got str '1'"),
+        (None, "got NoneType None"),
+        (1.0, "got float 1.0"),
+        (True, "got bool True"),
+    ],
+    ids=["str", "none", "float", "bool"],
+)
+def test_restore_recovery_point_refuses_what_is_not_a_point(
+    manager, tracker, point, fragment, wait
+):
+    manager.create_recovery_point("ctx").get()
+    before = tracker.get_state().get()
+    for call in (manager.restore_recovery_point, manager.delete_recovery_point):
+        with pytest.raises(InvalidArgumentError, match=fragment):
+            wait(call("ctx", point))
+    _unchanged(manager, tracker, before)
+    assert len(manager.list_recovery_points("ctx").get()) == 1
+
+
+def test_restore_recovery_point_refuses_a_point_of_another_context(manager, tracker, wait):
+    manager.create_context("other").get()
+    foreign = manager.create_recovery_point("other").get()
+    before = tracker.get_state().get()
+    with pytest.raises(InvalidArgumentError, match="belongs to context 'other', not 'ctx'"):
+        wait(manager.restore_recovery_point("ctx", foreign))
+    _unchanged(manager, tracker, before)

@@ -23,6 +23,7 @@ from storage import (
     ContextExistsError,
     ContextNotFoundError,
     CorruptSnapshotError,
+    InvalidArgumentError,
     InvalidContextNameError,
     MemoryStore,
     PersistenceError,
@@ -405,6 +406,22 @@ def test_recovery_points_create_list_read_delete(store: Store) -> None:
         store.read_recovery_point("ctx", first.point_id)
     with pytest.raises(RecoveryPointNotFoundError):
         store.delete_recovery_point("ctx", first.point_id)
+
+
+def test_recovery_points_are_named_by_the_point_or_its_id(store: Store) -> None:
+    store.create(State.new("ctx", {"n": 0}))
+    store.create(State.new("other"))
+    point = store.create_recovery_point(store.read_head("ctx"))
+    foreign = store.create_recovery_point(store.read_head("other"))
+    assert store.read_recovery_point("ctx", point) == store.read_head("ctx")
+    for bad in ("1", None, 1.5, True, foreign):
+        with pytest.raises(InvalidArgumentError):
+            store.read_recovery_point("ctx", bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            store.delete_recovery_point("ctx", bad)  # type: ignore[arg-type]
+    store.delete_recovery_point("ctx", point)
+    assert store.list_recovery_points("ctx") == []
+    assert store.list_recovery_points("other") == [foreign]
 
 
 def test_recovery_points_outlive_head_retention(make_store: Callable[..., Store]) -> None:
