@@ -18,6 +18,7 @@ from typing import Literal
 
 from storage._codec import SnapshotCodec
 from storage._exceptions import (
+    ConfigurationError,
     ContextError,
     ContextExistsError,
     ContextNotFoundError,
@@ -29,7 +30,14 @@ from storage._exceptions import (
 )
 from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore", "Synchronous"]
+__all__ = [
+    "APPLICATION_ID",
+    "MAX_BUSY_TIMEOUT",
+    "SCHEMA_VERSION",
+    "SYNCHRONOUS_LEVELS",
+    "SqliteStore",
+    "Synchronous",
+]
 
 APPLICATION_ID = 0x43545852
 """`PRAGMA application_id` of our databases: b"CTXR" read as a big-endian int."""
@@ -38,6 +46,12 @@ SCHEMA_VERSION = 2
 """`PRAGMA user_version` of the schema this library writes and reads."""
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+SYNCHRONOUS_LEVELS: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")
+"""The values of `SqliteStore(synchronous=...)`, least durable first."""
+
+MAX_BUSY_TIMEOUT = (2**31 - 1) / 1000
+"""The longest `busy_timeout` in seconds: SQLite counts it in milliseconds, in a C int."""
 
 _SCHEMA = """
 CREATE TABLE contexts (
@@ -81,11 +95,13 @@ class SqliteStore(Store):
         path: the database file; created with our schema if missing or empty.
         synchronous: `PRAGMA synchronous` for every connection. `FULL` (the default) makes
             a returned write survive power loss; `NORMAL` in WAL mode can lose the last
-            transactions on power loss but never corrupts; `OFF` trusts the OS entirely.
-        busy_timeout: seconds a write waits for another connection's write lock before
-            failing with `PersistenceError`.
+            transactions on power loss but never corrupts; `OFF` trusts the OS entirely;
+            `EXTRA` is `FULL` plus a directory sync SQLite only needs outside WAL mode.
+        busy_timeout: seconds (0 to about 24 days) a write waits for another connection's
+            write lock before failing with `PersistenceError`; 0 fails at once.
 
     Raises:
+        ConfigurationError: a bad `synchronous`, `busy_timeout` or `retain_heads`.
         UnsupportedFormatError: the file is not a SQLite database, belongs to another
             application, or was written by a newer schema.
         PersistenceError: the file cannot be opened.
@@ -101,15 +117,34 @@ class SqliteStore(Store):
         retain_heads: int = DEFAULT_RETAIN_HEADS,
     ) -> None:
         super().__init__(codec=codec, retain_heads=retain_heads)
-        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):  # callers may be untyped
+        if synchronous not in SYNCHRONOUS_LEVELS:  # callers may be untyped
             msg = f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}"
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not 0 <= busy_timeout <= MAX_BUSY_TIMEOUT  # also refuses NaN
+        ):
+            msg = (
+                f"busy_timeout must be a number of seconds from 0 to {MAX_BUSY_TIMEOUT}, "
+                f"not {busy_timeout!r}"
+            )
+            raise ConfigurationError(msg)
         self.path = Path(path)
         self.synchronous: Synchronous = synchronous
-        self.busy_timeout = busy_timeout
+        self.busy_timeout = float(busy_timeout)
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._closed = False
         self._watch: sqlite3.Connection | None = None  # change_token()'s own connection
+        directory = self.path.absolute().parent
+        if not directory.is_dir():
+            # SQLite would say only "unable to open database file".
+            relative = "" if self.path.is_absolute() else ", relative to the working directory"
+            msg = (
+                f"cannot open SQLite file {str(self.path)!r}: directory {str(directory)!r} "
+                f"does not exist{relative}; create it first"
+            )
+            raise PersistenceError(msg)
         with self._translate("open"):
             self._open_checked()
 
@@ -260,11 +295,13 @@ class SqliteStore(Store):
         return None
 
     def pragmas(self) -> dict[str, object]:
-        """The durability settings in effect on a pooled connection, for checks and tests."""
+        """The settings in effect on a pooled connection, for checks and tests: journal
+        mode, synchronous level (0 OFF to 3 EXTRA) and busy timeout (milliseconds)."""
         with self._read("pragmas") as conn:
             return {
                 "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
                 "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+                "busy_timeout": conn.execute("PRAGMA busy_timeout").fetchone()[0],
             }
 
     def change_token(self) -> object | None:

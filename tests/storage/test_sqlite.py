@@ -231,9 +231,25 @@ def test_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
 
 def test_unopenable_path_is_a_persistence_error(tmp_path: Path) -> None:
     with pytest.raises(PersistenceError) as caught:
-        SqliteStore(tmp_path / "no-such-dir" / "x.db")
+        SqliteStore(tmp_path)  # a directory, not a file
 
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+
+
+def test_a_missing_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(PersistenceError, match="does not exist; create it first") as caught:
+        SqliteStore(tmp_path / "no-such-dir" / "x.db")
+    assert repr(str(tmp_path / "no-such-dir")) in str(caught.value)
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_a_missing_directory_of_a_relative_url_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PersistenceError, match="relative to the working directory") as caught:
+        open_store("sqlite:///data/app.db")
+    assert repr(str(tmp_path / "data")) in str(caught.value)
 
 
 def test_missing_table_is_a_persistence_error(tmp_path: Path) -> None:
