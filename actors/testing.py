@@ -23,7 +23,7 @@ from actors._future import ContextFuture, new_reply
 from actors._handle import ContextTracker
 from actors._messages import Crash
 from actors._tracker import InjectedCrash
-from storage import ContextError, PersistenceError, RecoveryPoint, Store
+from storage import ContextError, InvalidArgumentError, PersistenceError, RecoveryPoint, Store
 from storage._store import Write
 
 __all__ = ["FaultyStore", "InjectedCrash", "crash"]
@@ -112,7 +112,7 @@ class FaultyStore(Store):
     def _check_op(self, op: str) -> None:
         if op not in OPERATIONS:
             msg = f"unknown store operation {op!r}; expected one of {sorted(OPERATIONS)}"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
 
     def _run(self, op: str, action: Callable[[], T]) -> T:
         self.calls[op] = self.calls.get(op, 0) + 1

@@ -34,6 +34,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from storage._delta import Delta, apply_changes
 from storage._exceptions import (
+    ConfigurationError,
     CorruptSnapshotError,
     StateTooLargeError,
     UnsupportedFormatError,
@@ -150,6 +151,9 @@ class SnapshotCodec:
     """Encodes States to self-checking blobs and decodes them back, or raises.
 
     Thread-safe: zstd (de)compressor objects are not, so each thread gets its own.
+
+    Raises:
+        ConfigurationError: `compression_level` is not 1..22 or `max_state_bytes` not positive.
     """
 
     def __init__(
@@ -157,10 +161,10 @@ class SnapshotCodec:
     ) -> None:
         if not 1 <= compression_level <= 22:
             msg = f"zstd compression level must be 1..22, got {compression_level!r}"
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
         if max_state_bytes < 1:
             msg = f"max_state_bytes must be positive, got {max_state_bytes!r}"
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
         self.compression_level = compression_level
         self.max_state_bytes = max_state_bytes
         self._converter = _make_converter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,37 @@ def test_readme_usage_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(usage, "README.md", "exec"), {"__name__": "readme"})
     assert "version conflict on context 'default'" in capsys.readouterr().out
     assert (tmp_path / "contexts.db").exists()
+
+
+def _python_blocks() -> list[tuple[str, int, str]]:
+    """Every ```python block of docs/*.md: (file, line of the fence, code)."""
+    found = []
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        text = doc.read_text()
+        for match in re.finditer(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append((doc.name, line, match.group(1)))
+    return found
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("doc", "line", "code"), _python_blocks(), ids=[f"{d}:{n}" for d, n, _ in _python_blocks()]
+)
+def test_docs_python_block_runs(doc, line, code, tmp_path):
+    # Each block is a script of its own, run in an empty directory as a reader would.
+    script = tmp_path / "block.py"
+    script.write_text(code)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert result.returncode == 0, f"{doc} line {line}:\n{result.stderr}"
 
 
 @pytest.mark.timeout(120)

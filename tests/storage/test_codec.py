@@ -13,6 +13,7 @@ import zstandard
 
 from storage import (
     FORMAT_VERSION,
+    ConfigurationError,
     CorruptSnapshotError,
     PersistenceError,
     SnapshotCodec,
@@ -231,13 +232,13 @@ def test_large_state_is_refused_by_default_limit_only_when_over_it() -> None:
 
 @pytest.mark.parametrize("level", [0, -1, 23, 100])
 def test_bad_compression_level_is_a_value_error(level: int) -> None:
-    with pytest.raises(ValueError, match="compression level"):
+    with pytest.raises(ConfigurationError, match="compression level"):
         SnapshotCodec(compression_level=level)
 
 
 @pytest.mark.parametrize("limit", [0, -1])
 def test_bad_size_limit_is_a_value_error(limit: int) -> None:
-    with pytest.raises(ValueError, match="max_state_bytes"):
+    with pytest.raises(ConfigurationError, match="max_state_bytes"):
         SnapshotCodec(max_state_bytes=limit)
 
 
