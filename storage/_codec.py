@@ -218,7 +218,7 @@ class SnapshotCodec:
         where = _describe("snapshot", context, version)
         _, frame = _unframe(blob, MAGIC, where)
         try:
-            body = self._decompressor().decompress(frame)
+            body = self._decompress(frame, where)
             document = orjson.loads(body)
             if type(document) is not dict or not document.keys() >= _FIELDS:
                 raise CorruptSnapshotError(f"{where}: body is not a State with every field")
@@ -230,6 +230,31 @@ class SnapshotCodec:
         if version is not None and state.version != version:
             raise CorruptSnapshotError(f"{where}: blob holds version {state.version}")
         return state
+
+    def _decompress(self, frame: bytes, where: str) -> bytes:
+        """The frame's content, never more than `max_state_bytes` of it.
+
+        A small blob can expand to gigabytes (a decompression bomb, or damage that passed
+        the checksum): what a frame declares is checked before anything is allocated, and a
+        frame that declares no size is decompressed into a buffer of the limit, which
+        refuses to grow. Either way a body over the limit is damage, as `encode()` never
+        writes one.
+        """
+        limit = self.max_state_bytes
+        declared = zstandard.frame_content_size(frame)  # -1: not declared
+        if declared > limit:
+            msg = (
+                f"{where}: its frame declares {declared} bytes of content, over the "
+                f"max_state_bytes limit of {limit}"
+            )
+            raise CorruptSnapshotError(msg)
+        try:
+            return self._decompressor().decompress(frame, max_output_size=limit)
+        except zstandard.ZstdError as exc:
+            if declared == -1 and "did not decompress full frame" in str(exc):
+                msg = f"{where}: its content expands past the max_state_bytes limit of {limit}"
+                raise CorruptSnapshotError(msg) from exc
+            raise
 
     def encode_delta(self, delta: Delta) -> bytes:
         """Encode a journal entry: the same header (magic b"CTXJ"), an uncompressed JSON body.
