@@ -14,6 +14,7 @@ from storage._exceptions import InvalidValueError, KeyNotFoundError
 __all__ = [
     "INT_MAX",
     "INT_MIN",
+    "MAX_DEPTH",
     "State",
     "check_item",
     "check_json_value",
@@ -29,6 +30,11 @@ INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 """Largest int a State accepts."""
 
+MAX_DEPTH = 128
+"""Most lists and dicts a value may nest. orjson refuses to write more than 255 levels
+and a State's value sits a few levels inside what is written; 128 leaves room for both and
+keeps every check and copy far from Python's own recursion limit."""
+
 _MISSING: Any = object()
 
 
@@ -41,13 +47,11 @@ def check_json_value(value: Any, path: str) -> None:
     """Raise `InvalidValueError` unless `value` is strictly JSON-compatible.
 
     Allowed: None, bool, int in signed 64-bit range, finite float, str, list, and dict with
-    str keys, nested. Tuples, sets, NaN, strs holding a lone surrogate and subclasses of these
-    types are refused because they would not come back from storage as the same value.
+    str keys, nested at most `MAX_DEPTH` lists and dicts deep. Tuples, sets, NaN, strs
+    holding a lone surrogate and subclasses of these types are refused because they would
+    not come back from storage as the same value.
     """
-    try:
-        _check(value, path)
-    except RecursionError:
-        raise InvalidValueError(path, value, "nested too deeply") from None
+    _check(value, path, MAX_DEPTH)
 
 
 def _check_str(text: str, path: str) -> None:
@@ -60,7 +64,8 @@ def _check_str(text: str, path: str) -> None:
         raise InvalidValueError(path, text, "str holds a lone surrogate") from None
 
 
-def _check(value: Any, path: str) -> None:
+def _check(value: Any, path: str, depth: int) -> None:
+    """`check_json_value()` of `value`, which may hold `depth` more levels of lists and dicts."""
     kind = type(value)
     if value is None or kind is bool:
         return
@@ -75,16 +80,19 @@ def _check(value: Any, path: str) -> None:
         if not math.isfinite(value):
             raise InvalidValueError(path, value, f"float {value} is not finite")
         return
-    if kind is list:
-        for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
-        return
-    if kind is dict:
+    if kind is list or kind is dict:
+        if depth == 0:
+            reason = f"lists and dicts nested more than {MAX_DEPTH} deep"
+            raise InvalidValueError(path, value, reason)
+        if kind is list:
+            for index, item in enumerate(value):
+                _check(item, f"{path}[{index}]", depth - 1)
+            return
         for key, item in value.items():
             if type(key) is not str:
                 raise InvalidValueError(f"{path}[{key!r}]", key, f"dict key {key!r} is not a str")
             _check_str(key, f"{path}[{key!r}]")
-            _check(item, f"{path}[{key!r}]")
+            _check(item, f"{path}[{key!r}]", depth - 1)
         return
     raise InvalidValueError(path, value, "not a JSON-compatible type")
 

@@ -32,6 +32,7 @@ from actors import (
     create_manager,
 )
 from storage import SqliteStore
+from storage._state import MAX_DEPTH
 
 BAD_NAMES = [
     "",
@@ -382,3 +383,40 @@ def test_restore_recovery_point_refuses_a_point_of_another_context(manager, trac
     with pytest.raises(InvalidArgumentError, match="belongs to context 'other', not 'ctx'"):
         wait(manager.restore_recovery_point("ctx", foreign))
     _unchanged(manager, tracker, before)
+
+
+def _nested(depth):
+    """A list nested `depth` lists deep."""
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_a_value_nested_to_the_limit_is_stored(manager, tracker, wait):
+    assert wait(tracker.set("deep", _nested(MAX_DEPTH))) == 1
+    assert manager.load("ctx").get().get("deep") == _nested(MAX_DEPTH)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 256, 900, 5000])
+def test_a_value_nested_too_deep_is_refused_by_every_entry_point(manager, tracker, depth, wait):
+    # orjson refuses to write more than 255 levels and Python's own limit is about 1,000:
+    # the value is refused in the caller's thread, before any actor sees it.
+    before = tracker.get_state().get()
+    deep = _nested(depth)
+    too_deep = f"nested more than {MAX_DEPTH} deep"
+    stale = before.snapshot()
+    stale.data["deep"] = deep
+    calls = [
+        lambda: tracker.set("deep", deep),
+        lambda: tracker.set("deep", {"inside": deep}),
+        lambda: tracker.update_state(stale),
+        lambda: tracker.modify(lambda s: s.data.__setitem__("deep", deep)),
+        lambda: manager.create_context("other", {"deep": deep}),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidValueError, match=too_deep):
+            wait(call())
+    _unchanged(manager, tracker, before)
+    assert manager.status("other").get() is ContextStatus.NONEXISTENT
+    assert manager.status("ctx").get() is ContextStatus.ACTIVE
