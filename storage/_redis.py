@@ -40,6 +40,7 @@ import orjson
 
 from storage._codec import SnapshotCodec
 from storage._exceptions import (
+    ConfigurationError,
     ContextError,
     ContextExistsError,
     ContextNotFoundError,
@@ -136,10 +137,10 @@ def _is_context_name(name: str) -> bool:
 def _timeout(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         msg = f"{name} must be a positive number of seconds, not {value!r}"
-        raise ValueError(msg)
+        raise ConfigurationError(msg)
     if not math.isfinite(value):
         msg = f"{name} must be finite, not {value!r}"
-        raise ValueError(msg)
+        raise ConfigurationError(msg)
     return float(value)
 
 
@@ -167,7 +168,7 @@ class RedisStore(Store):
     Raises:
         PersistenceError: the server cannot be reached or refuses the connection.
         UnsupportedFormatError: `<prefix>:schema` holds a newer or foreign layout version.
-        ValueError: a bad prefix, database number or timeout.
+        ConfigurationError: a bad prefix, database number, timeout or `retain_heads`.
     """
 
     def __init__(
@@ -191,10 +192,10 @@ class RedisStore(Store):
                 f"prefix must be 1 to 100 ASCII letters, digits, '.', '_', '-' or ':', "
                 f"not {prefix!r}"
             )
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
         if isinstance(db, bool) or not isinstance(db, int) or db < 0:
             msg = f"db must be a database number of 0 or more, not {db!r}"
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
         self.host = host
         self.port = port
         self.db = db

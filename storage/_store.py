@@ -25,6 +25,7 @@ import attrs
 from storage._codec import SnapshotCodec
 from storage._delta import Delta
 from storage._exceptions import (
+    ConfigurationError,
     ContextError,
     ContextNotFoundError,
     CorruptSnapshotError,
@@ -116,9 +117,9 @@ class Store(abc.ABC):
     def __init__(
         self, *, codec: SnapshotCodec | None = None, retain_heads: int = DEFAULT_RETAIN_HEADS
     ) -> None:
-        if retain_heads < 1:
-            msg = f"retain_heads must be at least 1, got {retain_heads!r}"
-            raise ValueError(msg)
+        if isinstance(retain_heads, bool) or not isinstance(retain_heads, int) or retain_heads < 1:
+            msg = f"retain_heads must be a whole number of at least 1, got {retain_heads!r}"
+            raise ConfigurationError(msg)
         self.codec = codec if codec is not None else SnapshotCodec()
         self.retain_heads = retain_heads
 

@@ -1,124 +1,249 @@
-"""`open_store(url)`: one string picks and configures a store."""
+"""`open_store(url)`: one string picks and configures a store.
+
+A URL names the store and may carry its options as query parameters, in the style of
+SQLAlchemy and redis-py: `sqlite:///app.db?synchronous=normal&busy_timeout=5`,
+`redis://host/0?socket_timeout=2`. What each scheme takes is one table below (option name to
+the parser of its text); the parsers check the text's form, the store's constructor the
+value's range. Every mistake is a `ConfigurationError` naming the option and the value.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
+from storage._exceptions import ConfigurationError
 from storage._memory import MemoryStore
-from storage._sqlite import SqliteStore
+from storage._sqlite import SYNCHRONOUS_LEVELS, SqliteStore
 from storage._store import Store
 
-__all__ = ["REDIS_QUERY_OPTIONS", "open_store"]
+__all__ = ["MEMORY_OPTIONS", "REDIS_OPTIONS", "SQLITE_OPTIONS", "URL_OPTIONS", "open_store"]
 
-REDIS_QUERY_OPTIONS = frozenset(
-    {"prefix", "socket_timeout", "socket_connect_timeout", "change_silence"}
-)
-"""The query parameters a `redis://` URL may carry; any other is a `ValueError`."""
+Parser = Callable[[str], object]
+"""Turns an option's text into the value the store's constructor takes, or raises
+ValueError with what the text should look like."""
+
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
+_WHOLE = re.compile(r"[0-9]+", re.ASCII)
+_PASSWORD = re.compile(r"(?<=://)([^/?#:@]*):[^/?#]*@")
+
+
+def _seconds(text: str) -> float:
+    # Plain decimals only: float() would also take "inf", "nan", "1e3", " 2 " and "1_0".
+    if _DECIMAL.fullmatch(text) is None:
+        msg = "a number of seconds such as 2 or 0.5"
+        raise ValueError(msg)
+    return float(text)
+
+
+def _whole(text: str) -> int:
+    if _WHOLE.fullmatch(text) is None:
+        msg = "a whole number such as 3"
+        raise ValueError(msg)
+    return int(text)
+
+
+def _synchronous(text: str) -> str:
+    level = text.upper()  # SQLite's own pragma is case-insensitive
+    if level not in SYNCHRONOUS_LEVELS:
+        msg = "one of off, normal, full or extra"
+        raise ValueError(msg)
+    return level
+
+
+def _text(text: str) -> str:
+    return text
+
+
+MEMORY_OPTIONS: Mapping[str, Parser] = {"retain_heads": _whole}
+"""Query parameters of `memory://`."""
+
+SQLITE_OPTIONS: Mapping[str, Parser] = {
+    "synchronous": _synchronous,
+    "busy_timeout": _seconds,
+    "retain_heads": _whole,
+}
+"""Query parameters of `sqlite:///path`: `SqliteStore`'s options but the codec."""
+
+REDIS_OPTIONS: Mapping[str, Parser] = {
+    "prefix": _text,
+    "socket_timeout": _seconds,
+    "socket_connect_timeout": _seconds,
+    "change_silence": _seconds,
+    "retain_heads": _whole,
+}
+"""Query parameters of `redis://host[:port][/db]`: `RedisStore`'s options but the codec
+and those the URL spells elsewhere (host, port, database, user name, password)."""
+
+URL_OPTIONS: Mapping[str, Mapping[str, Parser]] = {
+    "memory": MEMORY_OPTIONS,
+    "sqlite": SQLITE_OPTIONS,
+    "redis": REDIS_OPTIONS,
+}
+"""The query parameters of each scheme; any other is a `ConfigurationError`."""
 
 
 def open_store(url: str, **options: Any) -> Store:
-    """Open the store a URL names; `options` go to the store's constructor.
+    """Open the store a URL names, configured by the URL's query and by `options`.
 
-    - `memory://`: a new `MemoryStore`.
+    - `memory://[?retain_heads=3]`: a new `MemoryStore`.
     - `sqlite:///relative/path.db` and `sqlite:////absolute/path.db`: a `SqliteStore`
-      (three slashes then a relative path, four for an absolute one, as in SQLAlchemy).
-    - `redis://[[user]:password@]host[:port][/db][?prefix=app&socket_timeout=2]`: a
-      `RedisStore` (port 6379 and database 0 unless given; the query may also set
-      `socket_connect_timeout` and `change_silence`). Needs redis-py.
+      (three slashes then a relative path, four for an absolute one, as in SQLAlchemy); the
+      query may set `synchronous` (off, normal, full, extra), `busy_timeout` (seconds) and
+      `retain_heads`.
+    - `redis://[[user]:password@]host[:port][/db]`: a `RedisStore` (port 6379 and database
+      0 unless given); the query may set `prefix`, `socket_timeout`,
+      `socket_connect_timeout`, `change_silence` (seconds) and `retain_heads`. Needs redis-py.
+
+    `options` are the store constructor's keyword arguments: the query parameters (typed
+    values, not text), `codec`, and for Redis `db`, `username` and `password`. An option
+    may be set in the URL or as an argument, not both.
 
     Raises:
-        ValueError: the URL's scheme is unknown, the URL has no path or host where one is
-            needed, or it carries a query parameter the store does not take.
+        ConfigurationError: the URL is not a str, its scheme is unknown, it has no path or
+            host where one is needed, or an option is unknown, repeated, malformed, out of
+            range or set twice. (A subclass of `TypeError` and `ValueError`.)
         ImportError: a `redis://` URL, and redis-py is not installed.
     """
     if not isinstance(url, str):  # callers may be untyped
         msg = f"store URL must be a str, not {type(url).__name__}"  # type: ignore[unreachable]
-        raise TypeError(msg)
-    parts = urlsplit(url)
-    if parts.fragment or url.endswith("#"):
-        msg = f"store URL takes no fragment: {url!r}"
-        raise ValueError(msg)
-    if parts.scheme == "redis":
-        return _open_redis(url, options)
-    if parts.query or "?" in url:
-        # "?" would otherwise be dropped silently, along with any settings after it.
-        msg = f"store URL takes no query or fragment; pass options as arguments: {url!r}"
-        raise ValueError(msg)
-    if parts.scheme == "memory":
-        if parts.netloc or parts.path:
-            msg = f"memory store URL takes no path: {url!r}"
-            raise ValueError(msg)
-        return MemoryStore(**options)
-    if parts.scheme == "sqlite":
-        # urlsplit reads "sqlite:x.db" and "sqlite:/x.db" much like "sqlite:///x.db"; insist on
-        # the three slashes so that a typo cannot open some other file.
-        if parts.netloc or not url[len("sqlite:") :].startswith("///"):
-            msg = f"sqlite URL must be sqlite:///relative or sqlite:////absolute, got {url!r}"
-            raise ValueError(msg)
-        path = parts.path[1:]  # drop the slash that ends the empty authority
-        if not path:
-            msg = f"sqlite URL has no file path: {url!r}"
-            raise ValueError(msg)
-        return SqliteStore(path, **options)
-    msg = (
-        f"unknown store URL scheme {parts.scheme!r} in {url!r}; "
-        "expected memory://, sqlite:// or redis://"
-    )
-    raise ValueError(msg)
-
-
-def _open_redis(url: str, options: dict[str, Any]) -> Store:
-    parts = urlsplit(url)
-    if not url.startswith("redis://") or not parts.hostname:
-        msg = f"redis URL must be redis://host[:port][/db], got {url!r}"
-        raise ValueError(msg)
+        raise ConfigurationError(msg)
+    shown = _PASSWORD.sub(r"\1:***@", url, count=1)  # messages never show a password
+    if "#" in url:
+        msg = f"store URL takes no fragment ('#'; write %23 in a password): {shown!r}"
+        raise ConfigurationError(msg)
     try:
-        port = parts.port if parts.port is not None else 6379
-    except ValueError as exc:  # not a number, or out of range
-        msg = f"redis URL has a bad port: {url!r}"
-        raise ValueError(msg) from exc
-    db_text = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if db_text and not (db_text.isascii() and db_text.isdigit()):
-        msg = f"redis URL path must be a database number, got {parts.path!r} in {url!r}"
-        raise ValueError(msg)
-    settings: dict[str, Any] = {"db": int(db_text)} if db_text else {}
+        parts = urlsplit(url)
+    except ValueError as exc:  # a bracketed host that is not an IPv6 address, say
+        msg = f"store URL is malformed ({exc}): {shown!r}"
+        raise ConfigurationError(msg) from None
+    scheme = _SCHEMES.get(parts.scheme)
+    if scheme is None:
+        msg = (
+            f"unknown store URL scheme {parts.scheme!r} in {shown!r}; "
+            "expected memory://, sqlite:// or redis://"
+        )
+        raise ConfigurationError(msg)
+    unknown = sorted(options.keys() - scheme.options.keys() - scheme.keywords)
+    if unknown:
+        msg = (
+            f"unknown {parts.scheme} store option {unknown[0]!r}; expected one of "
+            f"{', '.join(sorted(scheme.options.keys() | scheme.keywords))}"
+        )
+        raise ConfigurationError(msg)
+    settings = _query(parts, scheme.options, shown)
     if "?" in url and not parts.query:
-        msg = f"redis URL has an empty query: {url!r}"
-        raise ValueError(msg)
-    try:
-        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
-    except ValueError as exc:
-        msg = f"redis URL has a malformed query: {url!r}"
-        raise ValueError(msg) from exc
-    for key, value in query:
-        if key not in REDIS_QUERY_OPTIONS:
+        # urlsplit drops an empty query silently; so would a typo's settings after it.
+        msg = f"store URL has an empty query after '?': {shown!r}"
+        raise ConfigurationError(msg)
+    return scheme.open(url, parts, shown, settings, options)
+
+
+def _query(parts: SplitResult, table: Mapping[str, Parser], shown: str) -> dict[str, Any]:
+    """The query's options, each parsed by its entry in `table`."""
+    settings: dict[str, Any] = {}
+    if not parts.query:
+        return settings
+    for field in parts.query.split("&"):
+        raw_name, equals, raw_text = field.partition("=")
+        try:
+            name = unquote_plus(raw_name, errors="strict")
+            text = unquote_plus(raw_text, errors="strict")
+        except UnicodeDecodeError:
+            msg = f"{parts.scheme} URL option {raw_name!r} is not UTF-8 once decoded: {shown!r}"
+            raise ConfigurationError(msg) from None
+        if name not in table:
             msg = (
-                f"redis URL query parameter {key!r} is unknown; expected one of "
-                f"{', '.join(sorted(REDIS_QUERY_OPTIONS))}: {url!r}"
+                f"{parts.scheme} URL option {name!r} is unknown; expected one of "
+                f"{', '.join(sorted(table))}: {shown!r}"
             )
-            raise ValueError(msg)
-        if key in settings:
-            msg = f"redis URL repeats query parameter {key!r}: {url!r}"
-            raise ValueError(msg)
-        settings[key] = value if key == "prefix" else _seconds(key, value, url)
+            raise ConfigurationError(msg)
+        if name in settings:
+            msg = f"{parts.scheme} URL repeats option {name!r}: {shown!r}"
+            raise ConfigurationError(msg)
+        if not equals:
+            msg = f"{parts.scheme} URL option {name!r} has no value (write {name}=...): {shown!r}"
+            raise ConfigurationError(msg)
+        try:
+            settings[name] = table[name](text)
+        except ValueError as exc:
+            msg = f"{parts.scheme} URL option {name} must be {exc}, got {text!r}: {shown!r}"
+            raise ConfigurationError(msg) from None
+    return settings
+
+
+def _merge(settings: dict[str, Any], options: dict[str, Any], shown: str) -> dict[str, Any]:
     clashes = sorted(settings.keys() & options.keys())
     if clashes:
-        msg = f"redis URL and arguments both set {', '.join(clashes)}: {url!r}"
-        raise ValueError(msg)
+        msg = f"store URL and arguments both set {', '.join(clashes)}: {shown!r}"
+        raise ConfigurationError(msg)
+    return {**settings, **options}
+
+
+def _open_memory(
+    _url: str, parts: SplitResult, shown: str, settings: dict[str, Any], options: dict[str, Any]
+) -> Store:
+    if parts.netloc or parts.path:
+        msg = f"memory store URL takes no host or path: {shown!r}"
+        raise ConfigurationError(msg)
+    return MemoryStore(**_merge(settings, options, shown))
+
+
+def _open_sqlite(
+    url: str, parts: SplitResult, shown: str, settings: dict[str, Any], options: dict[str, Any]
+) -> Store:
+    # urlsplit reads "sqlite:x.db" and "sqlite:/x.db" much like "sqlite:///x.db"; insist on
+    # the three slashes so that a typo cannot open some other file.
+    if parts.netloc or not url[len("sqlite:") :].startswith("///"):
+        msg = f"sqlite URL must be sqlite:///relative or sqlite:////absolute, got {shown!r}"
+        raise ConfigurationError(msg)
+    path = parts.path[1:]  # drop the slash that ends the empty authority
+    if not path:
+        msg = f"sqlite URL has no file path: {shown!r}"
+        raise ConfigurationError(msg)
+    return SqliteStore(path, **_merge(settings, options, shown))
+
+
+def _open_redis(
+    url: str, parts: SplitResult, shown: str, settings: dict[str, Any], options: dict[str, Any]
+) -> Store:
+    if not url.startswith("redis://") or not parts.hostname:
+        msg = f"redis URL must be redis://host[:port][/db], got {shown!r}"
+        raise ConfigurationError(msg)
+    try:
+        port = parts.port if parts.port is not None else 6379
+    except ValueError:  # not a number, or out of range
+        msg = f"redis URL has a bad port: {shown!r}"
+        raise ConfigurationError(msg) from None
+    db_text = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if db_text and not (db_text.isascii() and db_text.isdigit()):
+        msg = f"redis URL path must be a database number, got {parts.path!r} in {shown!r}"
+        raise ConfigurationError(msg)
+    spelled: dict[str, Any] = {"db": int(db_text)} if db_text else {}
     if parts.username:
-        settings["username"] = unquote(parts.username)
+        spelled["username"] = unquote(parts.username)
     if parts.password is not None:
-        settings["password"] = unquote(parts.password)
+        spelled["password"] = unquote(parts.password)
 
     from storage._redis import RedisStore  # noqa: PLC0415 - redis-py is an optional extra
 
-    return RedisStore(parts.hostname, port, **settings, **options)
+    return RedisStore(parts.hostname, port, **_merge({**spelled, **settings}, options, shown))
 
 
-def _seconds(key: str, value: str, url: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        msg = f"redis URL query parameter {key} must be a number of seconds: {url!r}"
-        raise ValueError(msg) from None
+class _Scheme(NamedTuple):
+    options: Mapping[str, Parser]
+    """The query parameters, also taken as keyword arguments."""
+    keywords: frozenset[str]
+    """Keyword arguments the query cannot carry."""
+    open: Callable[[str, SplitResult, str, dict[str, Any], dict[str, Any]], Store]
+
+
+_SCHEMES: Mapping[str, _Scheme] = {
+    "memory": _Scheme(MEMORY_OPTIONS, frozenset({"codec"}), _open_memory),
+    "sqlite": _Scheme(SQLITE_OPTIONS, frozenset({"codec"}), _open_sqlite),
+    "redis": _Scheme(
+        REDIS_OPTIONS, frozenset({"codec", "db", "username", "password"}), _open_redis
+    ),
+}
