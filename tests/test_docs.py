@@ -21,7 +21,9 @@ def test_readme_usage_example_runs(tmp_path, monkeypatch, capsys):
     assert len(usage.strip().splitlines()) <= 25
     monkeypatch.chdir(tmp_path)
     exec(compile(usage, "README.md", "exec"), {"__name__": "readme"})
-    assert "version conflict on context 'default'" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "version conflict on context 'cart-42'" in out
+    assert out.splitlines()[-1] == "1"
     assert (tmp_path / "contexts.db").exists()
 
 
