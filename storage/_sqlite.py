@@ -289,6 +289,12 @@ class SqliteStore(Store):
                 f"{self.path} has schema version {user_version}; this library reads up "
                 f"to {SCHEMA_VERSION}"
             )
+        if user_version < min(_MIGRATIONS, default=SCHEMA_VERSION):
+            # Our application_id with a schema version we never wrote: damage or a forgery.
+            return (
+                f"{self.path} has our application_id but schema version {user_version}, "
+                f"which this library never wrote (it writes 1 to {SCHEMA_VERSION})"
+            )
         for version in range(user_version, SCHEMA_VERSION):
             conn.execute(_MIGRATIONS[version])
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -280,6 +280,16 @@ def test_sqlite_file_from_a_newer_schema_is_refused(db):
         create_manager(f"sqlite:///{db}")
 
 
+@pytest.mark.parametrize("user_version", [0, -1])
+def test_sqlite_file_of_a_schema_we_never_wrote_is_refused(db, user_version):
+    SqliteStore(db).close()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"PRAGMA user_version = {user_version}")
+    with pytest.raises(UnsupportedFormatError, match=f"schema version {user_version},") as info:
+        create_manager(f"sqlite:///{db}")
+    assert str(db) in str(info.value)
+
+
 def test_every_refusal_is_a_context_error():
     for error in (
         InvalidContextNameError,
