@@ -147,6 +147,7 @@ class SqliteStore(Store):
             raise PersistenceError(msg)
         with self._translate("open"):
             self._open_checked()
+            self._file = _identity(self.path)
 
     def _open_checked(self) -> None:
         """Check the file is ours (or empty, then create the schema), then switch it to WAL.
@@ -224,6 +225,7 @@ class SqliteStore(Store):
         with self._translate(op), self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                self._check_file_is_ours()
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
@@ -232,6 +234,24 @@ class SqliteStore(Store):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _check_file_is_ours(self) -> None:
+        """Refuse to write if the path no longer names the file we opened.
+
+        A file deleted (or replaced) under an open connection stays writable through it, so
+        every write would be acknowledged into a file nobody can open again. One stat() per
+        transaction, under the write lock, finds it first.
+        """
+        try:
+            identity = _identity(self.path)
+        except FileNotFoundError:
+            identity = None
+        if identity != self._file:
+            msg = (
+                f"the SQLite file {str(self.path)!r} was deleted or replaced while open; "
+                "writes are refused, since the file they would go to is gone"
+            )
+            raise PersistenceError(msg)
 
     @contextmanager
     def _read(self, op: str) -> Iterator[sqlite3.Connection]:
@@ -536,3 +556,9 @@ def _select_journal_after(
         (name, after),
     ).fetchall()
     return rows
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """What names one file for as long as it exists: its device and inode numbers."""
+    info = path.stat()
+    return info.st_dev, info.st_ino

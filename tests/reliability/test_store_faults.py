@@ -1,0 +1,52 @@
+"""Store faults a caller cannot see coming: each ends in a typed error, never in a write
+acknowledged into a file that is gone."""
+
+from __future__ import annotations
+
+import os
+
+import pykka
+import pytest
+
+from actors import ContextStatus, PersistenceError, create_manager
+
+GONE = "was deleted or replaced while open"
+
+
+@pytest.fixture(autouse=True)
+def _stop_actors():
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+def _unlink_database(db):
+    for suffix in ("", "-wal", "-shm"):
+        path = db.with_name(db.name + suffix)
+        if path.exists():
+            os.unlink(path)
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["deleted", "replaced"])
+def test_writes_to_a_deleted_database_file_are_refused(tmp_path, replace, wait):
+    db = tmp_path / "gone.db"
+    manager = create_manager(f"sqlite:///{db}")
+    try:
+        manager.create_context("ctx", {"n": 0}).get()
+        tracker = manager.get_tracker("ctx").get()
+        assert wait(tracker.set("n", 1)) == 1
+        _unlink_database(db)
+        if replace:
+            db.write_bytes(b"")  # another file now has the name
+        with pytest.raises(PersistenceError, match=GONE):
+            wait(tracker.set("n", 2))
+        with pytest.raises(PersistenceError, match=GONE):
+            wait(tracker.modify(lambda s: s.set("n", 3)))
+        with pytest.raises(PersistenceError, match=GONE):
+            wait(manager.create_context("other"))
+        # Nothing was acknowledged; the tracker still answers (and still refuses).
+        assert wait(tracker.get("n")) == 1
+        assert manager.status("ctx").get() is ContextStatus.ACTIVE
+        with pytest.raises(PersistenceError, match=GONE):
+            wait(tracker.set("n", 4))
+    finally:
+        manager.shutdown().get()
