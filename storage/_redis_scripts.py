@@ -4,7 +4,10 @@ Every script touches only the keys of one context, which share a hash tag and so
 slot (or, UPGRADE_SCHEMA, the one key `<prefix>:schema`); they are passed in KEYS, never built
 inside a script. The scripts that move a head (CREATE, COMPARE_AND_SET, APPEND, DELETE) also
 `PUBLISH` `<name> <version>` (`<name> -` for a delete) on the channel passed in ARGV, last and
-only when they wrote: a channel is not a key, so the script stays in one slot.
+only when they wrote: a channel is not a key, so the script stays in one slot. They publish
+with `redis.pcall`, so that a publish that fails (a user whose ACL denies it) cannot fail a
+script that has already written: the write stands and is reported as done, and only the
+notification is lost (other processes then see the write at their next read or conflict).
 docs/storage.md ("Redis") states each script's keys, arguments, effect and reply.
 """
 
@@ -51,7 +54,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'version', ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1])
+redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1])
 return 1
 """
 
@@ -122,7 +125,7 @@ for _, entry in ipairs(entries) do
     redis.call('HDEL', KEYS[3], entry)
   end
 end
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[2])
+redis.pcall('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[2])
 return {'ok'}
 """
 )
@@ -137,7 +140,7 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 -- A snapshot at this version was left by a compare-and-set the server failed half way.
 if stray then redis.call('HDEL', KEYS[2], ARGV[2]) end
 redis.call('HSET', KEYS[1], 'version', ARGV[2])
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[2])
+redis.pcall('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[2])
 return {'ok'}
 """
 
@@ -171,7 +174,7 @@ DELETE = """
 -- KEYS: meta, heads, points, point_blobs, journal   ARGV: channel, name
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' -')
+redis.pcall('PUBLISH', ARGV[1], ARGV[2] .. ' -')
 return 1
 """
 

@@ -4,6 +4,7 @@ acknowledged into a file that is gone."""
 from __future__ import annotations
 
 import os
+import uuid
 
 import pykka
 import pytest
@@ -50,3 +51,26 @@ def test_writes_to_a_deleted_database_file_are_refused(tmp_path, replace, wait):
             wait(tracker.set("n", 4))
     finally:
         manager.shutdown().get()
+
+
+def test_a_redis_user_who_may_not_publish_still_writes_exactly(redis_server, wait):
+    # Redis does not roll back a script that fails after writing: a PUBLISH the ACL denies
+    # must not turn a write that stands into an error (and memory must not part from it).
+    admin = redis_server.client()
+    admin.execute_command(
+        "ACL", "SETUSER", "nopublish", "on", ">secret", "~*", "&*", "+@all", "-publish"
+    )
+    prefix = f"acl-{uuid.uuid4().hex}"
+    url = redis_server.url.replace("redis://", "redis://nopublish:secret@")
+    manager = create_manager(f"{url}?prefix={prefix}")
+    try:
+        wait(manager.create_context("counter", {"n": 0}))
+        tracker = wait(manager.get_tracker("counter"))
+        for _ in range(3):
+            wait(tracker.modify(lambda s: s.set("n", s.get("n") + 1)))
+        assert wait(tracker.get("n")) == 3
+        assert wait(manager.load("counter")).get("n") == 3
+    finally:
+        manager.shutdown().get()
+        admin.execute_command("ACL", "DELUSER", "nopublish")
+        admin.close()
