@@ -61,6 +61,7 @@ from storage import (
     SynchronizationError,
     UnsupportedFormatError,
     VersionConflict,
+    WriteOutcomeUnknownError,
 )
 
 __all__ = [
@@ -108,6 +109,7 @@ __all__ = [
     "TrackerConfig",
     "UnsupportedFormatError",
     "VersionConflict",
+    "WriteOutcomeUnknownError",
     "create_adapter",
     "create_manager",
 ]

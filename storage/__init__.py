@@ -36,6 +36,7 @@ from storage._exceptions import (
     SynchronizationError,
     UnsupportedFormatError,
     VersionConflict,
+    WriteOutcomeUnknownError,
 )
 from storage._memory import MemoryStore
 from storage._names import MAX_NAME_LENGTH, validate_context_name
@@ -84,6 +85,7 @@ __all__ = [
     "SynchronizationError",
     "UnsupportedFormatError",
     "VersionConflict",
+    "WriteOutcomeUnknownError",
     "open_store",
     "validate_context_name",
 ]

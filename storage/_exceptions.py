@@ -21,7 +21,8 @@ ContextError
 ├── PersistenceError
 │   ├── CorruptSnapshotError
 │   │   └── NoIntactSnapshotError
-│   └── UnsupportedFormatError
+│   ├── UnsupportedFormatError
+│   └── WriteOutcomeUnknownError
 ├── RecoveryError
 ├── SynchronizationError
 ├── ContextTimeoutError            (also TimeoutError)
@@ -58,6 +59,7 @@ __all__ = [
     "SynchronizationError",
     "UnsupportedFormatError",
     "VersionConflict",
+    "WriteOutcomeUnknownError",
 ]
 
 
@@ -200,6 +202,12 @@ class NoIntactSnapshotError(CorruptSnapshotError):
 
 class UnsupportedFormatError(PersistenceError):
     """A stored blob or database was written by a newer or foreign format."""
+
+
+class WriteOutcomeUnknownError(PersistenceError):
+    """The connection to the store failed while a write was under way: it may or may not
+    have been applied. Read the context to learn which (a tracker reloads itself from the
+    store before it answers with this); retrying blindly could apply it twice."""
 
 
 class RecoveryError(ContextError):

@@ -51,6 +51,7 @@ from storage._exceptions import (
     SnapshotNotFoundError,
     UnsupportedFormatError,
     VersionConflict,
+    WriteOutcomeUnknownError,
 )
 from storage._names import validate_context_name
 from storage._redis_scripts import (
@@ -85,6 +86,9 @@ DEFAULT_TIMEOUT = 5.0
 SCHEMA_VERSION = 2
 """The key layout this library writes and reads, stored under `<prefix>:schema`. Layout 1
 had no journal keys; opening a store of layout 1 stamps it 2."""
+
+_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""What redis-py raises when a connection fails or a reply does not come in time."""
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisError,
@@ -248,9 +252,14 @@ class RedisStore(Store):
     # -- connection, errors and keys ------------------------------------------------------
 
     @contextmanager
-    def _translate(self, op: str) -> Iterator[redis.Redis]:
+    def _translate(self, op: str, *, writes: bool = False) -> Iterator[redis.Redis]:
         """The client for one operation; every redis-py error becomes `PersistenceError`,
-        chained. Ours pass through."""
+        chained. Ours pass through.
+
+        For an operation that `writes`, a lost connection or a timeout is a
+        `WriteOutcomeUnknownError`: the command may have reached the server and run, and only
+        its reply was lost (redis-py does not say which; nothing is retried).
+        """
         if self._closed:
             raise PersistenceError(f"{self!r} is closed")
         try:
@@ -258,10 +267,14 @@ class RedisStore(Store):
         except ContextError:
             raise
         except REDIS_ERRORS as exc:
-            raise PersistenceError(
-                f"redis {op} on {self.host}:{self.port}/{self.db} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            where = f"redis {op} on {self.host}:{self.port}/{self.db}"
+            detail = f"{type(exc).__name__}: {exc}"
+            if writes and isinstance(exc, _CONNECTION_ERRORS):
+                raise WriteOutcomeUnknownError(
+                    f"{where}: the connection failed while the write was under way, so it "
+                    f"may or may not have been applied ({detail})"
+                ) from exc
+            raise PersistenceError(f"{where} failed: {detail}") from exc
 
     def _key(self, name: str, part: str) -> str:
         return f"{self.prefix}:{{{name}}}:{part}"
@@ -402,7 +415,7 @@ class RedisStore(Store):
 
     def _create(self, name: str, version: int, blob: bytes) -> None:
         keys = self._all_keys(name)
-        with self._translate("create"):
+        with self._translate("create", writes=True):
             args: list[str | bytes] = [_decimal(version), blob, self.channel, name]
             created = self._create_script(keys, args, self._client)
         if not created:
@@ -435,7 +448,7 @@ class RedisStore(Store):
         # Each write is one script run, atomic on its own; the batch is not one transaction
         # (so `commits_in_batches` stays False), but it is one round trip.
         calls = [self._script_call(write) for write in writes]
-        with self._translate("commit") as client:
+        with self._translate("commit", writes=True) as client:
             if len(calls) == 1:
                 script, keys, args = calls[0]
                 replies = [script(keys, args, client)]
@@ -500,7 +513,7 @@ class RedisStore(Store):
         return int(head), int(newest), blob, _entries(cast("list[bytes]", flat))
 
     def _delete(self, name: str) -> None:
-        with self._translate("delete"):
+        with self._translate("delete", writes=True):
             args = [self.channel, name]
             deleted = self._delete_script(self._all_keys(name), args, self._client)
         if not deleted:
@@ -555,7 +568,7 @@ class RedisStore(Store):
         info = orjson.dumps(
             {"version": version, "label": label, "created_at": created_at.isoformat()}
         )
-        with self._translate("create recovery point") as client:
+        with self._translate("create recovery point", writes=True) as client:
             # The id comes first, from a counter of its own (a script may not touch keys of
             # two slots), so a point for a missing context leaves a gap in the ids.
             point_id = client.incr(f"{self.prefix}:point_id")
@@ -605,7 +618,7 @@ class RedisStore(Store):
     def _delete_recovery_point(self, name: str, point_id: int) -> None:
         field = _point_field(name, point_id)
         keys = self._keys(name, "points", "point_blobs")
-        with self._translate("delete recovery point"):
+        with self._translate("delete recovery point", writes=True):
             deleted = self._delete_point_script(keys, [field], self._client)
         if not deleted:
             raise RecoveryPointNotFoundError(name, point_id)

@@ -159,11 +159,17 @@ class SilentLink:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._server.getsockname()[1]
         self._frozen = threading.Event()
+        self._lose_reply = threading.Event()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def freeze(self) -> None:
         self._frozen.set()
+
+    def lose_next_reply(self) -> None:
+        """Close the connection that the server next answers on, instead of passing the
+        answer on: the command ran, and the client never learns of it."""
+        self._lose_reply.set()
 
     def thaw(self) -> None:
         self._frozen.clear()
@@ -182,12 +188,16 @@ class SilentLink:
             upstream = socket.create_connection(("127.0.0.1", self.target))
             self._sockets += [client, upstream]
             frozen_from_start = self._frozen.is_set()
-            for source, sink in ((client, upstream), (upstream, client)):
+            for source, sink, replies in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(
-                    target=self._pump, args=(source, sink, frozen_from_start), daemon=True
+                    target=self._pump,
+                    args=(source, sink, frozen_from_start, replies),
+                    daemon=True,
                 ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, frozen: bool) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, frozen: bool, replies: bool
+    ) -> None:
         while True:
             try:
                 data = source.recv(65536)
@@ -196,6 +206,12 @@ class SilentLink:
             if not data:
                 with contextlib.suppress(OSError):
                     sink.shutdown(socket.SHUT_WR)
+                return
+            if replies and self._lose_reply.is_set():
+                self._lose_reply.clear()
+                for sock in (source, sink):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
                 return
             frozen = frozen or self._frozen.is_set()  # a frozen connection stays frozen
             if not frozen:

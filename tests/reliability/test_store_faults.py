@@ -9,7 +9,14 @@ import uuid
 import pykka
 import pytest
 
-from actors import ContextStatus, PersistenceError, create_manager
+from actors import (
+    ContextStatus,
+    PersistenceError,
+    TrackerConfig,
+    WriteOutcomeUnknownError,
+    create_manager,
+)
+from tests.redis_server import SilentLink
 
 GONE = "was deleted or replaced while open"
 
@@ -74,3 +81,27 @@ def test_a_redis_user_who_may_not_publish_still_writes_exactly(redis_server, wai
         manager.shutdown().get()
         admin.execute_command("ACL", "DELUSER", "nopublish")
         admin.close()
+
+
+def test_a_write_whose_reply_is_lost_is_reported_as_unknown_and_the_tracker_learns_it(
+    redis_server, wait
+):
+    # The command reaches the server and runs; the connection closes before its reply. The
+    # caller is told "may or may not have been applied", never "failed", and the tracker
+    # reads the store before it answers, so memory and store agree at once.
+    link = SilentLink(redis_server.port)
+    url = f"redis://127.0.0.1:{link.port}/0?prefix=lost-{uuid.uuid4().hex}&socket_timeout=5"
+    manager = create_manager(url, config=TrackerConfig(watch_interval=None))
+    try:
+        wait(manager.create_context("ctx", {"n": 0}))
+        tracker = wait(manager.get_tracker("ctx"))
+        assert wait(tracker.set("n", 1)) == 1
+        link.lose_next_reply()
+        with pytest.raises(WriteOutcomeUnknownError, match="may or may not have been applied"):
+            wait(tracker.set("n", 2))
+        assert wait(manager.load("ctx")).get("n") == 2  # it was applied
+        assert wait(tracker.get("n")) == 2  # and the tracker knows
+        assert wait(tracker.set("n", 3)) == 3
+    finally:
+        manager.shutdown().get()
+        link.close()
