@@ -1,27 +1,82 @@
-"""Configuration: frozen attrs classes, validated when built."""
+"""Configuration: frozen attrs classes, validated when built.
+
+Every option, its default, its unit and what it trades is in docs/configuration.md. A bad
+value is a `ConfigurationError` naming the class, the field and the value.
+"""
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 import attrs
 
-from storage._codec import DEFAULT_MAX_STATE_BYTES
+from storage import ConfigurationError
 
 __all__ = ["Overflow", "SubscriptionConfig", "SupervisorConfig", "SyncPolicy", "TrackerConfig"]
 
 
-def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        msg = f"{attribute.name} must be positive, got {value!r}"
-        raise ValueError(msg)
+def _refuse(
+    instance: object, attribute: attrs.Attribute[Any], value: object, wanted: str
+) -> NoReturn:
+    msg = f"{type(instance).__name__}.{attribute.name} must be {wanted}, got {value!r}"
+    raise ConfigurationError(msg)
 
 
-def _not_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        msg = f"{attribute.name} must not be negative, got {value!r}"
-        raise ValueError(msg)
+def _is_number(value: object) -> bool:
+    """An int, or a finite float; not a bool (callers may be untyped)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (_is_number(value) and value > 0):
+        _refuse(instance, attribute, value, "a positive number of seconds")
+
+
+def _not_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (_is_number(value) and value >= 0):
+        _refuse(instance, attribute, value, "a number of seconds, 0 or more")
+
+
+def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value is not None and not (_is_number(value) and value > 0):
+        _refuse(instance, attribute, value, "a positive number of seconds or None")
+
+
+def _whole(least: int, most: int | None = None) -> Any:
+    """A validator of ints from `least` to `most` (no bools)."""
+    wanted = f"a whole number of at least {least}" if most is None else f"{least} to {most}"
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < least
+            or (most is not None and value > most)
+        ):
+            _refuse(instance, attribute, value, wanted)
+
+    return check
+
+
+def _or_none(validator: Any) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            validator(instance, attribute, value)
+
+    return check
+
+
+def _instance_of(kind: type) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, kind):
+            article = "an" if kind.__name__[0] in "AEIOU" else "a"
+            _refuse(instance, attribute, value, f"{article} {kind.__name__}")
+
+    return check
 
 
 @attrs.frozen
@@ -35,15 +90,21 @@ class SyncPolicy:
       whichever comes first, and on `save()`, deactivation and shutdown. A tracker crash or
       process death loses the acknowledged updates not yet written (at most `max_updates`,
       at most `max_delay` seconds' worth).
+
+    `max_updates=1` is the durable policy; it takes no `max_delay` (nothing waits).
     """
 
-    max_updates: int = attrs.field(default=1, validator=_positive)
-    max_delay: float | None = attrs.field(default=None)
+    max_updates: int = attrs.field(default=1, validator=_whole(1))
+    max_delay: float | None = attrs.field(default=None, validator=_positive_or_none)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_delay is not None and not self.max_delay > 0:
-            msg = f"max_delay must be positive or None, got {self.max_delay!r}"
-            raise ValueError(msg)
+        if self.max_updates == 1 and self.max_delay is not None:
+            msg = (
+                f"SyncPolicy.max_delay must be None when max_updates is 1, got "
+                f"{self.max_delay!r}: a policy of one update per write is durable, nothing "
+                "waits; use SyncPolicy.durable(), or SyncPolicy.batched() with max_updates >= 2"
+            )
+            raise ConfigurationError(msg)
 
     @classmethod
     def durable(cls) -> SyncPolicy:
@@ -51,8 +112,21 @@ class SyncPolicy:
         return cls()
 
     @classmethod
-    def batched(cls, max_updates: int = 100, max_delay: float = 1.0) -> SyncPolicy:
-        """Acknowledge at once; write after `max_updates` updates or `max_delay` seconds."""
+    def batched(cls, max_updates: int = 100, max_delay: float | None = 1.0) -> SyncPolicy:
+        """Acknowledge at once; write after `max_updates` updates (at least 2) or `max_delay`
+        seconds (None: only after `max_updates`, or on save, deactivation, passivation and
+        shutdown).
+
+        Raises:
+            ConfigurationError: `max_updates` is less than 2 (a batch of one would be
+                `durable()`: say so) or `max_delay` is not positive.
+        """
+        if isinstance(max_updates, int) and max_updates < 2:
+            msg = (
+                f"SyncPolicy.batched() needs max_updates of at least 2, got {max_updates!r}; "
+                "for every update written before it is acknowledged, use SyncPolicy.durable()"
+            )
+            raise ConfigurationError(msg)
         return cls(max_updates=max_updates, max_delay=max_delay)
 
     @property
@@ -71,7 +145,7 @@ class SupervisorConfig:
     `min(backoff_initial * 2 ** (n - 1), backoff_max)` seconds; the first waits none.
     """
 
-    max_restarts: int = attrs.field(default=3, validator=_not_negative)
+    max_restarts: int = attrs.field(default=3, validator=_whole(0))
     within_seconds: float = attrs.field(default=10.0, validator=_positive)
     backoff_initial: float = attrs.field(default=0.05, validator=_not_negative)
     backoff_max: float = attrs.field(default=2.0, validator=_not_negative)
@@ -91,10 +165,13 @@ class TrackerConfig:
         sync: when accepted updates reach the store.
         ask_timeout: default seconds a returned future waits before `ContextTimeoutError`.
         supervisor: restart limits and backoff.
-        compression_level: zstd level for stores the manager opens from a URL.
-        retain_heads: head snapshots kept per context by stores opened from a URL.
-        max_state_bytes: largest encoded State (JSON bytes) stores opened from a URL accept;
-            a bigger update fails with `StateTooLargeError` and changes nothing.
+        compression_level: zstd level (1 to 22) for a store the manager opens from a URL;
+            None: the codec's default, 3.
+        retain_heads: head snapshots kept per context by a store the manager opens from a
+            URL; None: the URL's `retain_heads`, else the store's default, 3.
+        max_state_bytes: largest encoded State (JSON bytes) a store the manager opens from
+            a URL accepts; a bigger update fails with `StateTooLargeError` and changes
+            nothing. None: the codec's default, 64 MiB.
         snapshot_every: on stores that keep a journal, durable updates are journaled as
             deltas and every `snapshot_every`-th is a full snapshot (1: always snapshots).
         snapshot_bytes: a full snapshot is also written once the journal since the last one
@@ -111,24 +188,19 @@ class TrackerConfig:
             transaction (one fsync for many updates).
     """
 
-    sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable)
+    sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable, validator=_instance_of(SyncPolicy))
     ask_timeout: float = attrs.field(default=10.0, validator=_positive)
-    supervisor: SupervisorConfig = attrs.field(factory=SupervisorConfig)
-    compression_level: int = 3
-    retain_heads: int = 3
-    max_state_bytes: int = attrs.field(default=DEFAULT_MAX_STATE_BYTES, validator=_positive)
-    snapshot_every: int = attrs.field(default=100, validator=_positive)
-    snapshot_bytes: int = attrs.field(default=2**20, validator=_positive)
-    group_commit: bool = True
-    passivate_after: float | None = 300.0
-    watch_interval: float | None = 0.5
-
-    def __attrs_post_init__(self) -> None:
-        for name in ("passivate_after", "watch_interval"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                msg = f"{name} must be positive or None, got {value!r}"
-                raise ValueError(msg)
+    supervisor: SupervisorConfig = attrs.field(
+        factory=SupervisorConfig, validator=_instance_of(SupervisorConfig)
+    )
+    compression_level: int | None = attrs.field(default=None, validator=_or_none(_whole(1, 22)))
+    retain_heads: int | None = attrs.field(default=None, validator=_or_none(_whole(1)))
+    max_state_bytes: int | None = attrs.field(default=None, validator=_or_none(_whole(1)))
+    snapshot_every: int = attrs.field(default=100, validator=_whole(1))
+    snapshot_bytes: int = attrs.field(default=2**20, validator=_whole(1))
+    group_commit: bool = attrs.field(default=True, validator=_instance_of(bool))
+    passivate_after: float | None = attrs.field(default=300.0, validator=_positive_or_none)
+    watch_interval: float | None = attrs.field(default=0.5, validator=_positive_or_none)
 
 
 class Overflow(enum.Enum):
@@ -150,5 +222,5 @@ class SubscriptionConfig:
         overflow: what a change arriving at a full buffer does (see `Overflow`).
     """
 
-    buffer_size: int = attrs.field(default=1024, validator=_positive)
-    overflow: Overflow = Overflow.DROP_OLDEST
+    buffer_size: int = attrs.field(default=1024, validator=_whole(1))
+    overflow: Overflow = attrs.field(default=Overflow.DROP_OLDEST, validator=_instance_of(Overflow))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import attrs
@@ -11,7 +12,7 @@ from actors._changes import Topic
 from actors._config import TrackerConfig
 from actors._future import Reply
 from actors._tracker import TrackerActor
-from storage import Store
+from storage import ConfigurationError, Store
 
 __all__ = ["ContextTrackerFactory"]
 
@@ -21,10 +22,27 @@ class ContextTrackerFactory:
 
     Build it from a `TrackerConfig`, from keyword overrides of the default one, or both:
     `ContextTrackerFactory(sync=SyncPolicy.batched(50, 0.5), ask_timeout=2.0)`.
+
+    Raises:
+        ConfigurationError: `config` is not a TrackerConfig, an override is not one of its
+            fields, or a value is out of range.
     """
 
     def __init__(self, config: TrackerConfig | None = None, **overrides: Any) -> None:
         base = config if config is not None else TrackerConfig()
+        if not isinstance(base, TrackerConfig):  # callers may be untyped
+            msg = f"config must be a TrackerConfig, not {type(base).__name__}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        fields = list(attrs.fields_dict(TrackerConfig))
+        for name in overrides:
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                msg = (
+                    f"unknown configuration option {name!r}{hint}; TrackerConfig has "
+                    f"{', '.join(fields)}"
+                )
+                raise ConfigurationError(msg)
         self.config: TrackerConfig = attrs.evolve(base, **overrides) if overrides else base
 
     def __repr__(self) -> str:

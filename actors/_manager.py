@@ -19,6 +19,7 @@ from actors._messages import (
 from actors._recovery import RecoveryReport
 from actors._supervisor import ManagerActor
 from storage import (
+    ConfigurationError,
     ContextError,
     RecoveryPoint,
     ShutdownError,
@@ -182,28 +183,71 @@ class ContextManager:
         return self._call("shutdown")
 
 
+_STORE_FIELDS = ("compression_level", "max_state_bytes", "retain_heads")
+"""TrackerConfig fields that configure a store the manager opens from a URL."""
+
+
 def create_manager(
     store: Store | str | None = None,
     *,
     factory: ContextTrackerFactory | None = None,
     config: TrackerConfig | None = None,
+    **overrides: Any,
 ) -> ContextManager:
-    """Start a context manager on `store`: a `Store`, a URL for `open_store()`, or None for
-    a new in-memory store.
+    """Start a context manager on `store`: a `Store`, a store URL for `open_store()` (which
+    may carry the store's options: `"sqlite:///app.db?synchronous=normal"`), or None for a
+    new in-memory store.
+
+    Keyword arguments override fields of `config` (default `TrackerConfig()`) as
+    `attrs.evolve` would: `create_manager("sqlite:///app.db", ask_timeout=2.0,
+    sync=SyncPolicy.batched(50, 0.5))`. A `factory` brings its own configuration, so it
+    takes neither. docs/configuration.md lists every option.
 
     A store opened here from a URL (or created for None) is closed by `shutdown()`; a
-    `Store` passed in is left open for its owner. Pass a `factory` or a `config`, not both.
+    `Store` passed in is left open for its owner.
+
+    Raises:
+        ConfigurationError: an unknown option or a bad value; `factory` together with
+            `config` or overrides; a `store` that is no Store, str or None; a bad store URL;
+            or `compression_level`, `max_state_bytes` or `retain_heads` set for a `Store`
+            passed in (they configure a store opened from a URL; build yours with them).
+        PersistenceError: the store of the URL cannot be opened.
     """
-    if factory is not None and config is not None:
-        msg = "pass factory= or config=, not both"
-        raise ValueError(msg)
-    factory = factory or ContextTrackerFactory(config)
+    if factory is not None:
+        if config is not None or overrides:
+            named = ["config"] * (config is not None) + list(overrides)
+            msg = (
+                f"pass factory= or a configuration (config= and keyword options), not both; "
+                f"got factory= and {'=, '.join(named)}="
+            )
+            raise ConfigurationError(msg)
+    else:
+        factory = ContextTrackerFactory(config, **overrides)
+    settings = factory.config
     owns_store = not isinstance(store, Store)
     if store is None:
         store = "memory://"
     if isinstance(store, str):
-        codec = SnapshotCodec(factory.config.compression_level, factory.config.max_state_bytes)
-        store = open_store(store, codec=codec, retain_heads=factory.config.retain_heads)
+        codec_options = {
+            name: getattr(settings, name)
+            for name in ("compression_level", "max_state_bytes")
+            if getattr(settings, name) is not None
+        }
+        options: dict[str, Any] = {"codec": SnapshotCodec(**codec_options)}
+        if settings.retain_heads is not None:
+            options["retain_heads"] = settings.retain_heads
+        store = open_store(store, **options)
+    elif isinstance(store, Store):
+        fixed = [name for name in _STORE_FIELDS if getattr(settings, name) is not None]
+        if fixed:
+            msg = (
+                f"{fixed[0]} configures a store the manager opens from a URL; the Store passed "
+                f"in was configured when it was built (codec=SnapshotCodec(...), retain_heads=...)"
+            )
+            raise ConfigurationError(msg)
+    else:  # callers may be untyped
+        msg = f"store must be a Store, a store URL or None, not {type(store).__name__}"  # type: ignore[unreachable]
+        raise ConfigurationError(msg)
     group_commit = factory.config.group_commit and store.commits_in_batches
     ref = ManagerActor.start(store, factory, owns_store, group_commit)
     return ContextManager(ref, store, factory.config)
