@@ -132,7 +132,12 @@ def test_changes_describe_keys_set_and_deleted_in_data_and_metadata(tracker):
     tracker.set("a", [1, 2]).get(timeout=WAIT)
     tracker.set_metadata("owner", "me").get(timeout=WAIT)
     tracker.delete("a").get(timeout=WAIT)
-    tracker.modify(lambda s: (s.set("b", {"x": 1}), s.delete("n"))).get(timeout=WAIT)
+
+    def set_b_delete_n(state):
+        state.set("b", {"x": 1})
+        state.delete("n")
+
+    tracker.modify(set_b_delete_n).get(timeout=WAIT)
     state = tracker.get_state().get(timeout=WAIT)
     state.metadata.clear()
     state.set("c", 3)

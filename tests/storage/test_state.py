@@ -214,7 +214,7 @@ def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
         value = [value]
     state = State.new("ctx")
 
-    with pytest.raises(InvalidValueError, match="nested too deeply"):
+    with pytest.raises(InvalidValueError, match="nested more than 128 deep"):
         state.set("deep", value)
 
     assert "deep" not in state
