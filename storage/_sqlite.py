@@ -315,9 +315,12 @@ class SqliteStore(Store):
                 f"{self.path} has our application_id but schema version {user_version}, "
                 f"which this library never wrote (it writes 1 to {SCHEMA_VERSION})"
             )
-        for version in range(user_version, SCHEMA_VERSION):
-            conn.execute(_MIGRATIONS[version])
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if user_version < SCHEMA_VERSION:
+            # Only a migration writes: a current file opens without writing a byte, so a
+            # store on a full disk still opens and reads.
+            for version in range(user_version, SCHEMA_VERSION):
+                conn.execute(_MIGRATIONS[version])
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return None
 
     def pragmas(self) -> dict[str, object]:

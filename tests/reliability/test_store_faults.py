@@ -4,7 +4,11 @@ acknowledged into a file that is gone."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pykka
 import pytest
@@ -19,6 +23,7 @@ from actors import (
 from tests.redis_server import SilentLink
 
 GONE = "was deleted or replaced while open"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +110,56 @@ def test_a_write_whose_reply_is_lost_is_reported_as_unknown_and_the_tracker_lear
     finally:
         manager.shutdown().get()
         link.close()
+
+
+FULL_DISK_CHILD = """
+import os, sys
+from actors import PersistenceError, create_manager
+from storage import SqliteStore, State
+
+disk = sys.argv[1]
+db = os.path.join(disk, "app.db")
+writer = SqliteStore(db)  # the process that filled the disk, still holding the file
+writer.create(State.new("ctx", {"n": 1}))
+fd = os.open(os.path.join(disk, "filler"), os.O_WRONLY | os.O_CREAT)
+try:
+    while True:
+        os.write(fd, bytes(4096))
+except OSError:
+    pass  # the disk is full
+with create_manager(f"sqlite:///{db}") as manager:
+    tracker = manager.get_tracker("ctx").get()
+    print("read", tracker.get("n").get(), manager.list_contexts().get())
+    try:
+        tracker.set("n", 2).get()
+    except PersistenceError as error:
+        print("write refused:", error)
+    print("after", tracker.get("n").get(), manager.load("ctx").get().get("n"))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_store_on_a_full_disk_opens_and_reads(tmp_path):
+    # A tmpfs of 1 MiB of its own, mounted in a user and mount namespace (no root needed),
+    # filled to the last byte: opening must not write, reads must work, writes fail typed.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    unshare = shutil.which("unshare")
+    assert unshare is not None, "util-linux's unshare is needed to mount a small tmpfs"
+    script = tmp_path / "child.py"
+    script.write_text(FULL_DISK_CHILD)
+    mount = f"mount -t tmpfs -o size=1m tmpfs {disk} && exec {sys.executable} {script} {disk}"
+    result = subprocess.run(
+        [unshare, "--user", "--map-root-user", "--mount", "sh", "-c", mount],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "read 1 ['ctx']"
+    assert lines[1].startswith("write refused:")
+    assert "full" in lines[1]
+    assert lines[2] == "after 1 1"
