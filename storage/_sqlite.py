@@ -193,7 +193,6 @@ class SqliteStore(Store):
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             conn.close()
             raise
@@ -367,7 +366,7 @@ class SqliteStore(Store):
 
     def _create(self, name: str, version: int, blob: bytes) -> None:
         with self._transaction("create") as conn:
-            if conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+            if _select_exists(conn, name):
                 raise ContextExistsError(name)
             conn.execute("INSERT INTO contexts (name, version) VALUES (?, ?)", (name, version))
             conn.execute(
@@ -455,8 +454,7 @@ class SqliteStore(Store):
 
     def _exists(self, name: str) -> bool:
         with self._read("exists") as conn:
-            row = conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone()
-        return row is not None
+            return _select_exists(conn, name)
 
     def _list_contexts(self) -> list[str]:
         with self._read("list contexts") as conn:
@@ -478,7 +476,7 @@ class SqliteStore(Store):
                 "SELECT blob FROM snapshots WHERE context = ? AND version = ?", (name, version)
             ).fetchone()
             if row is None:
-                if conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+                if _select_exists(conn, name):
                     raise SnapshotNotFoundError(name, version)
                 raise ContextNotFoundError(name)
         blob: bytes = row[0]
@@ -488,7 +486,7 @@ class SqliteStore(Store):
         self, name: str, version: int, label: str | None, created_at: datetime, blob: bytes
     ) -> int:
         with self._transaction("create recovery point") as conn:
-            if not conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+            if not _select_exists(conn, name):
                 raise ContextNotFoundError(name)
             cursor = conn.execute(
                 "INSERT INTO recovery_points (context, version, label, created_at, blob) "
@@ -501,7 +499,7 @@ class SqliteStore(Store):
 
     def _list_recovery_points(self, name: str) -> list[RecoveryPoint]:
         with self._read("list recovery points") as conn:
-            if not conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone():
+            if not _select_exists(conn, name):
                 raise ContextNotFoundError(name)
             rows = conn.execute(
                 "SELECT point_id, version, label, created_at FROM recovery_points "
@@ -531,6 +529,10 @@ class SqliteStore(Store):
             ).rowcount
             if deleted == 0:
                 raise RecoveryPointNotFoundError(name, point_id)
+
+
+def _select_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone() is not None
 
 
 def _select_head_version(conn: sqlite3.Connection, name: str) -> int:

@@ -309,6 +309,10 @@ def test_failed_commit_is_rolled_back_and_the_store_recovers(tmp_path: Path) -> 
         )
         state = store.read_head("ctx").snapshot()
         state.version = 1
+        # The store's schema has no foreign keys and does not turn them on; this test does,
+        # on the one pooled connection (single-threaded, every call gets it back).
+        with store._connection() as conn:
+            conn.execute("PRAGMA foreign_keys=ON")
 
         with pytest.raises(PersistenceError) as caught:
             store.compare_and_set(state, 0)
