@@ -186,6 +186,10 @@ class TrackerConfig:
         group_commit: on stores that commit in batches (SQLite), durable writes of all
             trackers go through one writer actor, which commits whatever is queued as one
             transaction (one fsync for many updates).
+        exit_timeout: seconds the exit hook waits for this manager when the process exits
+            without `shutdown()` (its trackers write what is unsaved, then stop), and for its
+            subscription callbacks to finish what they were handed; what is not done by then
+            is logged and left (see docs/architecture.md, "Exit"). 0: do not wait.
     """
 
     sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable, validator=_instance_of(SyncPolicy))
@@ -201,6 +205,7 @@ class TrackerConfig:
     group_commit: bool = attrs.field(default=True, validator=_instance_of(bool))
     passivate_after: float | None = attrs.field(default=300.0, validator=_positive_or_none)
     watch_interval: float | None = attrs.field(default=0.5, validator=_positive_or_none)
+    exit_timeout: float = attrs.field(default=5.0, validator=_not_negative)
 
 
 class Overflow(enum.Enum):

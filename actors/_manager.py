@@ -10,12 +10,11 @@ import pykka
 
 from actors._cell import ContextStatus
 from actors._config import TrackerConfig
+from actors._exit import register_manager
 from actors._factory import ContextTrackerFactory
-from actors._future import ContextFuture, new_reply, reject, resolve
+from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._handle import ContextTracker
-from actors._messages import (
-    Call,
-)
+from actors._messages import Call, ListStopping
 from actors._recovery import RecoveryReport
 from actors._supervisor import ManagerActor
 from storage import (
@@ -174,13 +173,27 @@ class ContextManager:
     def shutdown(self) -> ContextFuture[None]:
         """Write what every tracker has unsaved, stop them all, then stop the manager.
 
-        Idempotent. Calls made after it fail with `ShutdownError`.
+        Idempotent. Calls made after it fail with `ShutdownError`. A manager not shut down
+        when the process exits is shut down by the exit hook, which waits for it at most
+        `TrackerConfig.exit_timeout` seconds (see docs/architecture.md, "Exit").
         """
         if not self._ref.is_alive():
             reply = new_reply()
             resolve(reply, None)
             return ContextFuture(reply, timeout=self.config.ask_timeout, what="shutdown()")
         return self._call("shutdown")
+
+    def _still_stopping(self, timeout: float) -> list[str] | None:
+        """The contexts whose trackers have not stopped yet, sorted; None if the manager
+        actor did not answer within `timeout` seconds (for the exit hook's report)."""
+        reply: Reply[list[str]] = new_reply()
+        try:
+            self._ref.tell(ListStopping(reply))
+            return reply.result(timeout)
+        except pykka.ActorDeadError:
+            return []  # stopped: so has every tracker
+        except TimeoutError:
+            return None
 
 
 _STORE_FIELDS = ("compression_level", "max_state_bytes", "retain_heads")
@@ -250,4 +263,6 @@ def create_manager(
         raise ConfigurationError(msg)
     group_commit = factory.config.group_commit and store.commits_in_batches
     ref = ManagerActor.start(store, factory, owns_store, group_commit)
-    return ContextManager(ref, store, factory.config)
+    manager = ContextManager(ref, store, factory.config)
+    register_manager(manager)  # its threads are daemons: the exit hook shuts it down
+    return manager

@@ -193,6 +193,14 @@ class Tick:
 
 
 @attrs.frozen
+class ListStopping:
+    """From the exit hook, when a shutdown is late: answer `reply` with the names of the
+    contexts whose trackers have not stopped yet (what the lateness may lose)."""
+
+    reply: Reply[list[str]]
+
+
+@attrs.frozen
 class Recovered:
     """A tracker loaded its context from a fallback past damaged snapshots."""
 

@@ -35,6 +35,7 @@ import pykka
 from actors._cell import Cell, ContextStatus
 from actors._changes import Publish, Topic
 from actors._config import Overflow, SubscriptionConfig
+from actors._exit import track_subscription
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._messages import Wake
 from storage import ShutdownError, SynchronizationError
@@ -258,10 +259,15 @@ class _Entry:
 
 
 class SubscriptionHub(pykka.ThreadingActor):
-    """Holds the subscriptions of one manager's contexts and adapters, and their buffers."""
+    """Holds the subscriptions of one manager's contexts and adapters, and their buffers.
 
-    def __init__(self) -> None:
+    `exit_timeout` is its manager's: how long the exit hook lets a callback finish."""
+
+    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
+
+    def __init__(self, exit_timeout: float) -> None:
         super().__init__()
+        self._exit_timeout = exit_timeout
         self._topics: dict[Topic, list[_Entry]] = {}
         self._entries: dict[Subscription[Any], _Entry] = {}
         self._closing: Reply[None] | None = None
@@ -306,6 +312,9 @@ class SubscriptionHub(pykka.ThreadingActor):
         self._topics.setdefault(message.topic, []).append(entry)
         message.topic.hub = self.actor_ref
         message.topic.live = True
+        if isinstance(subscription._outlet, _RunnerOutlet):
+            # At exit, its callback may finish what it was handed, within the exit timeout.
+            track_subscription(subscription, self._exit_timeout)
         resolve(message.reply, subscription)
         tracker = cell.ref if cell is not None else None
         if tracker is not None:
@@ -417,6 +426,10 @@ class _RunnerOutlet:
 
 class _CallbackRunner(pykka.ThreadingActor):
     """Calls one subscription's callback, in its own thread, with each item it is handed."""
+
+    # A daemon: a callback that blocks must not keep the process alive after shutdown().
+    # The exit hook waits a bounded time for it to deliver what it was handed.
+    use_daemon_thread = True
 
     def __init__(self, subscription: Subscription[Any], callback: Callable[[Any], object]) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ import pykka
 
 from actors._cell import Cell, ContextStatus
 from actors._changes import CurrentContextChange, Topic
+from actors._exit import forget_manager, start_timer
 from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
 from actors._handle import ContextTracker
@@ -29,6 +30,7 @@ from actors._messages import (
     Deliver,
     Done,
     GiveUp,
+    ListStopping,
     MakeRecoveryPoint,
     Passivate,
     Passivated,
@@ -72,6 +74,10 @@ DEFAULT_CONTEXT = "default"
 class ManagerActor(pykka.ThreadingActor):
     """Creates, supervises and stops the trackers of one store; see `ContextManager`."""
 
+    # Every actor thread of ours is a daemon, so that a program that never calls shutdown()
+    # still exits; the exit hook (actors/_exit.py) shuts the manager down first.
+    use_daemon_thread = True
+
     def __init__(
         self,
         store: Store,
@@ -109,7 +115,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._stopped_by_shutdown = False
         # The subscriptions to our contexts and adapters live in the hub, so they outlive
         # every tracker; each adapter's switches are published to a topic of its own.
-        self._hub = SubscriptionHub.start()
+        self._hub = SubscriptionHub.start(self._config.exit_timeout)
         self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
         self._adapter_topics: dict[int, Topic] = {}
 
@@ -135,6 +141,8 @@ class ManagerActor(pykka.ThreadingActor):
             self._on_passivated(message)
         elif isinstance(message, Tick):
             self._passivate_idle()
+        elif isinstance(message, ListStopping):
+            resolve(message.reply, sorted(self._stopping))
 
     def _handle_call(self, call: Call) -> None:
         if self._closing and call.method != "shutdown":
@@ -175,6 +183,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._handle_call(call)
 
     def on_stop(self) -> None:
+        forget_manager(self.actor_urn)  # nothing left for the exit hook to shut down
         if not self._stopped_by_shutdown:
             self._close_hub()  # stopped from outside (pykka.ActorRegistry.stop_all())
         for timer in self._timers:
@@ -189,6 +198,8 @@ class ManagerActor(pykka.ThreadingActor):
                 resolve(envelope.message.reply, None)  # shut down, as it asked
             elif isinstance(envelope.message, Call):
                 reject(envelope.message.reply, error)
+            elif isinstance(envelope.message, ListStopping):
+                resolve(envelope.message.reply, [])  # every tracker has stopped
             else:
                 kept.append(envelope)
         # pykka answers the rest after on_stop(), such as a stop() someone waits on.
@@ -570,9 +581,15 @@ class ManagerActor(pykka.ThreadingActor):
                 ref.tell(message)
 
         timer = threading.Timer(delay, fire)
-        timer.daemon = True
         self._timers.add(timer)
-        timer.start()
+        if start_timer(timer):
+            return
+        self._timers.discard(timer)
+        if not isinstance(message, Tick):
+            # The interpreter is exiting and starts no thread (Python 3.12): a restart goes
+            # at once; passivation ticks stop, as the exit hook shuts everything down.
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
 
     # -- passivation ------------------------------------------------------------------------
 
@@ -694,7 +711,10 @@ class ManagerActor(pykka.ThreadingActor):
             helpers.append(drained)
         if self._watcher is not None:
             closed = new_reply()
-            self._watcher.tell(CloseWatcher(closed))
+            try:
+                self._watcher.tell(CloseWatcher(closed))
+            except pykka.ActorDeadError:  # failed earlier (a bug, logged): nothing to close
+                resolve(closed, None)
             helpers.append(closed)
         remaining = [len(helpers)]
 

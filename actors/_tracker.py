@@ -29,6 +29,7 @@ import pykka
 
 from actors._changes import Change, ChangeCause, Topic
 from actors._config import TrackerConfig
+from actors._exit import start_timer
 from actors._future import Reply, reject, resolve
 from actors._messages import (
     Crash,
@@ -128,6 +129,8 @@ class Phase(enum.Enum):
 
 class TrackerActor(pykka.ThreadingActor):
     """Owns the State of one context; talk to it through a `ContextTracker` handle."""
+
+    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
 
     def __init__(
         self,
@@ -415,9 +418,8 @@ class TrackerActor(pykka.ThreadingActor):
         # the actor never sleeps.
         retry = self._retrying = _Retry(message, attempt + 1)
         delay = random.uniform(0, min(0.05, 0.0005 * 2**attempt))
-        timer = threading.Timer(delay, self._tell, args=(retry,))
-        timer.daemon = True
-        timer.start()
+        if not start_timer(threading.Timer(delay, self._tell, args=(retry,))):
+            self._tell(retry)  # the interpreter is exiting and starts no thread: retry now
 
     def _on_retry(self, retry: _Retry) -> None:
         if self._retrying is not retry:
@@ -818,7 +820,9 @@ class TrackerActor(pykka.ThreadingActor):
     def _after_update(self) -> None:
         """Write the current State now (durable policy) or count it for the next batch."""
         # Count the update only once it stays: if the write fails, the caller undoes it.
-        if self._unsaved + 1 >= self._config.sync.max_updates:
+        # Stopping, the final write is done, yet requests queued before pykka's stop are
+        # still handled: each writes itself, or it would be acknowledged and then lost.
+        if self._stopping or self._unsaved + 1 >= self._config.sync.max_updates:
             self._flush()
         else:
             self._unsaved += 1
@@ -827,9 +831,10 @@ class TrackerActor(pykka.ThreadingActor):
     def _arm_flush_timer(self) -> None:
         if self._flush_timer is None and self._config.sync.max_delay is not None:
             timer = threading.Timer(self._config.sync.max_delay, self._tell, args=(Flush(),))
-            timer.daemon = True
-            timer.start()
-            self._flush_timer = timer
+            # Refused while the interpreter exits (Python 3.12): the exit hook's shutdown
+            # writes the batch instead.
+            if start_timer(timer):
+                self._flush_timer = timer
 
     def _flush(self) -> None:
         """Compare-and-set the current State over the last stored version."""

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import pykka
 
+from actors._exit import start_timer
 from actors._future import Reply, resolve
 from storage import ContextError, Store
 
@@ -63,6 +64,8 @@ class StoredVersion:
 
 class WatcherActor(pykka.ThreadingActor):
     """Polls one store for changes made elsewhere; see the module docstring."""
+
+    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
 
     def __init__(self, store: Store, interval: float) -> None:
         super().__init__()
@@ -126,5 +129,5 @@ class WatcherActor(pykka.ThreadingActor):
                 ref.tell(Poll())
 
         self._timer = threading.Timer(self._interval, tick)
-        self._timer.daemon = True
-        self._timer.start()
+        # Refused while the interpreter exits (Python 3.12): polling ends, shutdown is near.
+        start_timer(self._timer)

@@ -61,6 +61,8 @@ class Written:
 class WriterActor(pykka.ThreadingActor):
     """Commits the writes of all trackers of a manager in batches."""
 
+    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
+
     def __init__(self, store: Store, supervisor: pykka.ActorRef[Any]) -> None:
         super().__init__()
         self._store = store

@@ -18,7 +18,8 @@ from actors import (
 )
 from actors._messages import GiveUp
 from actors._tracker import TrackerActor
-from actors.testing import crash
+from actors.testing import FaultyStore, crash
+from storage import MemoryStore
 
 from .conftest import WAIT, Hold, hold_manager, make_manager, make_tracker
 
@@ -90,6 +91,44 @@ def test_shutdown_whose_final_write_fails_reports_it_and_still_stops(watched):
     with pytest.raises(ShutdownError):
         tracker.get("n").get(timeout=WAIT)
     assert manager.shutdown().get(timeout=WAIT) is None
+
+
+class _HeldCommitStore(FaultyStore):
+    """Holds its next commit in `hold` once `hold_next_commit()` was called."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryStore())
+        self.hold: Hold | None = None
+
+    def hold_next_commit(self) -> Hold:
+        self.hold = Hold()
+        return self.hold
+
+    def _commit(self, writes):
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            hold(None)
+        return super()._commit(writes)
+
+
+@pytest.mark.parametrize("stop", ["deactivate", "shutdown"])
+def test_batched_update_queued_behind_the_final_write_is_written_too(stop):
+    """A stopping tracker writes what is unsaved, then stops; requests that arrived during
+    that write are still handled before the stop. Under a batched policy each of them is
+    written at once: acknowledged, it must not be left unsaved by a tracker that stops."""
+    store = _HeldCommitStore()
+    manager = make_manager(store, sync=SyncPolicy.batched(100, 3600.0))
+    tracker = make_tracker(manager, data={"n": 0})
+    tracker.set("n", 1).get(timeout=WAIT)
+    hold = store.hold_next_commit()
+    stopped = manager.deactivate("ctx") if stop == "deactivate" else manager.shutdown()
+    assert hold.entered.wait(WAIT)  # the final write is under way, in the tracker's thread
+    late = tracker.set("n", 2)  # queued ahead of the stop that follows the write
+    hold.release.set()
+    assert late.get(timeout=WAIT) == 2
+    stopped.get(timeout=WAIT)
+    assert store.read_head("ctx").get("n") == 2
+    manager.shutdown().get(timeout=WAIT)
 
 
 def test_pykka_stop_racing_a_deactivation_does_not_hang(manager, tracker):
