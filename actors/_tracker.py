@@ -69,6 +69,7 @@ from storage import (
     State,
     Store,
     VersionConflict,
+    WriteOutcomeUnknownError,
 )
 from storage._delta import Delta
 from storage._state import (
@@ -381,6 +382,8 @@ class TrackerActor(pykka.ThreadingActor):
                 self._retry(message, attempt, exc.conflict)
             else:
                 reject(message.reply, exc.conflict)
+        except WriteOutcomeUnknownError as exc:
+            self._learn_outcome(message.reply, exc)
         except ContextError as exc:
             reject(message.reply, exc)
         except _UserFunctionError as exc:
@@ -742,6 +745,9 @@ class TrackerActor(pykka.ThreadingActor):
                 self._retry(pending.message, pending.attempt, error)
             else:
                 reject(pending.reply, error)
+        elif isinstance(error, WriteOutcomeUnknownError):
+            pending.undo()
+            self._learn_outcome(pending.reply, error)
         elif isinstance(error, ContextError):
             pending.undo()
             reject(pending.reply, error)
@@ -759,6 +765,14 @@ class TrackerActor(pykka.ThreadingActor):
                 self._dispatch(message)
         if self._stash and self._pending is not None:
             self._wake_when_written(self._pending)  # the rest waits for this write now
+
+    def _learn_outcome(self, reply: Reply[Any], error: WriteOutcomeUnknownError) -> None:
+        """A write of ours may or may not be stored (its update was undone here): the store
+        is the truth, so read it before answering, rather than part from it. If the write
+        was applied, catching up applies and publishes it; if reading fails too, the
+        supervisor restarts us from the store."""
+        self._refresh_quietly()
+        reject(reply, error)
 
     def _refresh_quietly(self) -> bool:
         try:

