@@ -42,8 +42,11 @@ OPERATIONS = frozenset(
         "list_contexts",
         "list_recovery_points",
         "list_versions",
+        "change_token",
+        "head_versions",
         "read_head",
         "read_journal",
+        "read_latest",
         "read_recovery_point",
         "read_version",
     }
@@ -66,10 +69,13 @@ def crash(tracker: ContextTracker) -> ContextFuture[None]:
 class FaultyStore(Store):
     """Wraps a store and makes chosen operations fail or stall, for fault-injection tests.
 
-    Operation names are the store's primitives: `create`, `read_head`, `head_version`,
-    `commit` (every snapshot and journal write, batched or not), `read_journal`, `delete`,
-    `exists`, `list_contexts`, `list_versions`, `read_version`, `create_recovery_point`,
-    `list_recovery_points`, `read_recovery_point`, `delete_recovery_point`.
+    Operation names are the store's primitives: `create`, `read_head`, `read_latest` (the
+    one-moment read that loading and recovery make), `head_version`, `head_versions`,
+    `change_token`, `commit` (every snapshot and journal write, batched or not),
+    `read_journal`, `delete`, `exists`, `list_contexts`, `list_versions`, `read_version`,
+    `create_recovery_point`, `list_recovery_points`, `read_recovery_point`,
+    `delete_recovery_point`. Every primitive a backend implements is forwarded through one
+    of them, so a fault test runs the same path as production.
 
     What callers see of an injected error: a `ContextError` as it is; an `InjectedCrash` as
     it is, i.e. as an unexpected exception (a bug, say) that fails the tracker; anything else
@@ -147,6 +153,16 @@ class FaultyStore(Store):
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         return self._run("read_journal", lambda: self.inner._read_journal(name, after))
+
+    def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
+        return self._run("read_latest", lambda: self.inner._read_latest_parts(name))
+
+    def _head_versions(self, names: list[str]) -> dict[str, int]:
+        return self._run("head_versions", lambda: self.inner._head_versions(names))
+
+    def change_token(self) -> object | None:
+        """The inner store's change token (see `Store.change_token`)."""
+        return self._run("change_token", self.inner.change_token)
 
     def _delete(self, name: str) -> None:
         self._run("delete", lambda: self.inner._delete(name))

@@ -57,7 +57,7 @@ def test_shutdown_of_a_failed_tracker(watched):
     config = SupervisorConfig(max_restarts=1, within_seconds=30.0, backoff_initial=0.0)
     manager = make_manager(watched, supervisor=config)
     tracker = make_tracker(manager)
-    watched.fail("read_head", DISK_ERROR, times=100)
+    watched.fail("read_latest", DISK_ERROR, times=100)
     with pytest.raises(RecoveryError):
         crash(tracker).get(timeout=WAIT)
     assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.FAILED
@@ -69,9 +69,9 @@ def test_shutdown_does_not_wait_out_a_restart_backoff(watched):
     config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=WAIT * 2)
     manager = make_manager(watched, supervisor=config)
     tracker = make_tracker(manager)
-    watched.fail("read_head", DISK_ERROR, times=1)
+    watched.fail("read_latest", DISK_ERROR, times=1)
     restarted = crash(tracker)  # the first restart fails; the next waits 2 * WAIT
-    assert watched.wait_for("read_head", watched.completed["read_head"] + 1)
+    assert watched.wait_for("read_latest", watched.completed["read_latest"] + 1)
     queued = tracker.get("n")
     manager.shutdown().get(timeout=WAIT)  # well before the backoff ends
     with pytest.raises(ShutdownError):

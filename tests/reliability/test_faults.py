@@ -155,10 +155,10 @@ def test_write_fault_during_modify_and_metadata_changes_nothing(faulty):
 def test_read_fault_on_activation_is_retried_by_the_supervisor(faulty):
     manager = _manager(faulty)
     manager.create_context("ctx", {"n": 5}).get()
-    faulty.fail("read_head", sqlite3.OperationalError("disk I/O error"), times=2)
+    faulty.fail("read_latest", sqlite3.OperationalError("disk I/O error"), times=2)
     tracker = manager.get_tracker("ctx").get()
     assert tracker.get("n").get() == 5
-    assert faulty.calls["read_head"] == 3
+    assert faulty.calls["read_latest"] == 3
 
 
 def test_slow_store_times_out_and_the_tracker_serves_afterwards(faulty):
@@ -286,7 +286,7 @@ def test_tracker_failing_every_start_is_marked_failed_and_others_keep_working(fa
     manager = _manager(faulty)
     storm = _tracker(manager, "storm")
     calm = _tracker(manager, "calm")
-    faulty.fail("read_head", InjectedCrash("fails on every start"), times=1000)
+    faulty.fail("read_latest", InjectedCrash("fails on every start"), times=1000)
 
     with pytest.raises(RecoveryError, match="failed 4 times"):
         crash(storm).get()
@@ -294,7 +294,7 @@ def test_tracker_failing_every_start_is_marked_failed_and_others_keep_working(fa
     with pytest.raises(RecoveryError):
         storm.get("n").get()
     # Two activations, then one load per restart until the limit.
-    assert faulty.calls["read_head"] == 2 + FAST_RESTARTS.max_restarts
+    assert faulty.calls["read_latest"] == 2 + FAST_RESTARTS.max_restarts
 
     assert calm.set("n", 1).get() == 1
     assert manager.active_contexts().get() == ["calm"]
@@ -309,7 +309,7 @@ def test_manager_answers_while_a_tracker_waits_out_its_backoff(faulty):
     slow_backoff = SupervisorConfig(max_restarts=2, within_seconds=60, backoff_initial=5.0)
     manager = _manager(faulty, supervisor=slow_backoff)
     tracker = _tracker(manager)
-    faulty.fail("read_head", InjectedCrash("first restart fails"), times=1)
+    faulty.fail("read_latest", InjectedCrash("first restart fails"), times=1)
     crash_done = crash(tracker)
     answered = threading.Event()
 
