@@ -512,7 +512,7 @@ def test_corrupt_older_head_does_not_hide_the_current_one(backend: Backend, stor
 
 NAMED_OPERATIONS: dict[str, Callable[[Store, str], object]] = {
     "create": lambda store, name: store.create(State.new(name)),
-    "read_latest": lambda store, name: store.read_head(name),
+    "read_head": lambda store, name: store.read_head(name),
     "head_version": lambda store, name: store.head_version(name),
     "compare_and_set": lambda store, name: store.compare_and_set(next_state(State.new(name)), 0),
     "delete": lambda store, name: store.delete(name),
