@@ -482,6 +482,10 @@ class TrackerActor(pykka.ThreadingActor):
         self._failure = message.error
         self._stop_reply = message.reply
         self._stopping = True
+        # A stop asked for outranks a passivation we decided on and have not finished: the
+        # stop is answered once we are stopped, and what comes after it is refused with its
+        # error rather than handed back to be served by a new tracker.
+        self._passivating = False
         # pykka's stop message goes to the back of the inbox: requests already queued are
         # still handled; on_stop() answers anything that arrives after it.
         self.stop()

@@ -9,10 +9,12 @@ import pykka
 import pytest
 
 from actors import ContextStatus, ContextTracker, SyncPolicy, TrackerConfig, create_manager
+from actors._future import new_reply
+from actors._messages import ListStopping, Passivate
 from actors._tracker import TrackerActor
 from storage import SqliteStore
 
-from .conftest import wait_until
+from .conftest import Hold, wait_until
 
 WAIT = 10.0
 
@@ -92,3 +94,35 @@ def test_thousand_contexts_used_once_leave_no_tracker_thread(tmp_path):
         assert wait_until(lambda: live_trackers() == 0, timeout=30)
         # Manager and writer, plus timer threads: no thread per context is left.
         assert threading.active_count() < 10
+
+
+def _stopping(manager):
+    reply = new_reply()
+    manager._ref.tell(ListStopping(reply))
+    return reply.result(WAIT)
+
+
+@pytest.mark.parametrize("how", ["deactivate", "delete", "shutdown"])
+def test_a_stop_that_reaches_a_tracker_deciding_to_passivate_is_answered(how):
+    # The tracker decides to passivate with the manager's Stop already behind it in its
+    # inbox: the stop must win and be answered, or deactivate, delete and shutdown would
+    # wait forever (and every later call naming the context behind them).
+    manager = create_manager(config=TrackerConfig(passivate_after=None))  # no ticks of its own
+    manager.create_context("ctx", {"n": 0}).get()
+    tracker = manager.get_tracker("ctx").get()
+    hold = Hold()
+    tracker.modify(hold)
+    assert hold.entered.wait(WAIT)
+    tracker._cell.ref.tell(Passivate(time.monotonic() + 1000))  # idle "since" the future
+    stopped = {
+        "deactivate": lambda: manager.deactivate("ctx"),
+        "delete": lambda: manager.delete_context("ctx"),
+        "shutdown": manager.shutdown,
+    }[how]()
+    assert wait_until(lambda: _stopping(manager) == ["ctx"])  # its Stop is in the inbox
+    hold.release.set()
+    assert stopped.get(timeout=WAIT) is None
+    if how != "shutdown":
+        expected = ContextStatus.INACTIVE if how == "deactivate" else ContextStatus.NONEXISTENT
+        assert manager.status("ctx").get(timeout=WAIT) is expected
+        manager.shutdown().get(timeout=WAIT)
