@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,7 +16,7 @@ from actors._config import SubscriptionConfig
 from actors._future import ContextFuture, Reply, reject
 from actors._handle import ContextTracker
 from actors._manager import ContextManager
-from actors._messages import Call
+from actors._messages import Call, ForgetAdapter
 from actors._subscriptions import ChangeStream, Subscription, open_stream, open_subscription
 from storage import ContextError, ShutdownError, State, validate_context_name
 
@@ -34,6 +36,9 @@ class ContextAdapter:
         self.manager = manager
         """The manager this adapter fronts."""
         self._id = next(_ids)
+        # The manager keeps the adapter's current context and switch records by id: once
+        # the adapter is gone, tell it to drop them (a throwaway adapter leaves nothing).
+        weakref.finalize(self, _forget, manager._ref, self._id).atexit = False
 
     def __repr__(self) -> str:
         return f"<ContextAdapter #{self._id} of {self.manager!r}>"
@@ -129,6 +134,11 @@ class ContextAdapter:
     def shutdown(self) -> ContextFuture[None]:
         """Shut down the manager this adapter fronts (see `ContextManager.shutdown`)."""
         return self.manager.shutdown()
+
+
+def _forget(manager: pykka.ActorRef[Any], adapter: int) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):  # shut down: it kept nothing
+        manager.tell(ForgetAdapter(adapter))
 
 
 def create_adapter(manager: ContextManager) -> ContextAdapter:

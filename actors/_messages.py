@@ -193,6 +193,13 @@ class Tick:
 
 
 @attrs.frozen
+class ForgetAdapter:
+    """From an adapter's finalizer: it was garbage-collected; drop what is kept for it."""
+
+    adapter: int
+
+
+@attrs.frozen
 class ListStopping:
     """From the exit hook, when a shutdown is late: answer `reply` with the names of the
     contexts whose trackers have not stopped yet (what the lateness may lose)."""

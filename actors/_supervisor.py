@@ -29,6 +29,7 @@ from actors._messages import (
     Call,
     Deliver,
     Done,
+    ForgetAdapter,
     GiveUp,
     ListStopping,
     MakeRecoveryPoint,
@@ -143,6 +144,8 @@ class ManagerActor(pykka.ThreadingActor):
             self._passivate_idle()
         elif isinstance(message, ListStopping):
             resolve(message.reply, sorted(self._stopping))
+        elif isinstance(message, ForgetAdapter):
+            self._on_forget_adapter(message)
 
     def _handle_call(self, call: Call) -> None:
         if self._closing and call.method != "shutdown":
@@ -177,6 +180,15 @@ class ManagerActor(pykka.ThreadingActor):
             del self._pending[name]
             return None
         return pending
+
+    def _pend(self, name: str, reply: Reply[None]) -> None:
+        """Record a deactivation or deletion of `name` under way until `reply` is settled."""
+        self._pending[name] = reply
+        self._when_done(reply, self._unpend, name)
+
+    def _unpend(self, reply: Reply[None], name: str) -> None:
+        if self._pending.get(name) is reply:
+            del self._pending[name]
 
     def _resume(self, _: Reply[None], call: Call) -> None:
         del self._deferred[id(call)]
@@ -283,7 +295,7 @@ class ManagerActor(pykka.ThreadingActor):
                 cell.status = ContextStatus.INACTIVE
                 self._forget_current(name)
             return None
-        self._pending[name] = reply
+        self._pend(name, reply)
         self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
         return _LATER
 
@@ -340,22 +352,16 @@ class ManagerActor(pykka.ThreadingActor):
     def _op_delete_context(self, reply: Reply[None], name: str) -> Any:
         if not self._is_running(name):
             self._store.delete(name)
-            cell = self._cell(name)
-            cell.status = ContextStatus.NONEXISTENT
-            cell.passive = False
             self._forget_current(name)
-            self._close_topic(cell.changes)
+            self._forget_context(name)
             return None
-        self._pending[name] = reply
+        self._pend(name, reply)
         stopped = new_reply()
-        topic = self._cells[name].changes
         self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
-        self._when_done(stopped, self._delete_after_stop, name, reply, topic)
+        self._when_done(stopped, self._delete_after_stop, name, reply)
         return _LATER
 
-    def _delete_after_stop(
-        self, stopped: Reply[None], name: str, reply: Reply[None], topic: Topic
-    ) -> None:
+    def _delete_after_stop(self, stopped: Reply[None], name: str, reply: Reply[None]) -> None:
         try:
             if stopped.exception() is not None:
                 stopped.result()  # re-raise into the handler below
@@ -363,9 +369,19 @@ class ManagerActor(pykka.ThreadingActor):
         except Exception as exc:  # noqa: BLE001 - answered to the caller
             reject(reply, exc)
         else:
-            self._cell(name).status = ContextStatus.NONEXISTENT
-            self._close_topic(topic)
+            self._forget_context(name)
             resolve(reply, None)
+
+    def _forget_context(self, name: str) -> None:
+        """A deleted context leaves nothing here: handles that still hold its cell find it
+        NONEXISTENT, and a context created later under the name gets a new cell."""
+        cell = self._cells.pop(name, None)
+        if cell is not None:
+            cell.status = ContextStatus.NONEXISTENT
+            cell.passive = False
+            self._close_topic(cell.changes)
+        self._reports.pop(name, None)
+        self._failures.pop(name, None)
 
     def _close_topic(self, topic: Topic) -> None:
         """End the subscriptions to a deleted context (after what they buffer)."""
@@ -469,6 +485,9 @@ class ManagerActor(pykka.ThreadingActor):
         del self._under_way[adapter, ticket]
         cleared = (adapter, ticket) in self._cleared
         self._cleared.discard((adapter, ticket))
+        if adapter not in self._switches:  # the adapter was dropped meanwhile: keep nothing
+            self._pass_on(activated, reply)
+            return
         if activated.exception() is None and ticket > self._applied.get(adapter, 0):
             self._applied[adapter] = ticket
             # Stopped since the switch was asked for, the context was current until then.
@@ -491,6 +510,17 @@ class ManagerActor(pykka.ThreadingActor):
         topic = self._adapter_topics.get(adapter)
         if topic is not None and topic.live and old != name:
             topic.publish(CurrentContextChange(old, name))
+
+    def _on_forget_adapter(self, message: ForgetAdapter) -> None:
+        """The adapter was garbage-collected: drop its current context and switch records,
+        and end the subscriptions to its switches (after what they buffer)."""
+        adapter = message.adapter
+        self._currents.pop(adapter, None)
+        self._switches.pop(adapter, None)
+        self._applied.pop(adapter, None)
+        topic = self._adapter_topics.pop(adapter, None)
+        if topic is not None:
+            self._close_topic(topic)
 
     def _op_subscribe_current(
         self, reply: Reply[Any], adapter: int, subscription: Subscription[Any]
