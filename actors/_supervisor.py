@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pykka
@@ -46,11 +47,13 @@ from actors._messages import (
     WriterFailed,
 )
 from actors._recovery import RecoveryReport
+from actors._store_io import CloseIO, RunIO, StoreWorker
 from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
 from actors._watcher import CloseWatcher, Unwatch, Watch, WatcherActor
 from actors._writer import Drain, WriterActor
 from storage import (
     ContextError,
+    ContextExistsError,
     ContextInactiveError,
     ContextNotFoundError,
     NoCurrentContextError,
@@ -117,6 +120,7 @@ class ManagerActor(pykka.ThreadingActor):
         # The subscriptions to our contexts and adapters live in the hub, so they outlive
         # every tracker; each adapter's switches are published to a topic of its own.
         self._hub = SubscriptionHub.start(self._config.exit_timeout)
+        self._io_worker = StoreWorker.start()
         self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
         self._adapter_topics: dict[int, Topic] = {}
 
@@ -247,10 +251,58 @@ class ManagerActor(pykka.ThreadingActor):
         cell = self._cells.get(name)
         return cell is not None and cell.ref is not None
 
-    def _op_create_context(self, _: Reply[State], state: State) -> State:
-        self._store.create(state)
-        self._cell(state.context)
-        return state.snapshot()
+    # -- store I/O ---------------------------------------------------------------------------
+
+    def _io(
+        self,
+        name: str | None,
+        reply: Reply[Any],
+        work: Callable[[], Any],
+        then: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Have the store worker run `work()`, then answer `reply` with its result, or with
+        what `then(result)` returns (unless `_LATER`: `then` answers itself), here in the
+        manager's thread. Calls naming context `name` meanwhile wait for it (`_pend`), so
+        that none acts on what the manager knew before the store answered."""
+        done = new_reply()
+        try:
+            self._io_worker.tell(RunIO(work, done))
+        except pykka.ActorDeadError:
+            reject(reply, ShutdownError("the context manager was shut down"))
+            return _LATER
+        if name is not None:
+            self._pend(name, done)
+        self._when_done(done, self._after_io, reply, then)
+        return _LATER
+
+    def _after_io(
+        self, done: Reply[Any], reply: Reply[Any], then: Callable[[Any], Any] | None
+    ) -> None:
+        error = done.exception()
+        if error is None and then is not None:
+            try:
+                result = then(done.result())
+            except Exception as exc:  # noqa: BLE001 - answered to the caller below
+                error = exc
+            else:
+                if result is not _LATER:
+                    resolve(reply, result)
+                return
+        if error is None:
+            resolve(reply, done.result())
+            return
+        if not isinstance(error, ContextError):  # a store or programming error
+            logger.error("context manager failed in a store call", exc_info=error)
+        reject(reply, error)
+
+    # -- contexts ---------------------------------------------------------------------------
+
+    def _op_create_context(self, reply: Reply[State], state: State) -> Any:
+        def created(_: None) -> State:
+            self._cell(state.context)
+            return state.snapshot()
+
+        return self._io(state.context, reply, partial(self._store.create, state), created)
 
     def _op_get_tracker(self, reply: Reply[ContextTracker], name: str) -> Any:
         self._activate(name, reply)
@@ -259,15 +311,34 @@ class ManagerActor(pykka.ThreadingActor):
     def _activate(self, name: str, reply: Reply[ContextTracker]) -> None:
         """Answer `reply` with a handle once `name` has a running tracker."""
         cell = self._cells.get(name)
+        if cell is not None and (cell.ref is not None or cell.passive):
+            self._start(name, reply)  # running, or known to be stored: no store call
+            return
         if cell is not None and cell.status is ContextStatus.FAILED:
             reject(reply, cell.unavailable())
             return
-        if cell is not None and cell.ref is not None:
+
+        def stored(exists: bool) -> Any:
+            if not exists:
+                raise ContextNotFoundError(name)
+            self._start(name, reply)
+            return _LATER
+
+        self._io(name, reply, partial(self._store.exists, name), stored)
+
+    def _start(self, name: str, reply: Reply[ContextTracker]) -> None:
+        """Start the tracker of `name`, which is stored, unless one runs; answer `reply`
+        with a handle once it has loaded."""
+        cell = self._cell(name)
+        if cell.status is ContextStatus.FAILED:
+            reject(reply, cell.unavailable())
+            return
+        if cell.ref is not None:
             resolve(reply, ContextTracker(cell))
             return
-        if not self._store.exists(name):
-            raise ContextNotFoundError(name)
-        cell = self._cell(name)
+        if self._closing:
+            reject(reply, ShutdownError("the context manager was shut down"))
+            return
         ready = new_reply()
         cell.ref = self._factory.start(
             name, self._store, self.actor_ref, ready, writer=self._writer, changes=cell.changes
@@ -287,14 +358,18 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _op_deactivate(self, reply: Reply[None], name: str) -> Any:
         if not self._is_running(name):
-            if not self._store.exists(name):
-                raise ContextNotFoundError(name)
             cell = self._cells.get(name)
             if cell is not None and cell.passive:  # passivated: nothing left to stop
                 cell.passive = False
                 cell.status = ContextStatus.INACTIVE
                 self._forget_current(name)
-            return None
+                return None
+
+            def stored(exists: bool) -> None:
+                if not exists:
+                    raise ContextNotFoundError(name)
+
+            return self._io(name, reply, partial(self._store.exists, name), stored)
         self._pend(name, reply)
         self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
         return _LATER
@@ -351,10 +426,13 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _op_delete_context(self, reply: Reply[None], name: str) -> Any:
         if not self._is_running(name):
-            self._store.delete(name)
+            cell = self._cells.get(name)
+            if cell is not None and cell.passive:
+                # No tracker may start for it while the store deletes it.
+                cell.passive = False
+                cell.status = ContextStatus.INACTIVE
             self._forget_current(name)
-            self._forget_context(name)
-            return None
+            return self._io(name, reply, partial(self._store.delete, name), self._deleted(name))
         self._pend(name, reply)
         stopped = new_reply()
         self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
@@ -362,15 +440,19 @@ class ManagerActor(pykka.ThreadingActor):
         return _LATER
 
     def _delete_after_stop(self, stopped: Reply[None], name: str, reply: Reply[None]) -> None:
-        try:
-            if stopped.exception() is not None:
-                stopped.result()  # re-raise into the handler below
-            self._store.delete(name)
-        except Exception as exc:  # noqa: BLE001 - answered to the caller
-            reject(reply, exc)
-        else:
+        error = stopped.exception()
+        if error is not None:
+            reject(reply, error)
+            return
+        self._io(name, reply, partial(self._store.delete, name), self._deleted(name))
+
+    def _deleted(self, name: str) -> Callable[[None], None]:
+        """What follows the store's deletion of `name`: forgetting it here."""
+
+        def forget(_: None) -> None:
             self._forget_context(name)
-            resolve(reply, None)
+
+        return forget
 
     def _forget_context(self, name: str) -> None:
         """A deleted context leaves nothing here: handles that still hold its cell find it
@@ -388,14 +470,18 @@ class ManagerActor(pykka.ThreadingActor):
         with contextlib.suppress(pykka.ActorDeadError):  # stopped: it ended them already
             self._hub.tell(CloseTopic(topic))
 
-    def _op_list_contexts(self, _: Reply[list[str]]) -> list[str]:
-        return self._store.list_contexts()
+    def _op_list_contexts(self, reply: Reply[list[str]]) -> Any:
+        return self._io(None, reply, self._store.list_contexts)
 
-    def _op_status(self, _: Reply[ContextStatus], name: str) -> ContextStatus:
+    def _op_status(self, reply: Reply[ContextStatus], name: str) -> Any:
         cell = self._cells.get(name)
         if cell is not None and cell.status in (ContextStatus.ACTIVE, ContextStatus.FAILED):
             return cell.status
-        return ContextStatus.INACTIVE if self._store.exists(name) else ContextStatus.NONEXISTENT
+
+        def status(exists: bool) -> ContextStatus:
+            return ContextStatus.INACTIVE if exists else ContextStatus.NONEXISTENT
+
+        return self._io(None, reply, partial(self._store.exists, name), status)
 
     def _op_active_contexts(self, _: Reply[list[str]]) -> list[str]:
         return sorted(
@@ -415,41 +501,54 @@ class ManagerActor(pykka.ThreadingActor):
     def _op_save(self, reply: Reply[int], name: str) -> Any:
         if self._forward(name, Save(reply), reply):
             return _LATER
-        return self._store.head_version(name)
+        return self._io(None, reply, partial(self._store.head_version, name))
 
-    def _op_load(self, _: Reply[State], name: str) -> State:
-        return self._store.read_head(name)
+    def _op_load(self, reply: Reply[State], name: str) -> Any:
+        return self._io(None, reply, partial(self._store.read_head, name))
 
     def _op_create_recovery_point(
         self, reply: Reply[RecoveryPoint], name: str, label: str | None
     ) -> Any:
         if self._forward(name, MakeRecoveryPoint(label, reply), reply):
             return _LATER
-        return self._store.create_recovery_point(self._store.read_head(name), label)
+        store = self._store
+        return self._io(
+            name, reply, lambda: store.create_recovery_point(store.read_head(name), label)
+        )
 
-    def _op_list_recovery_points(self, _: Reply[Any], name: str) -> list[RecoveryPoint]:
-        return self._store.list_recovery_points(name)
+    def _op_list_recovery_points(self, reply: Reply[Any], name: str) -> Any:
+        return self._io(None, reply, partial(self._store.list_recovery_points, name))
 
     def _op_restore_recovery_point(self, reply: Reply[State], name: str, point_id: int) -> Any:
         if self._forward(name, Restore(point_id, reply), reply):
             return _LATER
-        head = self._store.read_head(name)
-        restored = head.successor(self._store.read_recovery_point(name, point_id))
-        self._store.compare_and_set(restored, head.version)
-        return restored
+        store = self._store
+
+        def restore() -> State:
+            head = store.read_head(name)
+            restored = head.successor(store.read_recovery_point(name, point_id))
+            store.compare_and_set(restored, head.version)
+            return restored
+
+        return self._io(name, reply, restore)
 
     def _op_recovery_report(self, _: Reply[Any], name: str) -> RecoveryReport | None:
         return self._reports.get(name)
 
-    def _op_delete_recovery_point(self, _: Reply[None], name: str, point_id: int) -> None:
-        self._store.delete_recovery_point(name, point_id)
+    def _op_delete_recovery_point(self, reply: Reply[None], name: str, point_id: int) -> Any:
+        return self._io(None, reply, partial(self._store.delete_recovery_point, name, point_id))
 
     # -- adapters ---------------------------------------------------------------------------
 
     def _op_initialize(self, reply: Reply[ContextTracker], adapter: int) -> Any:
-        if not self._store.exists(DEFAULT_CONTEXT):
-            self._store.create(State.new(DEFAULT_CONTEXT))
-        self._switch(adapter, DEFAULT_CONTEXT, reply)
+        store = self._store
+
+        def create_if_missing() -> None:
+            if not store.exists(DEFAULT_CONTEXT):
+                with contextlib.suppress(ContextExistsError):  # another process was first
+                    store.create(State.new(DEFAULT_CONTEXT))
+
+        self._switch(adapter, DEFAULT_CONTEXT, reply, create_if_missing)
         return _LATER
 
     def _op_switch(self, reply: Reply[ContextTracker], adapter: int, name: str) -> Any:
@@ -459,19 +558,35 @@ class ManagerActor(pykka.ThreadingActor):
     def _op_create_and_switch(
         self, reply: Reply[ContextTracker], adapter: int, state: State
     ) -> Any:
-        self._store.create(state)
-        self._switch(adapter, state.context, reply)
+        self._switch(adapter, state.context, reply, partial(self._store.create, state))
         return _LATER
 
-    def _switch(self, adapter: int, name: str, reply: Reply[ContextTracker]) -> None:
+    def _switch(
+        self,
+        adapter: int,
+        name: str,
+        reply: Reply[ContextTracker],
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
+        """Make `name` the adapter's current context once it is active; with `prepare`, a
+        store call that makes sure it is stored (create it), run first."""
         # Switches complete out of order when one must start a tracker and a later one
         # need not; the outcome must be that of the requests in order: the latest switch
         # that succeeded sets the current context, and one that failed changes nothing.
+        # The ticket is taken now, in the order of the requests, whatever comes first.
         ticket = self._switches.get(adapter, 0) + 1
         self._switches[adapter] = ticket
         self._under_way[adapter, ticket] = name
         activated = new_reply()
-        self._activate(name, activated)
+        if prepare is None:
+            self._activate(name, activated)
+        else:
+
+            def stored(_: None) -> Any:
+                self._start(name, activated)
+                return _LATER
+
+            self._io(name, activated, prepare, stored)
         self._when_done(activated, self._on_switched, adapter, name, ticket, reply)
 
     def _on_switched(
@@ -731,7 +846,7 @@ class ManagerActor(pykka.ThreadingActor):
         # delivering what they buffer) and no write is in flight (the writer stops once it
         # has answered anything still queued). Only when the hub, the writer and the watcher
         # have stopped is the store closed and the caller answered.
-        helpers = [self._close_hub()]
+        helpers = [self._close_hub(), self._close_io()]
         if self._writer is not None:
             drained = new_reply()
             try:
@@ -755,6 +870,15 @@ class ManagerActor(pykka.ThreadingActor):
 
         for helper in helpers:
             self._when_done(helper, one_done)
+
+    def _close_io(self) -> Reply[None]:
+        """Stop the store worker once every store call sent to it is answered."""
+        closed = new_reply()
+        try:
+            self._io_worker.tell(CloseIO(closed))
+        except pykka.ActorDeadError:  # stopped already
+            resolve(closed, None)
+        return closed
 
     def _close_hub(self) -> Reply[None]:
         closed = new_reply()

@@ -163,3 +163,49 @@ def test_a_store_on_a_full_disk_opens_and_reads(tmp_path):
     assert lines[1].startswith("write refused:")
     assert "full" in lines[1]
     assert lines[2] == "after 1 1"
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+conn.execute("ROLLBACK")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_manager_answers_while_another_process_holds_the_write_lock(tmp_path, wait):
+    # A store call waits up to busy_timeout for the lock; it must not hold up calls that
+    # need no store I/O (the status and handle of a context already running).
+    db = tmp_path / "locked.db"
+    manager = create_manager(f"sqlite:///{db}?busy_timeout=20", ask_timeout=2.0)
+    holder = None
+    try:
+        manager.create_context("a", {"n": 1}).get()
+        tracker = manager.get_tracker("a").get()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout.readline() == "locked\n"
+        creating = manager.create_context("b")  # waits for the lock, in the store worker
+        assert wait(manager.status("a")) is ContextStatus.ACTIVE
+        assert wait(manager.get_tracker("a")) == tracker
+        assert wait(tracker.get("n")) == 1
+        assert wait(manager.active_contexts()) == ["a"]
+        assert not creating.done()
+        holder.stdin.close()  # the other process lets go: the creation goes through
+        assert creating.get(timeout=20).context == "b"
+        assert manager.status("b").get() is ContextStatus.INACTIVE
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait(timeout=10)
+            holder.stdout.close()
+            if not holder.stdin.closed:
+                holder.stdin.close()
+        manager.shutdown().get()
