@@ -18,7 +18,13 @@ from actors._handle import ContextTracker
 from actors._manager import ContextManager
 from actors._messages import Call, ForgetAdapter
 from actors._subscriptions import ChangeStream, Subscription, open_stream, open_subscription
-from storage import ContextError, ShutdownError, State, validate_context_name
+from storage import (
+    ContextError,
+    InvalidArgumentError,
+    ShutdownError,
+    State,
+    validate_context_name,
+)
 
 __all__ = ["ContextAdapter", "create_adapter"]
 
@@ -33,6 +39,9 @@ class ContextAdapter:
     """
 
     def __init__(self, manager: ContextManager) -> None:
+        if not isinstance(manager, ContextManager):  # callers may be untyped
+            msg = f"an adapter fronts a ContextManager, not {type(manager).__name__}"  # type: ignore[unreachable]
+            raise InvalidArgumentError(msg)
         self.manager = manager
         """The manager this adapter fronts."""
         self._id = next(_ids)
@@ -142,5 +151,9 @@ def _forget(manager: pykka.ActorRef[Any], adapter: int) -> None:
 
 
 def create_adapter(manager: ContextManager) -> ContextAdapter:
-    """A new adapter on `manager`, with no current context until `initialize()` or a switch."""
+    """A new adapter on `manager`, with no current context until `initialize()` or a switch.
+
+    Raises:
+        InvalidArgumentError: `manager` is not a `ContextManager`.
+    """
     return ContextAdapter(manager)

@@ -13,7 +13,7 @@ import concurrent.futures
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from storage import ContextTimeoutError
+from storage import ContextTimeoutError, InvalidArgumentError
 
 __all__ = ["ContextFuture", "new_reply", "reject", "resolve"]
 
@@ -87,9 +87,16 @@ class ContextFuture(Generic[T]):
 
         Raises:
             ContextTimeoutError: no answer in time; the call may still complete later.
+            InvalidArgumentError: `timeout` is not None or a number >= 0 (the call goes on).
             ContextError: whatever the actor replied with.
         """
-        limit = self._timeout if timeout is None else timeout
+        if timeout is None:
+            limit = self._timeout
+        elif isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:
+            limit = timeout
+        else:  # callers may be untyped; NaN fails the comparison too
+            msg = f"timeout must be None or a number of seconds >= 0, got {timeout!r}"
+            raise InvalidArgumentError(msg)
         reply = self._reply
         try:
             return reply.result(limit)

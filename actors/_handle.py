@@ -35,7 +35,13 @@ from storage import (
     RecoveryPoint,
     State,
 )
-from storage._state import check_item, check_metadata_item, copy_json_value, validate_contents
+from storage._state import (
+    check_item,
+    check_key,
+    check_metadata_item,
+    copy_json_value,
+    validate_contents,
+)
 
 if TYPE_CHECKING:
     from actors._cell import Cell
@@ -77,7 +83,14 @@ class ContextTracker:
         return self._ask(GetState, "get_state")
 
     def get(self, key: str, default: Any = None) -> ContextFuture[Any]:
-        """A copy of the value under `key`, or `default`."""
+        """A copy of the value under `key`, or `default`.
+
+        Raises (through the future): `InvalidValueError` if `key` is not a str.
+        """
+        try:
+            check_key(key)
+        except InvalidValueError as exc:
+            return ContextFuture.failed(exc, what=self._what("get"))
         return self._ask(GetValue, "get", key, default)
 
     def set(self, key: str, value: Any) -> ContextFuture[int]:
@@ -95,7 +108,11 @@ class ContextTracker:
 
     def delete(self, key: str) -> ContextFuture[int]:
         """Remove `key`; resolves to the new version. A missing key fails with
-        `KeyNotFoundError`."""
+        `KeyNotFoundError`, a key that is not a str with `InvalidValueError`."""
+        try:
+            check_key(key)
+        except InvalidValueError as exc:
+            return ContextFuture.failed(exc, what=self._what("delete"))
         return self._ask(DeleteValue, "delete", key)
 
     def set_metadata(self, key: str, value: str) -> ContextFuture[int]:

@@ -38,7 +38,7 @@ from actors._config import Overflow, SubscriptionConfig
 from actors._exit import track_subscription
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._messages import Wake
-from storage import ShutdownError, SynchronizationError
+from storage import InvalidArgumentError, ShutdownError, SynchronizationError
 
 __all__ = [
     "ChangeStream",
@@ -188,11 +188,36 @@ def open_subscription(
     timeout: float,
     register: Registrar,
 ) -> ContextFuture[Subscription[T]]:
-    """Start a runner that calls `callback` with every item, and register it."""
-    subscription: Subscription[T] = Subscription(name, config or SubscriptionConfig(), timeout)
+    """Start a runner that calls `callback` with every item, and register it.
+
+    A `callback` that is not callable, or a `config` that is not a `SubscriptionConfig`, fails
+    the returned future at once with `InvalidArgumentError`; nothing is started.
+    """
+    what = f"subscribe to {name!r}"
+    try:
+        _check_callback(callback)
+        config = _checked_config(config)
+    except InvalidArgumentError as exc:
+        return ContextFuture.failed(exc, what=what)
+    subscription: Subscription[T] = Subscription(name, config, timeout)
     subscription._outlet = _RunnerOutlet(_CallbackRunner.start(subscription, callback))
     reply = _register(subscription, register)
-    return ContextFuture(reply, timeout=timeout, what=f"subscribe to {name!r}")
+    return ContextFuture(reply, timeout=timeout, what=what)
+
+
+def _check_callback(callback: object) -> None:
+    if not callable(callback):  # callers may be untyped
+        msg = f"subscribe() takes a callable, got {type(callback).__name__} {callback!r}"
+        raise InvalidArgumentError(msg)
+
+
+def _checked_config(config: object) -> SubscriptionConfig:
+    if config is None:
+        return SubscriptionConfig()
+    if not isinstance(config, SubscriptionConfig):
+        msg = f"config must be a SubscriptionConfig or None, got {type(config).__name__}"
+        raise InvalidArgumentError(msg)
+    return config
 
 
 def open_stream(
@@ -200,7 +225,7 @@ def open_stream(
 ) -> ChangeStream[T]:
     """Register an async iterator over the items; call it from a coroutine."""
     loop = asyncio.get_running_loop()
-    subscription: Subscription[T] = Subscription(name, config or SubscriptionConfig(), timeout)
+    subscription: Subscription[T] = Subscription(name, _checked_config(config), timeout)
     reply: Reply[Subscription[T]] = new_reply()
     registered = ContextFuture(reply, timeout=timeout, what=f"changes of {name!r}")
     stream = ChangeStream(subscription, registered, loop)

@@ -18,6 +18,7 @@ __all__ = [
     "State",
     "check_item",
     "check_json_value",
+    "check_key",
     "check_metadata_item",
     "copy_json_value",
     "utc_now",
@@ -111,6 +112,11 @@ def _check_key(key: Any, where: str) -> None:
     if type(key) is not str:
         raise InvalidValueError(f"{where} key {key!r}", key, "keys must be str")
     _check_str(key, f"{where} key {key!r}")
+
+
+def check_key(key: Any) -> None:
+    """Raise `InvalidValueError` unless `key` may name a value in `State.data`."""
+    _check_key(key, "data")
 
 
 def check_item(key: Any, value: Any) -> None:

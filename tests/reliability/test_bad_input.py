@@ -430,3 +430,37 @@ def test_a_value_nested_too_deep_is_refused_by_every_entry_point(manager, tracke
     _unchanged(manager, tracker, before)
     assert manager.status("other").get() is ContextStatus.NONEXISTENT
     assert manager.status("ctx").get() is ContextStatus.ACTIVE
+
+
+@pytest.mark.parametrize("key", [123, None, ("a",)], ids=["int", "none", "tuple"])
+def test_a_key_that_is_not_a_str_is_refused_by_get_and_delete(manager, tracker, key, wait):
+    before = tracker.get_state().get()
+    for call in (tracker.get, tracker.delete):
+        with pytest.raises(InvalidValueError, match="keys must be str"):
+            wait(call(key))
+    _unchanged(manager, tracker, before)
+
+
+def test_subscribe_refuses_what_cannot_be_a_callback_or_a_config(manager, tracker, wait):
+    with pytest.raises(InvalidArgumentError, match="takes a callable, got int 42"):
+        wait(tracker.subscribe(42))
+    with pytest.raises(InvalidArgumentError, match="SubscriptionConfig or None, got str"):
+        wait(tracker.subscribe(print, config="big"))
+    adapter = create_adapter(manager)
+    with pytest.raises(InvalidArgumentError, match="takes a callable"):
+        wait(adapter.subscribe_current(None))
+
+
+@pytest.mark.parametrize(
+    "timeout", [-1, "soon", math.nan, True], ids=["negative", "str", "nan", "bool"]
+)
+def test_a_wait_with_a_bad_timeout_is_refused_and_the_call_goes_on(tracker, timeout):
+    future = tracker.set("n", 5)
+    with pytest.raises(InvalidArgumentError, match="timeout must be None or a number"):
+        future.get(timeout=timeout)
+    assert future.get() == 1
+
+
+def test_an_adapter_needs_a_manager():
+    with pytest.raises(InvalidArgumentError, match="fronts a ContextManager, not str"):
+        create_adapter("sqlite:///x.db")
