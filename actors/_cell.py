@@ -15,7 +15,7 @@ import pykka
 from actors._changes import Topic
 from actors._future import Reply, reject
 from actors._messages import Deliver
-from storage import ContextInactiveError, ContextNotFoundError, RecoveryError, ShutdownError
+from storage import ContextFailedError, ContextInactiveError, ContextNotFoundError, ShutdownError
 
 __all__ = ["Cell", "ContextStatus"]
 
@@ -94,5 +94,5 @@ class Cell:
         if self.status is ContextStatus.NONEXISTENT:
             return ContextNotFoundError(self.name)
         if self.status is ContextStatus.FAILED:
-            return self.failure or RecoveryError(f"context {self.name!r} failed")
+            return self.failure or ContextFailedError(f"context {self.name!r} failed")
         return ContextInactiveError(self.name)

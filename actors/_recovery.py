@@ -16,10 +16,10 @@ import logging
 import attrs
 
 from storage import (
+    ContextFailedError,
     CorruptSnapshotError,
     Damage,
     NoIntactSnapshotError,
-    RecoveryError,
     State,
     Store,
     UnsupportedFormatError,
@@ -56,7 +56,7 @@ def load_context(store: Store, name: str) -> tuple[State, RecoveryReport | None]
     """The newest intact State of `name`, and a report if it was not the head.
 
     Raises:
-        RecoveryError: no snapshot and no recovery point of `name` is intact.
+        ContextFailedError: no snapshot and no recovery point of `name` is intact.
         ContextNotFoundError, PersistenceError: from the store, as they are.
     """
     try:
@@ -80,7 +80,7 @@ def _from_recovery_point(
             continue
         return _rebase(store, source, damage, f"recovery point {point.point_id}")
     details = "; ".join(f"{d.kind} {d.ident}: {d.error}" for d in damage)
-    raise RecoveryError(
+    raise ContextFailedError(
         f"context {name!r} has no intact snapshot or recovery point to recover from ({details})"
     )
 

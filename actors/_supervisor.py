@@ -54,6 +54,7 @@ from actors._writer import Drain, WriterActor
 from storage import (
     ContextError,
     ContextExistsError,
+    ContextFailedError,
     ContextInactiveError,
     ContextNotFoundError,
     NoCurrentContextError,
@@ -685,12 +686,12 @@ class ManagerActor(pykka.ThreadingActor):
         now = time.monotonic()
         failures = self._failures.setdefault(report.name, deque())
         _recent(failures, policy.within_seconds, now)
-        if isinstance(report.error, RecoveryError):
+        if isinstance(report.error, ContextFailedError):
             # Nothing intact to load: restarting cannot help.
             self._give_up(cell, ref, report.error)
             return
         if len(failures) >= policy.max_restarts:
-            error = RecoveryError(
+            error = ContextFailedError(
                 f"context {report.name!r} failed {len(failures) + 1} times within "
                 f"{policy.within_seconds} s and will not be restarted; last error: "
                 f"{report.error!r}"

@@ -62,12 +62,14 @@ from actors._watcher import StoredVersion
 from actors._writer import WriteRequest, Written
 from storage import (
     ContextError,
+    ContextFailedError,
     InvalidValueError,
     KeyNotFoundError,
-    RecoveryError,
+    OutcomeUnknownError,
     RecoveryPoint,
     State,
     Store,
+    UpdateNotAppliedError,
     VersionConflict,
     WriteOutcomeUnknownError,
 )
@@ -212,7 +214,9 @@ class TrackerActor(pykka.ThreadingActor):
         if self._passivating:
             self._hand_back()
             return
-        error = self._failure or RecoveryError(f"tracker of context {self._name!r} stopped")
+        error = self._failure or UpdateNotAppliedError(
+            f"tracker of context {self._name!r} stopped before handling the call"
+        )
         self._fail_all(error)
         self._drain_inbox(error)
         if self._stop_reply is not None:
@@ -222,7 +226,9 @@ class TrackerActor(pykka.ThreadingActor):
 
     def on_failure(self, *_: object) -> None:  # pragma: no cover - only on a bug of ours
         self._cancel_flush_timer()
-        error = RecoveryError(f"tracker of context {self._name!r} died")
+        error = UpdateNotAppliedError(
+            f"tracker of context {self._name!r} died before handling the call"
+        )
         self._fail_all(error)
         self._drain_inbox(error)
 
@@ -337,7 +343,7 @@ class TrackerActor(pykka.ThreadingActor):
         elif self._phase is Phase.SUSPENDED:
             self._stash.append(message)
         else:
-            _refuse(message, self._failure or RecoveryError(self._name))
+            _refuse(message, self._failure or ContextFailedError(f"context {self._name!r} failed"))
 
     def _on_restart(self, _: Restart) -> None:
         if self._phase is Phase.SUSPENDED:
@@ -395,12 +401,14 @@ class TrackerActor(pykka.ThreadingActor):
                 resolve(message.reply, result)
 
     def _fail(self, reply: Reply[Any], doing: str, error: BaseException) -> None:
-        """An unexpected error while `doing`: the caller gets `RecoveryError` (caused by it),
-        and the tracker suspends until its supervisor restarts it from the store."""
+        """An unexpected error while `doing`: the caller gets `OutcomeUnknownError` (caused
+        by it): the error may have come after the store took the write, so the update may or
+        may not be stored. The tracker suspends until its supervisor restarts it from the
+        store, which then holds whichever it is."""
         logger.error("tracker %r failed %s", self._name, doing, exc_info=error)
-        failure = RecoveryError(
-            f"tracker of context {self._name!r} failed {doing}: {error!r}; "
-            "it restarts from its last snapshot"
+        failure = OutcomeUnknownError(
+            f"tracker of context {self._name!r} failed {doing}: {error!r}; the update may "
+            "or may not be stored; it restarts from the store"
         )
         failure.__cause__ = error
         reject(reply, failure)

@@ -21,7 +21,7 @@ import pykka
 
 from actors._future import Reply, reject, resolve
 from actors._messages import WriterFailed
-from storage import PersistenceError, RecoveryError, ShutdownError, Store
+from storage import OutcomeUnknownError, PersistenceError, ShutdownError, Store
 from storage._store import Write
 
 __all__ = ["Drain", "WriteRequest", "WriterActor", "Written"]
@@ -124,7 +124,7 @@ class WriterActor(pykka.ThreadingActor):
         the new writer in place.)"""
         with contextlib.suppress(pykka.ActorDeadError):
             self._supervisor.tell(WriterFailed(self.actor_ref))
-        error = RecoveryError("the writer actor failed; the write may or may not be stored")
+        error = OutcomeUnknownError("the writer actor failed; the write may or may not be stored")
         while self._unanswered:
             self._answer(self._unanswered.popleft(), error)
         self._answer_inbox(error)

@@ -22,10 +22,14 @@ ContextError
 │   ├── CorruptSnapshotError
 │   │   └── NoIntactSnapshotError
 │   ├── UnsupportedFormatError
-│   └── WriteOutcomeUnknownError
+│   └── WriteOutcomeUnknownError   (also OutcomeUnknownError)
 ├── RecoveryError
+│   ├── UpdateNotAppliedError
+│   ├── OutcomeUnknownError
+│   └── ContextFailedError
 ├── SynchronizationError
 ├── ContextTimeoutError            (also TimeoutError)
+├── ContextBusyError
 ├── ContextInactiveError
 ├── NoCurrentContextError
 └── ShutdownError
@@ -36,8 +40,10 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ContextBusyError",
     "ContextError",
     "ContextExistsError",
+    "ContextFailedError",
     "ContextInactiveError",
     "ContextNotFoundError",
     "ContextTimeoutError",
@@ -49,6 +55,7 @@ __all__ = [
     "KeyNotFoundError",
     "NoCurrentContextError",
     "NoIntactSnapshotError",
+    "OutcomeUnknownError",
     "PersistenceError",
     "RecoveryError",
     "RecoveryPointNotFoundError",
@@ -58,6 +65,7 @@ __all__ = [
     "StateTooLargeError",
     "SynchronizationError",
     "UnsupportedFormatError",
+    "UpdateNotAppliedError",
     "VersionConflict",
     "WriteOutcomeUnknownError",
 ]
@@ -204,14 +212,32 @@ class UnsupportedFormatError(PersistenceError):
     """A stored blob or database was written by a newer or foreign format."""
 
 
-class WriteOutcomeUnknownError(PersistenceError):
+class RecoveryError(ContextError):
+    """A tracker failed under a call, or a context could not be brought back. Catch the
+    subclass to know what to do: retry (`UpdateNotAppliedError`), read first
+    (`OutcomeUnknownError`), or reactivate (`ContextFailedError`)."""
+
+
+class UpdateNotAppliedError(RecoveryError):
+    """The tracker failed before the call's update was stored: it was not applied, and
+    retrying it is safe. The tracker restarts from the store."""
+
+
+class OutcomeUnknownError(RecoveryError):
+    """The call's update may or may not have been stored (the tracker or writer failed, or
+    the connection broke, after the write was sent). Read the context before retrying:
+    retrying blindly could apply it twice."""
+
+
+class ContextFailedError(RecoveryError):
+    """The context failed for good: its tracker hit the restart limit, or nothing intact
+    was left to recover. Calls fail until it is deactivated and activated again."""
+
+
+class WriteOutcomeUnknownError(PersistenceError, OutcomeUnknownError):
     """The connection to the store failed while a write was under way: it may or may not
     have been applied. Read the context to learn which (a tracker reloads itself from the
     store before it answers with this); retrying blindly could apply it twice."""
-
-
-class RecoveryError(ContextError):
-    """A context could not be brought back: no intact snapshot, or the restart limit was hit."""
 
 
 class SynchronizationError(ContextError):
@@ -220,6 +246,11 @@ class SynchronizationError(ContextError):
 
 class ContextTimeoutError(ContextError, TimeoutError):
     """An actor did not answer within its timeout (the actor world's lock-acquisition failure)."""
+
+
+class ContextBusyError(ContextError):
+    """The context's tracker already holds as many waiting requests as it may (its stash is
+    full); this one was not applied. Retry after a pause, or spread the load."""
 
 
 class ContextInactiveError(ContextError):

@@ -11,6 +11,7 @@ import pytest
 
 from actors import (
     ContextError,
+    ContextFailedError,
     ContextInactiveError,
     ContextStatus,
     PersistenceError,
@@ -110,7 +111,7 @@ def test_restart_limit_marks_the_context_failed(watched):
     manager, tracker = _fail_for_good(watched, config)
     reads = watched.completed["read_latest"]
 
-    with pytest.raises(RecoveryError, match="will not be restarted"):
+    with pytest.raises(ContextFailedError, match="will not be restarted"):
         crash(tracker).get(timeout=WAIT)
 
     assert watched.completed["read_latest"] - reads == config.max_restarts

@@ -9,7 +9,14 @@ from typing import Any
 import pykka
 import pytest
 
-from actors import Change, ContextFuture, ContextTracker, PersistenceError, RecoveryError
+from actors import (
+    Change,
+    ContextFuture,
+    ContextTracker,
+    OutcomeUnknownError,
+    PersistenceError,
+    RecoveryError,
+)
 from actors._writer import WriterActor
 from storage import SqliteStore, Store
 from storage._store import Write
@@ -107,7 +114,7 @@ def test_a_failed_writer_answers_its_writes_and_is_replaced(gated, sqlite_store,
     (failing,) = pykka.ActorRegistry.get_by_class(WriterActor)
     monkeypatch.setattr(WriterActor, "_commit", _writer_bug(times=1))
     # Answered at once with RecoveryError, not left to time out; memory is not ahead.
-    with pytest.raises(RecoveryError, match="writer actor failed"):
+    with pytest.raises(OutcomeUnknownError, match="writer actor failed"):
         trackers[0].set("n", 9).get(timeout=WAIT)
     assert trackers[0].get("n").get() == 0
     manager.list_contexts().get()  # handled after the writer's report: a new writer is in
