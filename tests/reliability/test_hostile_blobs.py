@@ -80,6 +80,13 @@ def test_a_state_within_the_limit_still_decodes():
     assert codec.decode(codec.encode(state)) == state
 
 
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a child Python of the project, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def _plant(db: Path, blob: bytes) -> None:
     """Context "ctx" at version 1 whose version-1 snapshot is `blob`; version 0 is intact."""
     with SqliteStore(db) as store:
@@ -105,14 +112,7 @@ def test_a_bomb_in_a_store_is_typed_reported_and_skipped_by_recovery(tmp_path, t
         assert report.damaged_version == 1
     finally:
         manager.shutdown().get()
-    verify = subprocess.run(
-        [sys.executable, "-m", "storage", "verify", f"sqlite:///{db}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    verify = _python("-m", "storage", "verify", f"sqlite:///{db}")
     assert verify.returncode == 1, verify.stderr
     assert "DAMAGED ctx: snapshot version 1" in verify.stdout
     assert "Traceback" not in verify.stderr
@@ -138,14 +138,7 @@ def test_loading_a_bomb_stays_within_the_limit_plus_64_mib(tmp_path, declared):
         print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _python("-c", script)
     assert result.returncode == 0, result.stderr
     before_kib, peak_kib = map(int, result.stdout.split())
     assert peak_kib * 1024 < before_kib * 1024 + LIMIT + 64 * MIB
