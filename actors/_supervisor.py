@@ -13,7 +13,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -47,6 +46,7 @@ from actors._messages import (
     WriterFailed,
 )
 from actors._recovery import RecoveryReport
+from actors._restart import RestartPolicy
 from actors._store_io import CloseIO, RunIO, StoreWorker
 from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
 from actors._watcher import CloseWatcher, Unwatch, Watch, WatcherActor
@@ -72,6 +72,9 @@ logger = logging.getLogger("actors.manager")
 _LATER: Any = object()
 """Returned by an operation that will answer its reply itself, later."""
 
+_WRITER = object()
+"""The group writer's key in the restart history (trackers are keyed by context name)."""
+
 DEFAULT_CONTEXT = "default"
 """The context `ContextAdapter.initialize()` creates and makes current."""
 
@@ -94,12 +97,12 @@ class ManagerActor(pykka.ThreadingActor):
         self._store = store
         self._group_commit = group_commit
         self._writer: pykka.ActorRef[Any] | None = None  # started in on_start
-        self._writer_failures: deque[float] = deque()
         self._factory = factory
         self._config = factory.config
         self._owns_store = owns_store
         self._cells: dict[str, Cell] = {}
-        self._failures: dict[str, deque[float]] = {}
+        # The restart history of each tracker (by context name) and of the writer.
+        self._restarts = RestartPolicy(self._config.supervisor)
         self._stopping: dict[str, Reply[None]] = {}
         self._currents: dict[int, str | None] = {}
         # Per adapter: the last switch ticket issued and the last that took effect; the
@@ -406,7 +409,7 @@ class ManagerActor(pykka.ThreadingActor):
             cell.status = after
             cell.failure = None
             self._watch(Unwatch(cell.name, ref))
-        self._failures.pop(cell.name, None)
+        self._restarts.forget(cell.name)
         self._forget_current(cell.name)
         # A switch to it still under way was asked for before the stop (later calls wait for
         # the stop, see _handle_call): it must not make the stopped context current.
@@ -464,7 +467,7 @@ class ManagerActor(pykka.ThreadingActor):
             cell.passive = False
             self._close_topic(cell.changes)
         self._reports.pop(name, None)
-        self._failures.pop(name, None)
+        self._restarts.forget(name)
 
     def _close_topic(self, topic: Topic) -> None:
         """End the subscriptions to a deleted context (after what they buffer)."""
@@ -658,19 +661,18 @@ class ManagerActor(pykka.ThreadingActor):
         their own writes (still durable, without group commit)."""
         if report.writer is not self._writer or self._closing:
             return
-        policy = self._config.supervisor
-        now = time.monotonic()
-        if _recent(self._writer_failures, policy.within_seconds, now) >= policy.max_restarts:
+        # The writer holds nothing to reload: it is restarted at once, whatever the backoff.
+        decision = self._restarts.failed(_WRITER)
+        if not decision.restart:
             logger.error(
                 "the group writer failed %d times within %s s: trackers commit their own "
                 "writes from now on",
-                len(self._writer_failures) + 1,
-                policy.within_seconds,
+                decision.failures,
+                self._config.supervisor.within_seconds,
             )
             self._writer = None
         else:
             logger.warning("the group writer failed; started another")
-            self._writer_failures.append(now)
             self._writer = WriterActor.start(self._store, self.actor_ref)
         for cell in self._cells.values():
             if cell.ref is not None:
@@ -682,27 +684,24 @@ class ManagerActor(pykka.ThreadingActor):
         ref = cell.ref if cell is not None else None
         if cell is None or ref is None or ref is not report.tracker or self._closing:
             return  # a report from a tracker already replaced or being shut down
-        policy = self._config.supervisor
-        now = time.monotonic()
-        failures = self._failures.setdefault(report.name, deque())
-        _recent(failures, policy.within_seconds, now)
         if isinstance(report.error, ContextFailedError):
             # Nothing intact to load: restarting cannot help.
             self._give_up(cell, ref, report.error)
             return
-        if len(failures) >= policy.max_restarts:
+        decision = self._restarts.failed(report.name)
+        if not decision.restart:
             error = ContextFailedError(
-                f"context {report.name!r} failed {len(failures) + 1} times within "
-                f"{policy.within_seconds} s and will not be restarted; last error: "
-                f"{report.error!r}"
+                f"context {report.name!r} failed {decision.failures} times within "
+                f"{self._config.supervisor.within_seconds} s and will not be restarted; last "
+                f"error: {report.error!r}"
             )
             error.__cause__ = report.error
             self._give_up(cell, ref, error)
             return
-        delay = policy.backoff(len(failures))
-        failures.append(now)
-        logger.warning("restarting tracker %r in %.3f s after %r", report.name, delay, report.error)
-        self._after(delay, ref, Restart())
+        logger.warning(
+            "restarting tracker %r in %.3f s after %r", report.name, decision.delay, report.error
+        )
+        self._after(decision.delay, ref, Restart())
 
     @staticmethod
     def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
@@ -919,10 +918,3 @@ def _subject(call: Call) -> str | None:
         if isinstance(arg, str):
             return arg
     return None
-
-
-def _recent(failures: deque[float], window: float, now: float) -> int:
-    """Forget the failures (monotonic times) older than `window` seconds; count the rest."""
-    while failures and now - failures[0] > window:
-        failures.popleft()
-    return len(failures)

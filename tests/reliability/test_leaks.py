@@ -41,7 +41,7 @@ def _tables(manager):
         name: len(getattr(actor, name))
         for name in (
             "_cells",
-            "_failures",
+            "_restarts",
             "_stopping",
             "_pending",
             "_deferred",
