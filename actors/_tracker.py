@@ -21,12 +21,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pykka
 
+from actors import _updates as updates
 from actors._changes import Change, ChangeCause, Topic
 from actors._config import TrackerConfig
 from actors._exit import start_timer
@@ -56,15 +56,12 @@ from actors._messages import (
     UseWriter,
     Wake,
 )
-from actors._modify import modify_result_error
 from actors._recovery import RecoveryReport, load_context
 from actors._watcher import StoredVersion
 from actors._writer import WriteRequest, Written
 from storage import (
     ContextError,
     ContextFailedError,
-    InvalidValueError,
-    KeyNotFoundError,
     OutcomeUnknownError,
     RecoveryPoint,
     State,
@@ -74,13 +71,6 @@ from storage import (
     WriteOutcomeUnknownError,
 )
 from storage._delta import Delta
-from storage._state import (
-    check_item,
-    check_metadata_item,
-    copy_json_value,
-    utc_now,
-    validate_contents,
-)
 from storage._store import Write
 
 if TYPE_CHECKING:
@@ -112,14 +102,6 @@ class _StaleWrite(Exception):  # noqa: N818 - internal signal, never escapes
     def __init__(self, conflict: VersionConflict) -> None:
         super().__init__(conflict)
         self.conflict = conflict
-
-
-class _UserFunctionError(Exception):
-    """Wraps an exception raised by a caller's `modify` function: expected, not a fault."""
-
-    def __init__(self, user_error: Exception) -> None:
-        super().__init__(user_error)
-        self.user_error = user_error
 
 
 class Phase(enum.Enum):
@@ -392,7 +374,7 @@ class TrackerActor(pykka.ThreadingActor):
             self._learn_outcome(message.reply, exc)
         except ContextError as exc:
             reject(message.reply, exc)
-        except _UserFunctionError as exc:
+        except updates.UserFunctionError as exc:
             reject(message.reply, exc.user_error)
         except Exception as exc:  # noqa: BLE001 - unexpected: _fail() logs it, we restart
             self._fail(message.reply, f"handling {type(message).__name__}", exc)
@@ -506,62 +488,27 @@ class TrackerActor(pykka.ThreadingActor):
         return self._state
 
     def _get_state(self, _: GetState) -> State:
-        return self._current.snapshot()
+        return updates.get_state(self._current)
 
     def _get_value(self, message: GetValue) -> Any:
-        return copy_json_value(self._current.data.get(message.key, message.default))
+        return updates.get_value(self._current, message.key, message.default)
 
     def _set_value(self, message: SetValue) -> Any:
-        state = self._current
-        old = state.data.get(message.key, _MISSING)
-        state.data[message.key] = message.value
-        undo = partial(_restore_key, state, message.key, old)
-        return self._commit_in_place(message.reply, undo, changed={message.key: message.value})
+        update = updates.set_value(self._current, message.key, message.value)
+        return self._apply(update, message.reply)
 
     def _delete_value(self, message: DeleteValue) -> Any:
-        state = self._current
-        if message.key not in state.data:
-            raise KeyNotFoundError(self._name, message.key)
-        old = state.data.pop(message.key)
-        undo = partial(_restore_key, state, message.key, old)
-        return self._commit_in_place(message.reply, undo, removed=(message.key,))
+        return self._apply(updates.delete_value(self._current, message.key), message.reply)
 
     def _set_metadata(self, message: SetMetadata) -> Any:
-        state = self._current
-        old = state.metadata.get(message.key, _MISSING)
-        state.metadata[message.key] = message.value
-
-        def undo() -> None:
-            if old is _MISSING:
-                del state.metadata[message.key]
-            else:
-                state.metadata[message.key] = old
-
-        changed = {message.key: message.value}
-        return self._commit_in_place(message.reply, undo, metadata_changed=changed)
+        update = updates.set_metadata(self._current, message.key, message.value)
+        return self._apply(update, message.reply)
 
     def _update_state(self, message: UpdateState) -> Any:
-        current = self._current
-        if message.state.version != current.version:
-            raise VersionConflict(self._name, message.state.version, current.version)
-        return self._install(message.state, message.reply)
+        return self._apply(updates.update_state(self._current, message.state), message.reply)
 
     def _modify(self, message: Modify) -> Any:
-        draft = self._current.snapshot()
-        try:
-            result = message.fn(draft)
-        except Exception as exc:
-            raise _UserFunctionError(exc) from exc
-        if result is not None and result is not draft:
-            raise modify_result_error(result)
-        try:
-            if type(draft.data) is not dict or type(draft.metadata) is not dict:
-                # `fn` replaced a mapping: check it whole, then keep a plain dict of it.
-                validate_contents(draft.data, draft.metadata)
-                draft.data, draft.metadata = dict(draft.data), dict(draft.metadata)
-            return self._install(draft, message.reply, check=True)
-        except InvalidValueError as exc:
-            raise InvalidValueError(f"modify() result {exc.path}", exc.value, exc.reason) from None
+        return self._apply(updates.modify(self._current, message.fn), message.reply)
 
     def _save(self, _: Save) -> int:
         if self._unsaved:
@@ -575,7 +522,8 @@ class TrackerActor(pykka.ThreadingActor):
 
     def _restore(self, message: Restore) -> Any:
         point = self._store.read_recovery_point(self._name, message.point_id)
-        return self._install(point, message.reply, ChangeCause.RESTORE)
+        update = updates.replace(self._current, point, ChangeCause.RESTORE)
+        return self._apply(update, message.reply)
 
     def _crash(self, message: Crash) -> None:
         self._restart_waiters.append(message.restarted)
@@ -611,52 +559,20 @@ class TrackerActor(pykka.ThreadingActor):
 
     # -- committing -------------------------------------------------------------------------
 
-    def _commit_in_place(self, reply: Reply[Any], undo: Callable[[], None], **changes: Any) -> Any:
-        """Advance the version of a State already changed in place (`changes` say how) and
-        store it; undo the change if the write fails. Returns the new version, or `_LATER`
-        when the writer actor will answer `reply`."""
-        state = self._current
-        previous = state.version, state.updated_at
-        state.version += 1
-        state.updated_at = utc_now()
-
-        def undo_all() -> None:
-            undo()
-            state.version, state.updated_at = previous
-
-        delta = Delta(self._name, state.version, state.updated_at, **changes)
-        return self._store_update(reply, state.version, undo_all, delta)
-
-    def _install(
-        self,
-        source: State,
-        reply: Reply[Any],
-        cause: ChangeCause = ChangeCause.UPDATE,
-        *,
-        check: bool = False,
-    ) -> Any:
-        """Make `source`'s contents the next version and store it; nothing changes if the
-        write fails. Returns a copy of the new State, or `_LATER` (see `_commit_in_place`).
-
-        With `check`, the values that differ from the current State are validated first
-        (`InvalidValueError`, nothing changed): a value strictly equal to one already held
-        is valid too, so a 1-key `modify` of a large State checks one key, not all of them.
-        """
+    def _apply(self, update: updates.Update, reply: Reply[Any]) -> Any:
+        """Make `update` the current State and store it; undo it if the write fails.
+        Returns what the caller gets, or `_LATER` when the writer actor will answer `reply`."""
         current = self._current
-        candidate = current.successor(source)
-        delta = Delta.between(current, candidate)
-        if check:
-            for key, value in delta.changed.items():
-                check_item(key, value)
-            for key, value in candidate.metadata.items():  # small, and compared with `!=`
-                check_metadata_item(key, value)
-        self._state = candidate
+        if update.state is None:
+            undo = updates.apply_in_place(current, update.delta)
+        else:
+            candidate = self._state = update.state
 
-        def undo() -> None:
-            if self._state is candidate:  # else a conflict reloaded the store's newer State
-                self._state = current
+            def undo() -> None:
+                if self._state is candidate:  # else a conflict reloaded the store's newer State
+                    self._state = current
 
-        return self._store_update(reply, candidate.snapshot(), undo, delta, cause)
+        return self._store_update(reply, update.result, undo, update.delta, update.cause)
 
     def _store_update(
         self,
@@ -917,10 +833,3 @@ def _refuse(message: Any, error: BaseException) -> None:
     reject(message.reply, error)
     if isinstance(message, Crash):
         reject(message.restarted, error)
-
-
-def _restore_key(state: State, key: str, old: Any) -> None:
-    if old is _MISSING:
-        state.data.pop(key, None)
-    else:
-        state.data[key] = old
