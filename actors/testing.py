@@ -46,6 +46,7 @@ OPERATIONS = frozenset(
         "head_versions",
         "read_head",
         "read_journal",
+        "read_changes",
         "read_latest",
         "read_recovery_point",
         "read_version",
@@ -156,6 +157,11 @@ class FaultyStore(Store):
 
     def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
         return self._run("read_latest", lambda: self.inner._read_latest_parts(name))
+
+    def _read_changes_parts(
+        self, name: str, after: int
+    ) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        return self._run("read_changes", lambda: self.inner._read_changes_parts(name, after))
 
     def _head_versions(self, names: list[str]) -> dict[str, int]:
         return self._run("head_versions", lambda: self.inner._head_versions(names))

@@ -119,6 +119,16 @@ class MemoryStore(Store):
             journal = self._get(name).journal
             return sorted((v, blob) for v, blob in journal.items() if v > after)
 
+    def _read_changes_parts(
+        self, name: str, after: int
+    ) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        with self._lock:  # one moment: no write of another thread in between
+            context = self._get(name)
+            head = context.version
+            entries = sorted((v, b) for v, b in context.journal.items() if after < v <= head)
+            heads = sorted((v, b) for v, b in context.heads.items() if after < v <= head)
+            return head, entries, heads
+
     def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
         with self._lock:  # one moment: no write of another thread in between
             context = self._get(name)

@@ -61,6 +61,7 @@ from storage._redis_scripts import (
     CREATE_RECOVERY_POINT,
     DELETE,
     DELETE_RECOVERY_POINT,
+    READ_CHANGES,
     READ_HEAD,
     READ_JOURNAL,
     READ_LATEST,
@@ -236,6 +237,7 @@ class RedisStore(Store):
         self._append_script = self._client.register_script(APPEND)
         self._read_journal_script = self._client.register_script(READ_JOURNAL)
         self._read_latest_script = self._client.register_script(READ_LATEST)
+        self._read_changes_script = self._client.register_script(READ_CHANGES)
         self._upgrade_script = self._client.register_script(UPGRADE_SCHEMA)
         self._delete_script = self._client.register_script(DELETE)
         self._create_point_script = self._client.register_script(CREATE_RECOVERY_POINT)
@@ -496,6 +498,19 @@ class RedisStore(Store):
         with self._translate("read journal"):
             reply = self._read_journal_script(keys, [_decimal(after)], self._client)
         return _entries(cast("list[bytes]", reply))
+
+    def _read_changes_parts(
+        self, name: str, after: int
+    ) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        # One script: the reads are one atomic step, whatever other clients write.
+        keys = self._keys(name, "meta", "heads", "journal")
+        with self._translate("read changes"):
+            reply = self._read_changes_script(keys, [_decimal(after)], self._client)
+        if reply is None:
+            raise ContextNotFoundError(name)
+        head, count, *flat = cast("list[bytes]", reply)
+        split = 2 * int(count)  # the journal's pairs first, then the snapshots'
+        return int(head), _entries(flat[:split]), _entries(flat[split:])
 
     def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
         # One script: the three reads are one atomic step, whatever other clients write.

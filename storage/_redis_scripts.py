@@ -20,6 +20,7 @@ __all__ = [
     "CREATE_RECOVERY_POINT",
     "DELETE",
     "DELETE_RECOVERY_POINT",
+    "READ_CHANGES",
     "READ_HEAD",
     "READ_JOURNAL",
     "READ_LATEST",
@@ -152,6 +153,27 @@ READ_JOURNAL = (
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return {} end
 return append_entries({}, KEYS[2], ARGV[1], head)
+"""
+)
+
+READ_CHANGES = (
+    _GREATER
+    + _READS
+    + """
+-- KEYS: meta, heads, journal   ARGV: after
+-- What a catch-up reads, as of one moment: the head version, the count of journal entries,
+-- then the journal entries and the snapshots in (after, head], as version, blob pairs.
+local head = redis.call('HGET', KEYS[1], 'version')
+if not head then return false end
+local reply = append_entries({head, 0}, KEYS[3], ARGV[1], head)
+reply[2] = (#reply - 2) / 2
+for _, version in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if greater(version, ARGV[1]) and not greater(version, head) then
+    reply[#reply + 1] = version
+    reply[#reply + 1] = redis.call('HGET', KEYS[2], version)
+  end
+end
+return reply
 """
 )
 

@@ -382,6 +382,23 @@ class SqliteStore(Store):
         with self._read("read version") as conn:
             return _select_head_version(conn, name)
 
+    def _read_changes_parts(
+        self, name: str, after: int
+    ) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        with self._read("read changes") as conn:
+            conn.execute("BEGIN")  # one read transaction: as of one moment
+            try:
+                head = _select_head_version(conn, name)
+                entries = [e for e in _select_journal_after(conn, name, after) if e[0] <= head]
+                snapshots: list[tuple[int, bytes]] = conn.execute(
+                    "SELECT version, blob FROM snapshots "
+                    "WHERE context = ? AND version > ? AND version <= ? ORDER BY version",
+                    (name, after, head),
+                ).fetchall()
+                return head, entries, snapshots
+            finally:
+                conn.execute("ROLLBACK")  # read only: nothing to keep
+
     def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
         # One read transaction: the three reads see the file as of one moment, whatever
         # another connection commits (and compacts) meanwhile.

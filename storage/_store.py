@@ -38,7 +38,15 @@ from storage._exceptions import (
 from storage._names import validate_context_name
 from storage._state import State, utc_now
 
-__all__ = ["DEFAULT_RETAIN_HEADS", "Damage", "RecoveryPoint", "Store", "Write", "recovery_point_id"]
+__all__ = [
+    "DEFAULT_RETAIN_HEADS",
+    "Changes",
+    "Damage",
+    "RecoveryPoint",
+    "Store",
+    "Write",
+    "recovery_point_id",
+]
 
 _DAMAGE = (CorruptSnapshotError, UnsupportedFormatError)
 
@@ -93,6 +101,16 @@ class Write:
     blob: bytes
     journal: bool
     """True for a journal entry (a delta), False for a full snapshot."""
+
+
+@attrs.frozen
+class Changes:
+    """What `Store.read_changes` found: the head, and each version on the way to it."""
+
+    head: int
+    steps: tuple[Delta | State, ...] | None
+    """One per version after the one asked about, in order: its `Delta`, or its `State`
+    where a snapshot was written instead; None if one of them is no longer kept."""
 
 
 @attrs.frozen
@@ -206,6 +224,33 @@ class Store(abc.ABC):
         if state.version < head and not damage:
             damage.append(Damage("journal entry", state.version + 1, "missing"))
         return state, tuple(damage)
+
+    def read_changes(self, name: str, after: int) -> Changes:
+        """Every version of `name` after `after` up to the head, read as of one moment: how
+        a tracker catches up with what other processes wrote.
+
+        Each version comes as its journal entry (a `Delta`) or, where a full snapshot was
+        written instead, as that `State`. If some version in between is kept neither way any
+        more (retention dropped it), `steps` is None: read the whole head instead.
+
+        Raises:
+            ContextNotFoundError: no such context.
+            CorruptSnapshotError: an entry or snapshot on the way is damaged.
+        """
+        name = validate_context_name(name)
+        head, entries, snapshots = self._read_changes_parts(name, after)
+        journal, heads = dict(entries), dict(snapshots)
+        steps: list[Delta | State] = []
+        for version in range(after + 1, head + 1):
+            if version in journal:
+                steps.append(
+                    self.codec.decode_delta(journal[version], context=name, version=version)
+                )
+            elif version in heads:
+                steps.append(self.codec.decode(heads[version], context=name, version=version))
+            else:
+                return Changes(head, None)
+        return Changes(head, tuple(steps))
 
     def head_version(self, name: str) -> int:
         """The version of the head snapshot, without reading it.
@@ -442,6 +487,20 @@ class Store(abc.ABC):
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         """The journal entries of `name` with versions above `after`, in version order."""
         return []
+
+    def _read_changes_parts(
+        self, name: str, after: int
+    ) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        """What `read_changes` starts from: the head version, and the journal entries and
+        the snapshots (version, blob) above `after` and at or below the head.
+
+        Backends read them as of one moment; this default reads them one by one, for
+        backends that cannot do better.
+        """
+        head = self._head_version(name)
+        entries = [(v, blob) for v, blob in self._read_journal(name, after) if v <= head]
+        versions = [v for v in self._list_versions(name) if after < v <= head]
+        return head, entries, [(v, self._read_version(name, v)) for v in sorted(versions)]
 
     def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
         """What `read_latest` starts from: the head version, the newest snapshot's version

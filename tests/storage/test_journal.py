@@ -267,3 +267,43 @@ def test_delta_between_is_strict_about_json_types():
     delta.apply(replayed)
     assert replayed.data == new.data
     assert [type(v) for v in replayed.data["a"]] == [float]
+
+
+def test_read_changes_gives_each_version_after_the_one_asked_about(backend):
+    make, _ = backend
+    store = make(retain_heads=2)
+    _seed(store)
+    for version in range(1, 4):
+        store.append(_delta("ctx", version, n=version), version - 1)
+    state = store.read_head("ctx")
+    state.version = 4
+    state.set("n", 4)
+    store.compare_and_set(state, 3)  # version 4 is a snapshot, not an entry
+    store.append(_delta("ctx", 5, n=5), 4)
+
+    changes = store.read_changes("ctx", 1)
+    assert changes.head == 5
+    assert [step.version for step in changes.steps] == [2, 3, 4, 5]
+    assert [type(step).__name__ for step in changes.steps] == ["Delta", "Delta", "State", "Delta"]
+    assert changes.steps[2].get("n") == 4
+    assert store.read_changes("ctx", 5).steps == ()  # up to date
+
+    # Two more snapshots: retention drops snapshot 4 and the entries below the oldest kept.
+    for version in (6, 7):
+        state = store.read_head("ctx")
+        state.version = version
+        store.compare_and_set(state, version - 1)
+    assert store.read_changes("ctx", 1).steps is None  # versions 2-5 are gone: reload
+    assert [step.version for step in store.read_changes("ctx", 5).steps] == [6, 7]
+    with pytest.raises(ContextNotFoundError):
+        store.read_changes("nope", 0)
+
+
+def test_read_changes_reports_a_damaged_entry(backend):
+    make, damage_entry = backend
+    store = make()
+    _seed(store)
+    store.append(_delta("ctx", 1, n=1), 0)
+    damage_entry(store, "ctx", 1)
+    with pytest.raises(CorruptSnapshotError):
+        store.read_changes("ctx", 0)
