@@ -20,7 +20,8 @@ from typing import Any
 import pykka
 
 from actors._cell import Cell, ContextStatus
-from actors._changes import CurrentContextChange, Topic
+from actors._changes import Topic
+from actors._currents import Currents
 from actors._exit import forget_manager, start_timer
 from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
@@ -104,13 +105,7 @@ class ManagerActor(pykka.ThreadingActor):
         # The restart history of each tracker (by context name) and of the writer.
         self._restarts = RestartPolicy(self._config.supervisor)
         self._stopping: dict[str, Reply[None]] = {}
-        self._currents: dict[int, str | None] = {}
-        # Per adapter: the last switch ticket issued and the last that took effect; the
-        # switches under way by (adapter, ticket), and those whose context stopped since.
-        self._switches: dict[int, int] = {}
-        self._applied: dict[int, int] = {}
-        self._under_way: dict[tuple[int, int], str] = {}
-        self._cleared: set[tuple[int, int]] = set()
+        self._currents = Currents()  # each adapter's current context
         # Deactivations and deletions under way, by context: calls that act on that context
         # wait for them (`_deferred`) so that they never act on a half-stopped context.
         self._pending: dict[str, Reply[None]] = {}
@@ -126,7 +121,6 @@ class ManagerActor(pykka.ThreadingActor):
         self._hub = SubscriptionHub.start(self._config.exit_timeout)
         self._io_worker = StoreWorker.start()
         self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
-        self._adapter_topics: dict[int, Topic] = {}
 
     # -- mailbox ----------------------------------------------------------------------------
 
@@ -366,7 +360,7 @@ class ManagerActor(pykka.ThreadingActor):
             if cell is not None and cell.passive:  # passivated: nothing left to stop
                 cell.passive = False
                 cell.status = ContextStatus.INACTIVE
-                self._forget_current(name)
+                self._currents.forget_context(name)
                 return None
 
             def stored(exists: bool) -> None:
@@ -410,15 +404,9 @@ class ManagerActor(pykka.ThreadingActor):
             cell.failure = None
             self._watch(Unwatch(cell.name, ref))
         self._restarts.forget(cell.name)
-        self._forget_current(cell.name)
         # A switch to it still under way was asked for before the stop (later calls wait for
         # the stop, see _handle_call): it must not make the stopped context current.
-        self._cleared.update(key for key, target in self._under_way.items() if target == cell.name)
-
-    def _forget_current(self, name: str) -> None:
-        for adapter, current in self._currents.items():
-            if current == name:
-                self._set_current(adapter, None)
+        self._currents.stopped(cell.name)
 
     @staticmethod
     def _pass_on(source: Reply[Any], reply: Reply[Any]) -> None:
@@ -435,7 +423,7 @@ class ManagerActor(pykka.ThreadingActor):
                 # No tracker may start for it while the store deletes it.
                 cell.passive = False
                 cell.status = ContextStatus.INACTIVE
-            self._forget_current(name)
+            self._currents.forget_context(name)
             return self._io(name, reply, partial(self._store.delete, name), self._deleted(name))
         self._pend(name, reply)
         stopped = new_reply()
@@ -574,13 +562,8 @@ class ManagerActor(pykka.ThreadingActor):
     ) -> None:
         """Make `name` the adapter's current context once it is active; with `prepare`, a
         store call that makes sure it is stored (create it), run first."""
-        # Switches complete out of order when one must start a tracker and a later one
-        # need not; the outcome must be that of the requests in order: the latest switch
-        # that succeeded sets the current context, and one that failed changes nothing.
-        # The ticket is taken now, in the order of the requests, whatever comes first.
-        ticket = self._switches.get(adapter, 0) + 1
-        self._switches[adapter] = ticket
-        self._under_way[adapter, ticket] = name
+        # The ticket is taken now, in the order of the requests (see actors/_currents.py).
+        ticket = self._currents.begin(adapter, name)
         activated = new_reply()
         if prepare is None:
             self._activate(name, activated)
@@ -591,62 +574,34 @@ class ManagerActor(pykka.ThreadingActor):
                 return _LATER
 
             self._io(name, activated, prepare, stored)
-        self._when_done(activated, self._on_switched, adapter, name, ticket, reply)
+        self._when_done(activated, self._on_switched, adapter, ticket, reply)
 
     def _on_switched(
-        self,
-        activated: Reply[ContextTracker],
-        adapter: int,
-        name: str,
-        ticket: int,
-        reply: Reply[ContextTracker],
+        self, activated: Reply[ContextTracker], adapter: int, ticket: int, reply: Reply[Any]
     ) -> None:
-        del self._under_way[adapter, ticket]
-        cleared = (adapter, ticket) in self._cleared
-        self._cleared.discard((adapter, ticket))
-        if adapter not in self._switches:  # the adapter was dropped meanwhile: keep nothing
-            self._pass_on(activated, reply)
-            return
-        if activated.exception() is None and ticket > self._applied.get(adapter, 0):
-            self._applied[adapter] = ticket
-            # Stopped since the switch was asked for, the context was current until then.
-            self._set_current(adapter, None if cleared else name)
+        self._currents.finish(adapter, ticket, succeeded=activated.exception() is None)
         self._pass_on(activated, reply)
 
     def _op_current_context(self, _: Reply[str | None], adapter: int) -> str | None:
-        return self._currents.get(adapter)
+        return self._currents.current(adapter)
 
     def _op_current_tracker(self, _: Reply[ContextTracker], adapter: int) -> ContextTracker:
-        name = self._currents.get(adapter)
+        name = self._currents.current(adapter)
         if name is None:
             raise NoCurrentContextError("the adapter has no current context")
         return ContextTracker(self._cells[name])
 
-    def _set_current(self, adapter: int, name: str | None) -> None:
-        """Make `name` the adapter's current context; tell its subscribers if that changed."""
-        old = self._currents.get(adapter)
-        self._currents[adapter] = name
-        topic = self._adapter_topics.get(adapter)
-        if topic is not None and topic.live and old != name:
-            topic.publish(CurrentContextChange(old, name))
-
     def _on_forget_adapter(self, message: ForgetAdapter) -> None:
         """The adapter was garbage-collected: drop its current context and switch records,
         and end the subscriptions to its switches (after what they buffer)."""
-        adapter = message.adapter
-        self._currents.pop(adapter, None)
-        self._switches.pop(adapter, None)
-        self._applied.pop(adapter, None)
-        topic = self._adapter_topics.pop(adapter, None)
+        topic = self._currents.forget_adapter(message.adapter)
         if topic is not None:
             self._close_topic(topic)
 
     def _op_subscribe_current(
         self, reply: Reply[Any], adapter: int, subscription: Subscription[Any]
     ) -> Any:
-        topic = self._adapter_topics.get(adapter)
-        if topic is None:
-            topic = self._adapter_topics[adapter] = Topic(f"adapter #{adapter}", self._hub)
+        topic = self._currents.topic(adapter, lambda: Topic(f"adapter #{adapter}", self._hub))
         try:
             self._hub.tell(Register(topic, subscription, reply))
         except pykka.ActorDeadError:

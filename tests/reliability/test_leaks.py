@@ -46,14 +46,9 @@ def _tables(manager):
             "_pending",
             "_deferred",
             "_reports",
-            "_currents",
-            "_switches",
-            "_applied",
-            "_under_way",
-            "_cleared",
-            "_adapter_topics",
         )
     }
+    sizes.update(actor._currents.sizes())  # each adapter's current context and switches
     sizes["hub topics"] = len(_settled(actor._hub)._topics)
     if actor._watcher is not None:
         watcher = _settled(actor._watcher)
