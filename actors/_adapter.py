@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import weakref
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import pykka
@@ -16,7 +17,15 @@ from actors._config import SubscriptionConfig
 from actors._future import ContextFuture, Reply, reject
 from actors._handle import ContextTracker
 from actors._manager import ContextManager
-from actors._messages import Call, ForgetAdapter
+from actors._messages import ForgetAdapter
+from actors._requests import (
+    CreateAndSwitch,
+    CurrentContext,
+    CurrentTracker,
+    Initialize,
+    SubscribeCurrent,
+    Switch,
+)
 from actors._subscriptions import ChangeStream, Subscription, open_stream, open_subscription
 from storage import (
     ContextError,
@@ -55,18 +64,18 @@ class ContextAdapter:
     def initialize(self) -> ContextFuture[ContextTracker]:
         """Create the context "default" if absent, activate it and make it current.
         Idempotent; resolves to its tracker."""
-        return self.manager._call("initialize", self._id)
+        return self.manager._request(partial(Initialize, self._id))
 
     def get_current_tracker(self) -> ContextFuture[ContextTracker]:
         """The tracker of the current context.
 
         Raises (through the future): `NoCurrentContextError`.
         """
-        return self.manager._call("current_tracker", self._id)
+        return self.manager._request(partial(CurrentTracker, self._id))
 
     def current_context(self) -> ContextFuture[str | None]:
         """The name of the current context, or None."""
-        return self.manager._call("current_context", self._id)
+        return self.manager._request(partial(CurrentContext, self._id))
 
     def activate_context(self, name: str) -> ContextFuture[ContextTracker]:
         """Start a tracker for stored context `name` (if none runs); resolves to it."""
@@ -88,7 +97,7 @@ class ContextAdapter:
             state = State.new(validate_context_name(name), data, metadata)
         except ContextError as exc:
             return ContextFuture.failed(exc, what="adapter.create_and_activate_context()")
-        return self.manager._call("create_and_switch", self._id, state)
+        return self.manager._request(partial(CreateAndSwitch, self._id, state))
 
     def switch_context(self, name: str) -> ContextFuture[ContextTracker]:
         """Make `name` current, activating it if needed; resolves to its tracker."""
@@ -96,7 +105,7 @@ class ContextAdapter:
             validate_context_name(name)
         except ContextError as exc:
             return ContextFuture.failed(exc, what="adapter.switch_context()")
-        return self.manager._call("switch", self._id, name)
+        return self.manager._request(partial(Switch, self._id, name))
 
     def get_status(self, name: str) -> ContextFuture[ContextStatus]:
         """ACTIVE, INACTIVE, FAILED or NONEXISTENT."""
@@ -136,7 +145,7 @@ class ContextAdapter:
 
     def _register(self, subscription: Subscription[Any], reply: Reply[Any]) -> None:
         try:
-            self.manager._ref.tell(Call("subscribe_current", (self._id, subscription), reply))
+            self.manager._ref.tell(SubscribeCurrent(self._id, subscription, reply))
         except pykka.ActorDeadError:
             reject(reply, ShutdownError("the context manager was shut down"))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -14,8 +15,26 @@ from actors._exit import register_manager
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._handle import ContextTracker
-from actors._messages import Call, ListStopping
+from actors._messages import ListStopping
 from actors._recovery import RecoveryReport
+from actors._requests import (
+    ActiveContexts,
+    CreateContext,
+    CreateRecoveryPoint,
+    Deactivate,
+    DeleteContext,
+    DeleteRecoveryPoint,
+    GetRecoveryReport,
+    GetTracker,
+    ListContexts,
+    ListRecoveryPoints,
+    LoadContext,
+    ManagerRequest,
+    RestoreRecoveryPoint,
+    SaveContext,
+    Shutdown,
+    Status,
+)
 from actors._supervisor import ManagerActor
 from storage import (
     ConfigurationError,
@@ -63,22 +82,27 @@ class ContextManager:
     ) -> None:
         self.shutdown().get()
 
-    def _call(self, method: str, *args: Any) -> ContextFuture[Any]:
-        """Send operation `method` to the manager actor (for this package's facades)."""
+    def _request(self, make: Callable[[Reply[Any]], ManagerRequest]) -> ContextFuture[Any]:
+        """Send the request `make(reply)` to the manager actor (for this package's facades)."""
         reply = new_reply()
+        request = make(reply)
         try:
-            self._ref.tell(Call(method, args, reply))
+            self._ref.tell(request)
         except pykka.ActorDeadError:
             reject(reply, ShutdownError("the context manager was shut down"))
-        return ContextFuture(reply, timeout=self.config.ask_timeout, what=f"manager.{method}()")
+        what = f"manager.{request.operation}()"
+        return ContextFuture(reply, timeout=self.config.ask_timeout, what=what)
 
-    def _call_named(self, method: str, name: object, *args: Any) -> ContextFuture[Any]:
-        """`_call()` an operation on context `name`, failing at once if the name is invalid."""
+    def _named(
+        self, kind: Callable[..., ManagerRequest], operation: str, name: object, *args: Any
+    ) -> ContextFuture[Any]:
+        """`_request()` a `kind(name, *args, reply)` about context `name`, failing at once if
+        the name is invalid."""
         try:
             validate_context_name(name)
         except ContextError as exc:
-            return ContextFuture.failed(exc, what=f"manager.{method}()")
-        return self._call(method, name, *args)
+            return ContextFuture.failed(exc, what=f"manager.{operation}()")
+        return self._request(partial(kind, name, *args))
 
     def create_context(
         self,
@@ -96,49 +120,49 @@ class ContextManager:
             state = State.new(validate_context_name(name), data, metadata)
         except ContextError as exc:
             return ContextFuture.failed(exc, what="context manager.create_context()")
-        return self._call("create_context", state)
+        return self._request(partial(CreateContext, state))
 
     def get_tracker(self, name: str) -> ContextFuture[ContextTracker]:
         """The tracker handle of `name`, activating the context if it is inactive."""
-        return self._call_named("get_tracker", name)
+        return self._named(GetTracker, "get_tracker", name)
 
     def deactivate(self, name: str) -> ContextFuture[None]:
         """Write what the tracker has unsaved, then stop it."""
-        return self._call_named("deactivate", name)
+        return self._named(Deactivate, "deactivate", name)
 
     def delete_context(self, name: str) -> ContextFuture[None]:
         """Stop the context's tracker and delete it with all its snapshots and recovery points."""
-        return self._call_named("delete_context", name)
+        return self._named(DeleteContext, "delete_context", name)
 
     def list_contexts(self) -> ContextFuture[list[str]]:
         """The names of all stored contexts, sorted."""
-        return self._call("list_contexts")
+        return self._request(ListContexts)
 
     def status(self, name: str) -> ContextFuture[ContextStatus]:
         """Whether `name` is active, inactive, failed or nonexistent."""
-        return self._call_named("status", name)
+        return self._named(Status, "status", name)
 
     def active_contexts(self) -> ContextFuture[list[str]]:
         """The names of the contexts with a tracker, sorted."""
-        return self._call("active_contexts")
+        return self._request(ActiveContexts)
 
     def save(self, name: str) -> ContextFuture[int]:
         """Write what the context's tracker has unsaved; resolves to the stored version."""
-        return self._call_named("save", name)
+        return self._named(SaveContext, "save", name)
 
     def load(self, name: str) -> ContextFuture[State]:
         """The State as stored (what a restart would recover), read from the store."""
-        return self._call_named("load", name)
+        return self._named(LoadContext, "load", name)
 
     def create_recovery_point(
         self, name: str, label: str | None = None
     ) -> ContextFuture[RecoveryPoint]:
         """Keep a full snapshot of the context's current State until it is deleted."""
-        return self._call_named("create_recovery_point", name, label)
+        return self._named(CreateRecoveryPoint, "create_recovery_point", name, label)
 
     def list_recovery_points(self, name: str) -> ContextFuture[list[RecoveryPoint]]:
         """The context's recovery points, oldest first."""
-        return self._call_named("list_recovery_points", name)
+        return self._named(ListRecoveryPoints, "list_recovery_points", name)
 
     def restore_recovery_point(self, name: str, point: RecoveryPoint | int) -> ContextFuture[State]:
         """Write the data and metadata of `point` (the `RecoveryPoint` that
@@ -148,27 +172,29 @@ class ContextManager:
         Raises (through the future): `InvalidArgumentError` (`point` is neither, or belongs
         to another context), `RecoveryPointNotFoundError`, `CorruptSnapshotError`.
         """
-        return self._call_with_point("restore_recovery_point", name, point)
+        return self._with_point(RestoreRecoveryPoint, "restore_recovery_point", name, point)
 
     def recovery_report(self, name: str) -> ContextFuture[RecoveryReport | None]:
         """How `name` was last loaded if that needed a fallback past damaged snapshots (what
         was damaged, where the data came from, which versions were lost), else None."""
-        return self._call_named("recovery_report", name)
+        return self._named(GetRecoveryReport, "recovery_report", name)
 
     def delete_recovery_point(self, name: str, point: RecoveryPoint | int) -> ContextFuture[None]:
         """Delete one recovery point (a `RecoveryPoint` or its id).
 
         Raises (through the future): `InvalidArgumentError`, `RecoveryPointNotFoundError`.
         """
-        return self._call_with_point("delete_recovery_point", name, point)
+        return self._with_point(DeleteRecoveryPoint, "delete_recovery_point", name, point)
 
-    def _call_with_point(self, method: str, name: object, point: object) -> ContextFuture[Any]:
-        """`_call_named()` with the id of recovery `point`, checked here in the caller's thread."""
+    def _with_point(
+        self, kind: Callable[..., ManagerRequest], operation: str, name: object, point: object
+    ) -> ContextFuture[Any]:
+        """`_named()` with the id of recovery `point`, checked here in the caller's thread."""
         try:
             point_id = recovery_point_id(validate_context_name(name), point)
         except ContextError as exc:
-            return ContextFuture.failed(exc, what=f"manager.{method}()")
-        return self._call(method, name, point_id)
+            return ContextFuture.failed(exc, what=f"manager.{operation}()")
+        return self._request(partial(kind, name, point_id))
 
     def shutdown(self) -> ContextFuture[None]:
         """Write what every tracker has unsaved, stop them all, then stop the manager.
@@ -181,7 +207,7 @@ class ContextManager:
             reply = new_reply()
             resolve(reply, None)
             return ContextFuture(reply, timeout=self.config.ask_timeout, what="shutdown()")
-        return self._call("shutdown")
+        return self._request(Shutdown)
 
     def _still_stopping(self, timeout: float) -> list[str] | None:
         """The contexts whose trackers have not stopped yet, sorted; None if the manager

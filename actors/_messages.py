@@ -215,15 +215,6 @@ class Recovered:
 
 
 @attrs.frozen
-class Call:
-    """A request to the manager: run `method(*args)` inside the manager actor."""
-
-    method: str
-    args: tuple[Any, ...]
-    reply: Reply[Any]
-
-
-@attrs.frozen
 class Done:
     """A reply the manager chained on another actor's future has arrived."""
 

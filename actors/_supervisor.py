@@ -27,7 +27,6 @@ from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
 from actors._handle import ContextTracker
 from actors._messages import (
-    Call,
     Deliver,
     Done,
     ForgetAdapter,
@@ -47,9 +46,34 @@ from actors._messages import (
     WriterFailed,
 )
 from actors._recovery import RecoveryReport
+from actors._requests import (
+    DEFAULT_CONTEXT,
+    ActiveContexts,
+    CreateAndSwitch,
+    CreateContext,
+    CreateRecoveryPoint,
+    CurrentContext,
+    CurrentTracker,
+    Deactivate,
+    DeleteContext,
+    DeleteRecoveryPoint,
+    GetRecoveryReport,
+    GetTracker,
+    Initialize,
+    ListContexts,
+    ListRecoveryPoints,
+    LoadContext,
+    ManagerRequest,
+    RestoreRecoveryPoint,
+    SaveContext,
+    Shutdown,
+    Status,
+    SubscribeCurrent,
+    Switch,
+)
 from actors._restart import RestartPolicy
 from actors._store_io import CloseIO, RunIO, StoreWorker
-from actors._subscriptions import CloseHub, CloseTopic, Register, Subscription, SubscriptionHub
+from actors._subscriptions import CloseHub, CloseTopic, Register, SubscriptionHub
 from actors._watcher import CloseWatcher, Unwatch, Watch, WatcherActor
 from actors._writer import Drain, WriterActor
 from storage import (
@@ -60,7 +84,6 @@ from storage import (
     ContextNotFoundError,
     NoCurrentContextError,
     RecoveryError,
-    RecoveryPoint,
     ShutdownError,
     State,
     Store,
@@ -75,9 +98,6 @@ _LATER: Any = object()
 
 _WRITER = object()
 """The group writer's key in the restart history (trackers are keyed by context name)."""
-
-DEFAULT_CONTEXT = "default"
-"""The context `ContextAdapter.initialize()` creates and makes current."""
 
 
 class ManagerActor(pykka.ThreadingActor):
@@ -109,7 +129,7 @@ class ManagerActor(pykka.ThreadingActor):
         # Deactivations and deletions under way, by context: calls that act on that context
         # wait for them (`_deferred`) so that they never act on a half-stopped context.
         self._pending: dict[str, Reply[None]] = {}
-        self._deferred: dict[int, Call] = {}
+        self._deferred: dict[int, ManagerRequest] = {}
         self._timers: set[threading.Timer] = set()
         self._reports: dict[str, RecoveryReport] = {}
         self._closing = False
@@ -125,8 +145,8 @@ class ManagerActor(pykka.ThreadingActor):
     # -- mailbox ----------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> None:
-        if isinstance(message, Call):
-            self._handle_call(message)
+        if isinstance(message, ManagerRequest):
+            self._handle_request(message)
         elif isinstance(message, Done):
             try:
                 message.callback(*message.args)
@@ -148,33 +168,42 @@ class ManagerActor(pykka.ThreadingActor):
             resolve(message.reply, sorted(self._stopping))
         elif isinstance(message, ForgetAdapter):
             self._on_forget_adapter(message)
+        else:
+            logger.warning("the context manager ignored a message it does not know: %r", message)
 
-    def _handle_call(self, call: Call) -> None:
-        if self._closing and call.method != "shutdown":
-            reject(call.reply, ShutdownError("the context manager was shut down"))
+    def _handle_request(self, request: ManagerRequest) -> None:
+        if self._closing and not isinstance(request, Shutdown):
+            reject(request.reply, ShutdownError("the context manager was shut down"))
             return
-        pending = self._pending_for(call)
+        pending = self._pending_for(request)
         if pending is not None:
             # Made after the deactivation or deletion began, the call runs after it ended, as
             # if the caller had waited: a switch then finds the context inactive, not stopping.
-            self._deferred[id(call)] = call
-            self._when_done(pending, self._resume, call)
+            self._deferred[id(request)] = request
+            self._when_done(pending, self._resume, request)
+            return
+        handler = _HANDLERS.get(type(request))
+        if handler is None:
+            error = TypeError(f"the context manager has no handler for {type(request).__name__}")
+            logger.error("%s", error)
+            reject(request.reply, error)
             return
         try:
-            result = getattr(self, f"_op_{call.method}")(call.reply, *call.args)
+            result = handler(self, request)
         except ContextError as exc:
-            reject(call.reply, exc)
+            reject(request.reply, exc)
         except Exception as exc:
             # A store or programming error: the caller learns of it; the manager lives on.
-            logger.exception("context manager failed in %s", call.method)
-            reject(call.reply, exc)
+            logger.exception("context manager failed in %s", request.operation)
+            reject(request.reply, exc)
         else:
             if result is not _LATER:
-                resolve(call.reply, result)
+                resolve(request.reply, result)
 
-    def _pending_for(self, call: Call) -> Reply[None] | None:
-        """The deactivation or deletion under way of the context `call` acts on, if any."""
-        name = _subject(call)
+    def _pending_for(self, request: ManagerRequest) -> Reply[None] | None:
+        """The deactivation, deletion or store call under way of the context `request` acts
+        on, if it waits for one."""
+        name = request.context if request.waits else None
         if name is None:
             return None
         pending = self._pending.get(name)
@@ -192,9 +221,9 @@ class ManagerActor(pykka.ThreadingActor):
         if self._pending.get(name) is reply:
             del self._pending[name]
 
-    def _resume(self, _: Reply[None], call: Call) -> None:
-        del self._deferred[id(call)]
-        self._handle_call(call)
+    def _resume(self, _: Reply[None], request: ManagerRequest) -> None:
+        del self._deferred[id(request)]
+        self._handle_request(request)
 
     def on_stop(self) -> None:
         forget_manager(self.actor_urn)  # nothing left for the exit hook to shut down
@@ -203,14 +232,14 @@ class ManagerActor(pykka.ThreadingActor):
         for timer in self._timers:
             timer.cancel()
         error = ShutdownError("the context manager was shut down")
-        for call in self._deferred.values():
-            reject(call.reply, error)
+        for request in self._deferred.values():
+            reject(request.reply, error)
         kept = []
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, Call) and envelope.message.method == "shutdown":
+            if isinstance(envelope.message, Shutdown):
                 resolve(envelope.message.reply, None)  # shut down, as it asked
-            elif isinstance(envelope.message, Call):
+            elif isinstance(envelope.message, ManagerRequest):
                 reject(envelope.message.reply, error)
             elif isinstance(envelope.message, ListStopping):
                 resolve(envelope.message.reply, [])  # every tracker has stopped
@@ -295,14 +324,17 @@ class ManagerActor(pykka.ThreadingActor):
 
     # -- contexts ---------------------------------------------------------------------------
 
-    def _op_create_context(self, reply: Reply[State], state: State) -> Any:
+    def _op_create_context(self, request: CreateContext) -> Any:
+        reply, state = request.reply, request.state
+
         def created(_: None) -> State:
             self._cell(state.context)
             return state.snapshot()
 
         return self._io(state.context, reply, partial(self._store.create, state), created)
 
-    def _op_get_tracker(self, reply: Reply[ContextTracker], name: str) -> Any:
+    def _op_get_tracker(self, request: GetTracker) -> Any:
+        reply, name = request.reply, request.name
         self._activate(name, reply)
         return _LATER
 
@@ -354,7 +386,8 @@ class ManagerActor(pykka.ThreadingActor):
         else:
             resolve(reply, ContextTracker(cell))
 
-    def _op_deactivate(self, reply: Reply[None], name: str) -> Any:
+    def _op_deactivate(self, request: Deactivate) -> Any:
+        reply, name = request.reply, request.name
         if not self._is_running(name):
             cell = self._cells.get(name)
             if cell is not None and cell.passive:  # passivated: nothing left to stop
@@ -416,7 +449,8 @@ class ManagerActor(pykka.ThreadingActor):
         else:
             resolve(reply, source.result())
 
-    def _op_delete_context(self, reply: Reply[None], name: str) -> Any:
+    def _op_delete_context(self, request: DeleteContext) -> Any:
+        reply, name = request.reply, request.name
         if not self._is_running(name):
             cell = self._cells.get(name)
             if cell is not None and cell.passive:
@@ -462,10 +496,12 @@ class ManagerActor(pykka.ThreadingActor):
         with contextlib.suppress(pykka.ActorDeadError):  # stopped: it ended them already
             self._hub.tell(CloseTopic(topic))
 
-    def _op_list_contexts(self, reply: Reply[list[str]]) -> Any:
+    def _op_list_contexts(self, request: ListContexts) -> Any:
+        reply = request.reply
         return self._io(None, reply, self._store.list_contexts)
 
-    def _op_status(self, reply: Reply[ContextStatus], name: str) -> Any:
+    def _op_status(self, request: Status) -> Any:
+        reply, name = request.reply, request.name
         cell = self._cells.get(name)
         if cell is not None and cell.status in (ContextStatus.ACTIVE, ContextStatus.FAILED):
             return cell.status
@@ -475,7 +511,7 @@ class ManagerActor(pykka.ThreadingActor):
 
         return self._io(None, reply, partial(self._store.exists, name), status)
 
-    def _op_active_contexts(self, _: Reply[list[str]]) -> list[str]:
+    def _op_active_contexts(self, request: ActiveContexts) -> list[str]:
         return sorted(
             name for name, cell in self._cells.items() if cell.status is ContextStatus.ACTIVE
         )
@@ -490,17 +526,18 @@ class ManagerActor(pykka.ThreadingActor):
         cell.send(message, reply)
         return True
 
-    def _op_save(self, reply: Reply[int], name: str) -> Any:
+    def _op_save(self, request: SaveContext) -> Any:
+        reply, name = request.reply, request.name
         if self._forward(name, Save(reply), reply):
             return _LATER
         return self._io(None, reply, partial(self._store.head_version, name))
 
-    def _op_load(self, reply: Reply[State], name: str) -> Any:
+    def _op_load(self, request: LoadContext) -> Any:
+        reply, name = request.reply, request.name
         return self._io(None, reply, partial(self._store.read_head, name))
 
-    def _op_create_recovery_point(
-        self, reply: Reply[RecoveryPoint], name: str, label: str | None
-    ) -> Any:
+    def _op_create_recovery_point(self, request: CreateRecoveryPoint) -> Any:
+        reply, name, label = request.reply, request.name, request.label
         if self._forward(name, MakeRecoveryPoint(label, reply), reply):
             return _LATER
         store = self._store
@@ -508,10 +545,12 @@ class ManagerActor(pykka.ThreadingActor):
             name, reply, lambda: store.create_recovery_point(store.read_head(name), label)
         )
 
-    def _op_list_recovery_points(self, reply: Reply[Any], name: str) -> Any:
+    def _op_list_recovery_points(self, request: ListRecoveryPoints) -> Any:
+        reply, name = request.reply, request.name
         return self._io(None, reply, partial(self._store.list_recovery_points, name))
 
-    def _op_restore_recovery_point(self, reply: Reply[State], name: str, point_id: int) -> Any:
+    def _op_restore_recovery_point(self, request: RestoreRecoveryPoint) -> Any:
+        reply, name, point_id = request.reply, request.name, request.point_id
         if self._forward(name, Restore(point_id, reply), reply):
             return _LATER
         store = self._store
@@ -524,15 +563,18 @@ class ManagerActor(pykka.ThreadingActor):
 
         return self._io(name, reply, restore)
 
-    def _op_recovery_report(self, _: Reply[Any], name: str) -> RecoveryReport | None:
+    def _op_recovery_report(self, request: GetRecoveryReport) -> RecoveryReport | None:
+        name = request.name
         return self._reports.get(name)
 
-    def _op_delete_recovery_point(self, reply: Reply[None], name: str, point_id: int) -> Any:
+    def _op_delete_recovery_point(self, request: DeleteRecoveryPoint) -> Any:
+        reply, name, point_id = request.reply, request.name, request.point_id
         return self._io(None, reply, partial(self._store.delete_recovery_point, name, point_id))
 
     # -- adapters ---------------------------------------------------------------------------
 
-    def _op_initialize(self, reply: Reply[ContextTracker], adapter: int) -> Any:
+    def _op_initialize(self, request: Initialize) -> Any:
+        reply, adapter = request.reply, request.adapter
         store = self._store
 
         def create_if_missing() -> None:
@@ -543,13 +585,13 @@ class ManagerActor(pykka.ThreadingActor):
         self._switch(adapter, DEFAULT_CONTEXT, reply, create_if_missing)
         return _LATER
 
-    def _op_switch(self, reply: Reply[ContextTracker], adapter: int, name: str) -> Any:
+    def _op_switch(self, request: Switch) -> Any:
+        reply, adapter, name = request.reply, request.adapter, request.name
         self._switch(adapter, name, reply)
         return _LATER
 
-    def _op_create_and_switch(
-        self, reply: Reply[ContextTracker], adapter: int, state: State
-    ) -> Any:
+    def _op_create_and_switch(self, request: CreateAndSwitch) -> Any:
+        reply, adapter, state = request.reply, request.adapter, request.state
         self._switch(adapter, state.context, reply, partial(self._store.create, state))
         return _LATER
 
@@ -582,10 +624,12 @@ class ManagerActor(pykka.ThreadingActor):
         self._currents.finish(adapter, ticket, succeeded=activated.exception() is None)
         self._pass_on(activated, reply)
 
-    def _op_current_context(self, _: Reply[str | None], adapter: int) -> str | None:
+    def _op_current_context(self, request: CurrentContext) -> str | None:
+        adapter = request.adapter
         return self._currents.current(adapter)
 
-    def _op_current_tracker(self, _: Reply[ContextTracker], adapter: int) -> ContextTracker:
+    def _op_current_tracker(self, request: CurrentTracker) -> ContextTracker:
+        adapter = request.adapter
         name = self._currents.current(adapter)
         if name is None:
             raise NoCurrentContextError("the adapter has no current context")
@@ -598,9 +642,8 @@ class ManagerActor(pykka.ThreadingActor):
         if topic is not None:
             self._close_topic(topic)
 
-    def _op_subscribe_current(
-        self, reply: Reply[Any], adapter: int, subscription: Subscription[Any]
-    ) -> Any:
+    def _op_subscribe_current(self, request: SubscribeCurrent) -> Any:
+        reply, adapter, subscription = request.reply, request.adapter, request.subscription
         topic = self._currents.topic(adapter, lambda: Topic(f"adapter #{adapter}", self._hub))
         try:
             self._hub.tell(Register(topic, subscription, reply))
@@ -762,7 +805,8 @@ class ManagerActor(pykka.ThreadingActor):
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    def _op_shutdown(self, reply: Reply[None]) -> Any:
+    def _op_shutdown(self, request: Shutdown) -> Any:
+        reply = request.reply
         if self._shutdown:  # answered with the first, from on_stop()
             self._shutdown.append(reply)
             return _LATER
@@ -857,19 +901,27 @@ class ManagerActor(pykka.ThreadingActor):
         self.stop()
 
 
-_QUERIES = frozenset({"status", "load", "list_recovery_points", "recovery_report"})
-"""Calls about a context that change nothing: they answer at once, even while it stops."""
-
-
-def _subject(call: Call) -> str | None:
-    """The context a manager call acts on: the first argument that is a name or a State."""
-    if call.method in _QUERIES:
-        return None
-    if call.method == "initialize":
-        return DEFAULT_CONTEXT
-    for arg in call.args:
-        if isinstance(arg, State):
-            return arg.context
-        if isinstance(arg, str):
-            return arg
-    return None
+_HANDLERS: dict[type[ManagerRequest], Callable[[ManagerActor, Any], Any]] = {
+    ActiveContexts: ManagerActor._op_active_contexts,
+    CreateAndSwitch: ManagerActor._op_create_and_switch,
+    CreateContext: ManagerActor._op_create_context,
+    CreateRecoveryPoint: ManagerActor._op_create_recovery_point,
+    CurrentContext: ManagerActor._op_current_context,
+    CurrentTracker: ManagerActor._op_current_tracker,
+    Deactivate: ManagerActor._op_deactivate,
+    DeleteContext: ManagerActor._op_delete_context,
+    DeleteRecoveryPoint: ManagerActor._op_delete_recovery_point,
+    GetRecoveryReport: ManagerActor._op_recovery_report,
+    GetTracker: ManagerActor._op_get_tracker,
+    Initialize: ManagerActor._op_initialize,
+    ListContexts: ManagerActor._op_list_contexts,
+    ListRecoveryPoints: ManagerActor._op_list_recovery_points,
+    LoadContext: ManagerActor._op_load,
+    RestoreRecoveryPoint: ManagerActor._op_restore_recovery_point,
+    SaveContext: ManagerActor._op_save,
+    Shutdown: ManagerActor._op_shutdown,
+    Status: ManagerActor._op_status,
+    SubscribeCurrent: ManagerActor._op_subscribe_current,
+    Switch: ManagerActor._op_switch,
+}
+"""The handler of each request type: a new request is a class and one entry here."""

@@ -19,7 +19,7 @@ import pytest
 
 from actors import ContextManager, ContextTracker, SupervisorConfig, TrackerConfig, create_manager
 from actors._future import new_reply
-from actors._messages import Call
+from actors._requests import ListContexts
 from actors._supervisor import ManagerActor
 from actors._tracker import TrackerActor
 from actors.testing import FaultyStore
@@ -85,7 +85,7 @@ def hold_manager(manager: ContextManager, hold: Hold) -> None:
     """Keep the manager actor busy in `hold` (a call whose reply callback runs in it)."""
     reply = new_reply()
     reply.add_done_callback(lambda _: hold(None))
-    manager._ref.tell(Call("list_contexts", (), reply))
+    manager._ref.tell(ListContexts(reply))
 
 
 @pytest.fixture
