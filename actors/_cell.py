@@ -42,7 +42,6 @@ class Cell:
         "failure",
         "manager",
         "name",
-        "passive",
         "ref",
         "status",
         "timeout",
@@ -60,12 +59,15 @@ class Cell:
         self.manager = manager
         self.ref: pykka.ActorRef[Any] | None = None
         self.status = ContextStatus.INACTIVE
-        self.passive = False
-        """ACTIVE, but its idle tracker was stopped: the manager starts it on the next call."""
         self.failure: BaseException | None = None
         self.closed = False
         self.changes = Topic(name, hub)
         """Where its trackers publish changes: one per context, outliving each tracker."""
+
+    @property
+    def passive(self) -> bool:
+        """ACTIVE, but its idle tracker was stopped: the manager starts it on the next call."""
+        return self.status is ContextStatus.ACTIVE and self.ref is None
 
     def send(self, message: Any, reply: Reply[Any]) -> None:
         """Deliver `message` to the context's tracker, or answer `reply` with why not."""

@@ -46,6 +46,7 @@ from actors._messages import (
     WriterFailed,
 )
 from actors._recovery import RecoveryReport
+from actors._registry import ContextRegistry
 from actors._requests import (
     DEFAULT_CONTEXT,
     ActiveContexts,
@@ -121,17 +122,16 @@ class ManagerActor(pykka.ThreadingActor):
         self._factory = factory
         self._config = factory.config
         self._owns_store = owns_store
-        self._cells: dict[str, Cell] = {}
+        # Each context's cell, report and transition in flight: calls that act on a context
+        # wait for its deactivation, deletion or store call under way, so that they never act
+        # on a half-stopped context or on what was known before the store answered.
+        self._contexts = ContextRegistry(
+            lambda name: Cell(name, self._config.ask_timeout, self.actor_ref, self._hub)
+        )
         # The restart history of each tracker (by context name) and of the writer.
         self._restarts = RestartPolicy(self._config.supervisor)
-        self._stopping: dict[str, Reply[None]] = {}
         self._currents = Currents()  # each adapter's current context
-        # Deactivations and deletions under way, by context: calls that act on that context
-        # wait for them (`_deferred`) so that they never act on a half-stopped context.
-        self._pending: dict[str, Reply[None]] = {}
-        self._deferred: dict[int, ManagerRequest] = {}
         self._timers: set[threading.Timer] = set()
-        self._reports: dict[str, RecoveryReport] = {}
         self._closing = False
         self._shutdown: list[Reply[None]] = []  # every shutdown() call, the first first
         self._shutdown_outcome: BaseException | None = None
@@ -157,7 +157,7 @@ class ManagerActor(pykka.ThreadingActor):
         elif isinstance(message, WriterFailed):
             self._on_writer_failed(message)
         elif isinstance(message, Recovered):
-            self._reports[message.report.context] = message.report
+            self._contexts.reports[message.report.context] = message.report
         elif isinstance(message, Deliver):
             self._deliver(message)
         elif isinstance(message, Passivated):
@@ -165,7 +165,7 @@ class ManagerActor(pykka.ThreadingActor):
         elif isinstance(message, Tick):
             self._passivate_idle()
         elif isinstance(message, ListStopping):
-            resolve(message.reply, sorted(self._stopping))
+            resolve(message.reply, self._contexts.all_stopping())
         elif isinstance(message, ForgetAdapter):
             self._on_forget_adapter(message)
         else:
@@ -175,12 +175,13 @@ class ManagerActor(pykka.ThreadingActor):
         if self._closing and not isinstance(request, Shutdown):
             reject(request.reply, ShutdownError("the context manager was shut down"))
             return
-        pending = self._pending_for(request)
-        if pending is not None:
+        name = request.context if request.waits else None
+        pending = self._contexts.pending(name) if name is not None else None
+        if name is not None and pending is not None:
             # Made after the deactivation or deletion began, the call runs after it ended, as
             # if the caller had waited: a switch then finds the context inactive, not stopping.
-            self._deferred[id(request)] = request
-            self._when_done(pending, self._resume, request)
+            self._contexts.wait(name, request)
+            self._when_done(pending, self._resume, name, request)
             return
         handler = _HANDLERS.get(type(request))
         if handler is None:
@@ -200,29 +201,16 @@ class ManagerActor(pykka.ThreadingActor):
             if result is not _LATER:
                 resolve(request.reply, result)
 
-    def _pending_for(self, request: ManagerRequest) -> Reply[None] | None:
-        """The deactivation, deletion or store call under way of the context `request` acts
-        on, if it waits for one."""
-        name = request.context if request.waits else None
-        if name is None:
-            return None
-        pending = self._pending.get(name)
-        if pending is not None and pending.done():
-            del self._pending[name]
-            return None
-        return pending
-
-    def _pend(self, name: str, reply: Reply[None]) -> None:
-        """Record a deactivation or deletion of `name` under way until `reply` is settled."""
-        self._pending[name] = reply
+    def _pend(self, name: str, reply: Reply[Any]) -> None:
+        """Record a transition of `name` under way until `reply` is settled."""
+        self._contexts.begin(name, reply)
         self._when_done(reply, self._unpend, name)
 
-    def _unpend(self, reply: Reply[None], name: str) -> None:
-        if self._pending.get(name) is reply:
-            del self._pending[name]
+    def _unpend(self, reply: Reply[Any], name: str) -> None:
+        self._contexts.end(name, reply)
 
-    def _resume(self, _: Reply[None], request: ManagerRequest) -> None:
-        del self._deferred[id(request)]
+    def _resume(self, _: Reply[Any], name: str, request: ManagerRequest) -> None:
+        self._contexts.resume(name, request)
         self._handle_request(request)
 
     def on_stop(self) -> None:
@@ -232,7 +220,7 @@ class ManagerActor(pykka.ThreadingActor):
         for timer in self._timers:
             timer.cancel()
         error = ShutdownError("the context manager was shut down")
-        for request in self._deferred.values():
+        for request in self._contexts.waiting():
             reject(request.reply, error)
         kept = []
         while not self.actor_inbox.empty():
@@ -268,15 +256,10 @@ class ManagerActor(pykka.ThreadingActor):
     # -- contexts ---------------------------------------------------------------------------
 
     def _cell(self, name: str) -> Cell:
-        cell = self._cells.get(name)
-        if cell is None or cell.status is ContextStatus.NONEXISTENT:
-            cell = Cell(name, self._config.ask_timeout, self.actor_ref, self._hub)
-            self._cells[name] = cell
-        return cell
+        return self._contexts.cell(name)
 
     def _is_running(self, name: str) -> bool:
-        cell = self._cells.get(name)
-        return cell is not None and cell.ref is not None
+        return self._contexts.is_running(name)
 
     # -- store I/O ---------------------------------------------------------------------------
 
@@ -340,7 +323,7 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _activate(self, name: str, reply: Reply[ContextTracker]) -> None:
         """Answer `reply` with a handle once `name` has a running tracker."""
-        cell = self._cells.get(name)
+        cell = self._contexts.get(name)
         if cell is not None and (cell.ref is not None or cell.passive):
             self._start(name, reply)  # running, or known to be stored: no store call
             return
@@ -375,7 +358,6 @@ class ManagerActor(pykka.ThreadingActor):
         )
         self._watch(Watch(name, cell.ref))
         cell.status = ContextStatus.ACTIVE
-        cell.passive = False
         cell.failure = None
         self._when_done(ready, self._on_ready, cell, reply)
 
@@ -389,9 +371,8 @@ class ManagerActor(pykka.ThreadingActor):
     def _op_deactivate(self, request: Deactivate) -> Any:
         reply, name = request.reply, request.name
         if not self._is_running(name):
-            cell = self._cells.get(name)
+            cell = self._contexts.get(name)
             if cell is not None and cell.passive:  # passivated: nothing left to stop
-                cell.passive = False
                 cell.status = ContextStatus.INACTIVE
                 self._currents.forget_context(name)
                 return None
@@ -409,12 +390,12 @@ class ManagerActor(pykka.ThreadingActor):
         self, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
     ) -> None:
         """Stop the tracker of `name` (writing what it has unsaved), then set `after`."""
-        stopping = self._stopping.get(name)
+        stopping = self._contexts.stopping(name)
         if stopping is None:
-            cell = self._cells[name]
+            cell = self._contexts.cells[name]
             assert cell.ref is not None
             stopping = new_reply()
-            self._stopping[name] = stopping
+            self._contexts.set_stopping(name, stopping)
             ref = cell.ref
             try:
                 ref.tell(Stop(stopping, error, force=self._closing))
@@ -428,7 +409,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _on_stopped(
         self, stopping: Reply[None], cell: Cell, ref: pykka.ActorRef[Any], after: ContextStatus
     ) -> None:
-        del self._stopping[cell.name]
+        self._contexts.set_stopping(cell.name, None)
         if stopping.exception() is not None and not self._closing:
             return  # the tracker could not write and keeps running; the caller is told
         if cell.ref is ref:
@@ -452,10 +433,9 @@ class ManagerActor(pykka.ThreadingActor):
     def _op_delete_context(self, request: DeleteContext) -> Any:
         reply, name = request.reply, request.name
         if not self._is_running(name):
-            cell = self._cells.get(name)
+            cell = self._contexts.get(name)
             if cell is not None and cell.passive:
                 # No tracker may start for it while the store deletes it.
-                cell.passive = False
                 cell.status = ContextStatus.INACTIVE
             self._currents.forget_context(name)
             return self._io(name, reply, partial(self._store.delete, name), self._deleted(name))
@@ -483,12 +463,10 @@ class ManagerActor(pykka.ThreadingActor):
     def _forget_context(self, name: str) -> None:
         """A deleted context leaves nothing here: handles that still hold its cell find it
         NONEXISTENT, and a context created later under the name gets a new cell."""
-        cell = self._cells.pop(name, None)
+        cell = self._contexts.forget(name)
         if cell is not None:
             cell.status = ContextStatus.NONEXISTENT
-            cell.passive = False
             self._close_topic(cell.changes)
-        self._reports.pop(name, None)
         self._restarts.forget(name)
 
     def _close_topic(self, topic: Topic) -> None:
@@ -502,7 +480,7 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _op_status(self, request: Status) -> Any:
         reply, name = request.reply, request.name
-        cell = self._cells.get(name)
+        cell = self._contexts.get(name)
         if cell is not None and cell.status in (ContextStatus.ACTIVE, ContextStatus.FAILED):
             return cell.status
 
@@ -513,14 +491,16 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _op_active_contexts(self, request: ActiveContexts) -> list[str]:
         return sorted(
-            name for name, cell in self._cells.items() if cell.status is ContextStatus.ACTIVE
+            name
+            for name, cell in self._contexts.cells.items()
+            if cell.status is ContextStatus.ACTIVE
         )
 
     # -- persistence and recovery points ----------------------------------------------------
 
     def _forward(self, name: str, message: Any, reply: Reply[Any]) -> bool:
         """Hand a request to the running tracker of `name`, which answers `reply` itself."""
-        cell = self._cells.get(name)
+        cell = self._contexts.get(name)
         if cell is None or cell.ref is None:
             return False
         cell.send(message, reply)
@@ -565,7 +545,7 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _op_recovery_report(self, request: GetRecoveryReport) -> RecoveryReport | None:
         name = request.name
-        return self._reports.get(name)
+        return self._contexts.reports.get(name)
 
     def _op_delete_recovery_point(self, request: DeleteRecoveryPoint) -> Any:
         reply, name, point_id = request.reply, request.name, request.point_id
@@ -633,7 +613,7 @@ class ManagerActor(pykka.ThreadingActor):
         name = self._currents.current(adapter)
         if name is None:
             raise NoCurrentContextError("the adapter has no current context")
-        return ContextTracker(self._cells[name])
+        return ContextTracker(self._contexts.cells[name])
 
     def _on_forget_adapter(self, message: ForgetAdapter) -> None:
         """The adapter was garbage-collected: drop its current context and switch records,
@@ -672,13 +652,13 @@ class ManagerActor(pykka.ThreadingActor):
         else:
             logger.warning("the group writer failed; started another")
             self._writer = WriterActor.start(self._store, self.actor_ref)
-        for cell in self._cells.values():
+        for cell in self._contexts.cells.values():
             if cell.ref is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
                     cell.ref.tell(UseWriter(self._writer))
 
     def _on_tracker_failed(self, report: TrackerFailed) -> None:
-        cell = self._cells.get(report.name)
+        cell = self._contexts.get(report.name)
         ref = cell.ref if cell is not None else None
         if cell is None or ref is None or ref is not report.tracker or self._closing:
             return  # a report from a tracker already replaced or being shut down
@@ -756,28 +736,27 @@ class ManagerActor(pykka.ThreadingActor):
         if period is None or self._closing:
             return
         idle_since = time.monotonic() - period
-        for name, cell in self._cells.items():
+        for name, cell in self._contexts.cells.items():
             ref = cell.ref
             if (
                 ref is not None
                 and cell.status is ContextStatus.ACTIVE
-                and name not in self._stopping
+                and self._contexts.stopping(name) is None
             ):
                 with contextlib.suppress(pykka.ActorDeadError):
                     ref.tell(Passivate(idle_since))
         self._after(period / 2, self.actor_ref, Tick())
 
     def _on_passivated(self, message: Passivated) -> None:
-        cell = self._cells.get(message.name)
+        cell = self._contexts.get(message.name)
         if cell is not None and cell.ref is message.tracker:
             self._watch(Unwatch(message.name, message.tracker))
-            cell.ref = None
-            cell.passive = True
+            cell.ref = None  # passive now: status stays ACTIVE
             logger.debug("passivated idle tracker %r", message.name)
 
     def _deliver(self, message: Deliver) -> None:
         """Hand a request on to its context's tracker, starting the tracker if passivated."""
-        request, cell = message.message, self._cells.get(message.name)
+        request, cell = message.message, self._contexts.get(message.name)
         reply: Reply[Any] = request.reply
         if cell is None or cell.status is not ContextStatus.ACTIVE or self._closing:
             reject(reply, cell.unavailable() if cell is not None else ShutdownError("closed"))
@@ -787,7 +766,6 @@ class ManagerActor(pykka.ThreadingActor):
                 cell.ref.tell(request)
             except pykka.ActorDeadError:
                 cell.ref = None  # it stopped itself and its Passivated is still on the way
-                cell.passive = True
             else:
                 return
         try:
@@ -812,7 +790,7 @@ class ManagerActor(pykka.ThreadingActor):
             return _LATER
         self._shutdown.append(reply)
         self._closing = True
-        running = [name for name, cell in self._cells.items() if cell.ref is not None]
+        running = self._contexts.running()
         if not running:
             self._finish_shutdown([])
             return _LATER
@@ -838,7 +816,7 @@ class ManagerActor(pykka.ThreadingActor):
         return _LATER
 
     def _finish_shutdown(self, stops: list[Reply[None]]) -> None:
-        for cell in self._cells.values():
+        for cell in self._contexts.cells.values():
             cell.closed = True
             cell.ref = None
         # Every tracker has stopped, so every change is published (subscriptions end after

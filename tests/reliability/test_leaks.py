@@ -37,17 +37,8 @@ def _tables(manager):
     """The size of everything the manager keeps per context or per adapter, read once the
     manager, then its hub and watcher, have handled what was told to them."""
     actor = _settled(manager._ref)
-    sizes = {
-        name: len(getattr(actor, name))
-        for name in (
-            "_cells",
-            "_restarts",
-            "_stopping",
-            "_pending",
-            "_deferred",
-            "_reports",
-        )
-    }
+    sizes = {"restart histories": len(actor._restarts)}
+    sizes.update(actor._contexts.sizes())  # cells, reports, transitions in flight
     sizes.update(actor._currents.sizes())  # each adapter's current context and switches
     sizes["hub topics"] = len(_settled(actor._hub)._topics)
     if actor._watcher is not None:
