@@ -424,7 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="about a second per measurement")
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
     parser.add_argument("--only", default="", help="run benchmarks whose name contains this")
+    parser.add_argument(
+        "--peers", action="store_true", help="ours against diskcache, sqlitedict, ZODB, LMDB, Redis"
+    )
     args = parser.parse_args(argv)
+    if args.peers:
+        from tests.benchmarks.peers import run_peers  # noqa: PLC0415
+
+        return run_peers(quick=args.quick, json_path=args.json)
     seconds = 0.5 if args.quick else 3.0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
