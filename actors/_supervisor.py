@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -22,7 +21,7 @@ import pykka
 from actors._cell import Cell, ContextStatus
 from actors._changes import Topic
 from actors._currents import Currents
-from actors._exit import forget_manager, start_timer
+from actors._exit import forget_manager
 from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
 from actors._handle import ContextTracker
@@ -73,10 +72,12 @@ from actors._requests import (
     Switch,
 )
 from actors._restart import RestartPolicy
-from actors._store_io import CloseIO, RunIO, StoreWorker
-from actors._subscriptions import CloseHub, CloseTopic, Register, SubscriptionHub
-from actors._watcher import CloseWatcher, Unwatch, Watch, WatcherActor
-from actors._writer import Drain, WriterActor
+from actors._shutdown import ShutdownSequence
+from actors._store_io import RunIO, StoreWorker
+from actors._subscriptions import CloseTopic, Register, SubscriptionHub
+from actors._timers import Timers
+from actors._watcher import Unwatch, Watch, WatcherActor
+from actors._writer import WriterActor
 from storage import (
     ContextError,
     ContextExistsError,
@@ -131,11 +132,8 @@ class ManagerActor(pykka.ThreadingActor):
         # The restart history of each tracker (by context name) and of the writer.
         self._restarts = RestartPolicy(self._config.supervisor)
         self._currents = Currents()  # each adapter's current context
-        self._timers: set[threading.Timer] = set()
-        self._closing = False
-        self._shutdown: list[Reply[None]] = []  # every shutdown() call, the first first
-        self._shutdown_outcome: BaseException | None = None
-        self._stopped_by_shutdown = False
+        self._timers = Timers()  # restarts and passivation ticks
+        self._shutdown = ShutdownSequence(self)
         # The subscriptions to our contexts and adapters live in the hub, so they outlive
         # every tracker; each adapter's switches are published to a topic of its own.
         self._hub = SubscriptionHub.start(self._config.exit_timeout)
@@ -172,7 +170,7 @@ class ManagerActor(pykka.ThreadingActor):
             logger.warning("the context manager ignored a message it does not know: %r", message)
 
     def _handle_request(self, request: ManagerRequest) -> None:
-        if self._closing and not isinstance(request, Shutdown):
+        if self._shutdown.closing and not isinstance(request, Shutdown):
             reject(request.reply, ShutdownError("the context manager was shut down"))
             return
         name = request.context if request.waits else None
@@ -215,32 +213,8 @@ class ManagerActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         forget_manager(self.actor_urn)  # nothing left for the exit hook to shut down
-        if not self._stopped_by_shutdown:
-            self._close_hub()  # stopped from outside (pykka.ActorRegistry.stop_all())
-        for timer in self._timers:
-            timer.cancel()
-        error = ShutdownError("the context manager was shut down")
-        for request in self._contexts.waiting():
-            reject(request.reply, error)
-        kept = []
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, Shutdown):
-                resolve(envelope.message.reply, None)  # shut down, as it asked
-            elif isinstance(envelope.message, ManagerRequest):
-                reject(envelope.message.reply, error)
-            elif isinstance(envelope.message, ListStopping):
-                resolve(envelope.message.reply, [])  # every tracker has stopped
-            else:
-                kept.append(envelope)
-        # pykka answers the rest after on_stop(), such as a stop() someone waits on.
-        for envelope in kept:
-            self.actor_inbox.put(envelope)
-        for shutdown_reply in self._shutdown:
-            if self._shutdown_outcome is not None:
-                reject(shutdown_reply, self._shutdown_outcome)
-            else:
-                resolve(shutdown_reply, None)
+        self._timers.cancel_all()
+        self._shutdown.teardown()
 
     def _when_done(self, reply: Reply[Any], callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(reply, *args)` in this actor once `reply` is settled."""
@@ -349,7 +323,7 @@ class ManagerActor(pykka.ThreadingActor):
         if cell.ref is not None:
             resolve(reply, ContextTracker(cell))
             return
-        if self._closing:
+        if self._shutdown.closing:
             reject(reply, ShutdownError("the context manager was shut down"))
             return
         ready = new_reply()
@@ -398,7 +372,7 @@ class ManagerActor(pykka.ThreadingActor):
             self._contexts.set_stopping(name, stopping)
             ref = cell.ref
             try:
-                ref.tell(Stop(stopping, error, force=self._closing))
+                ref.tell(Stop(stopping, error, force=self._shutdown.closing))
             except pykka.ActorDeadError:
                 # It stopped itself (passivated) and its Passivated is still on the way:
                 # there is nothing left to stop, and nothing unsaved (it wrote that first).
@@ -410,7 +384,7 @@ class ManagerActor(pykka.ThreadingActor):
         self, stopping: Reply[None], cell: Cell, ref: pykka.ActorRef[Any], after: ContextStatus
     ) -> None:
         self._contexts.set_stopping(cell.name, None)
-        if stopping.exception() is not None and not self._closing:
+        if stopping.exception() is not None and not self._shutdown.closing:
             return  # the tracker could not write and keeps running; the caller is told
         if cell.ref is ref:
             cell.ref = None
@@ -637,7 +611,7 @@ class ManagerActor(pykka.ThreadingActor):
         """Start another group writer (it holds nothing to reload) and point every running
         tracker at it, within the supervisor's restart limits; past them, trackers commit
         their own writes (still durable, without group commit)."""
-        if report.writer is not self._writer or self._closing:
+        if report.writer is not self._writer or self._shutdown.closing:
             return
         # The writer holds nothing to reload: it is restarted at once, whatever the backoff.
         decision = self._restarts.failed(_WRITER)
@@ -660,7 +634,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _on_tracker_failed(self, report: TrackerFailed) -> None:
         cell = self._contexts.get(report.name)
         ref = cell.ref if cell is not None else None
-        if cell is None or ref is None or ref is not report.tracker or self._closing:
+        if cell is None or ref is None or ref is not report.tracker or self._shutdown.closing:
             return  # a report from a tracker already replaced or being shut down
         if isinstance(report.error, ContextFailedError):
             # Nothing intact to load: restarting cannot help.
@@ -679,7 +653,9 @@ class ManagerActor(pykka.ThreadingActor):
         logger.warning(
             "restarting tracker %r in %.3f s after %r", report.name, decision.delay, report.error
         )
-        self._after(decision.delay, ref, Restart())
+        # At once if the interpreter exits and starts no timer thread (Python 3.12); the
+        # tracker may have stopped since it failed: a tell to it must not kill the manager.
+        self._timers.tell_after(decision.delay, ref, Restart())
 
     @staticmethod
     def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
@@ -689,38 +665,15 @@ class ManagerActor(pykka.ThreadingActor):
         with contextlib.suppress(pykka.ActorDeadError):  # stopping anyway: _on_stopped follows
             ref.tell(GiveUp(error))
 
-    def _after(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> None:
-        """Tell `ref` `message` after `delay` seconds without blocking this mailbox."""
-        if delay <= 0:
-            # The tracker may have stopped since it failed (a deactivation queued behind the
-            # failing request); a tell to it must not kill the manager.
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(message)
-            return
-
-        def fire() -> None:
-            self._timers.discard(timer)
-            with contextlib.suppress(pykka.ActorDeadError):  # stopped while we waited
-                ref.tell(message)
-
-        timer = threading.Timer(delay, fire)
-        self._timers.add(timer)
-        if start_timer(timer):
-            return
-        self._timers.discard(timer)
-        if not isinstance(message, Tick):
-            # The interpreter is exiting and starts no thread (Python 3.12): a restart goes
-            # at once; passivation ticks stop, as the exit hook shuts everything down.
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(message)
-
     # -- passivation ------------------------------------------------------------------------
 
     def on_start(self) -> None:
         if self._group_commit:
             self._writer = WriterActor.start(self._store, self.actor_ref)
         if self._config.passivate_after is not None:
-            self._after(self._config.passivate_after / 2, self.actor_ref, Tick())
+            self._timers.tell_after(
+                self._config.passivate_after / 2, self.actor_ref, Tick(), if_refused="drop"
+            )
         interval = self._config.watch_interval
         if interval is not None and self._store.shared_between_processes:
             self._watcher = WatcherActor.start(self._store, interval)
@@ -733,7 +686,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _passivate_idle(self) -> None:
         """Ask every running tracker idle for `passivate_after` seconds to stop."""
         period = self._config.passivate_after
-        if period is None or self._closing:
+        if period is None or self._shutdown.closing:
             return
         idle_since = time.monotonic() - period
         for name, cell in self._contexts.cells.items():
@@ -745,7 +698,7 @@ class ManagerActor(pykka.ThreadingActor):
             ):
                 with contextlib.suppress(pykka.ActorDeadError):
                     ref.tell(Passivate(idle_since))
-        self._after(period / 2, self.actor_ref, Tick())
+        self._timers.tell_after(period / 2, self.actor_ref, Tick(), if_refused="drop")
 
     def _on_passivated(self, message: Passivated) -> None:
         cell = self._contexts.get(message.name)
@@ -758,7 +711,7 @@ class ManagerActor(pykka.ThreadingActor):
         """Hand a request on to its context's tracker, starting the tracker if passivated."""
         request, cell = message.message, self._contexts.get(message.name)
         reply: Reply[Any] = request.reply
-        if cell is None or cell.status is not ContextStatus.ACTIVE or self._closing:
+        if cell is None or cell.status is not ContextStatus.ACTIVE or self._shutdown.closing:
             reject(reply, cell.unavailable() if cell is not None else ShutdownError("closed"))
             return
         if cell.ref is not None:
@@ -784,99 +737,8 @@ class ManagerActor(pykka.ThreadingActor):
     # -- shutdown ---------------------------------------------------------------------------
 
     def _op_shutdown(self, request: Shutdown) -> Any:
-        reply = request.reply
-        if self._shutdown:  # answered with the first, from on_stop()
-            self._shutdown.append(reply)
-            return _LATER
-        self._shutdown.append(reply)
-        self._closing = True
-        running = self._contexts.running()
-        if not running:
-            self._finish_shutdown([])
-            return _LATER
-        stops = []
-        for name in running:
-            stopped = new_reply()
-            self._stop_tracker(
-                name,
-                ShutdownError("the context manager was shut down"),
-                stopped,
-                ContextStatus.INACTIVE,
-            )
-            stops.append(stopped)
-        remaining = [len(stops)]
-
-        def one_stopped(_: Reply[None]) -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                self._finish_shutdown(stops)
-
-        for stopped in stops:
-            self._when_done(stopped, one_stopped)
+        self._shutdown.begin(request.reply)  # answered from on_stop()
         return _LATER
-
-    def _finish_shutdown(self, stops: list[Reply[None]]) -> None:
-        for cell in self._contexts.cells.values():
-            cell.closed = True
-            cell.ref = None
-        # Every tracker has stopped, so every change is published (subscriptions end after
-        # delivering what they buffer) and no write is in flight (the writer stops once it
-        # has answered anything still queued). Only when the hub, the writer and the watcher
-        # have stopped is the store closed and the caller answered.
-        helpers = [self._close_hub(), self._close_io()]
-        if self._writer is not None:
-            drained = new_reply()
-            try:
-                self._writer.tell(Drain(drained))
-            except pykka.ActorDeadError:  # failed earlier (a bug, logged): nothing in flight
-                resolve(drained, None)
-            helpers.append(drained)
-        if self._watcher is not None:
-            closed = new_reply()
-            try:
-                self._watcher.tell(CloseWatcher(closed))
-            except pykka.ActorDeadError:  # failed earlier (a bug, logged): nothing to close
-                resolve(closed, None)
-            helpers.append(closed)
-        remaining = [len(helpers)]
-
-        def one_done(_: Reply[None]) -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                self._close(stops)
-
-        for helper in helpers:
-            self._when_done(helper, one_done)
-
-    def _close_io(self) -> Reply[None]:
-        """Stop the store worker once every store call sent to it is answered."""
-        closed = new_reply()
-        try:
-            self._io_worker.tell(CloseIO(closed))
-        except pykka.ActorDeadError:  # stopped already
-            resolve(closed, None)
-        return closed
-
-    def _close_hub(self) -> Reply[None]:
-        closed = new_reply()
-        try:
-            self._hub.tell(CloseHub(closed))
-        except pykka.ActorDeadError:  # stopped already
-            resolve(closed, None)
-        return closed
-
-    def _close(self, stops: list[Reply[None]]) -> None:
-        errors = [error for stop in stops if (error := stop.exception()) is not None]
-        if self._owns_store:
-            try:
-                self._store.close()
-            except Exception as exc:  # noqa: BLE001 - reported to the caller below
-                errors.append(exc)
-        # Answered from on_stop(), once this actor is out of the registry: when shutdown()
-        # resolves, no actor of this manager is left.
-        self._shutdown_outcome = errors[0] if errors else None
-        self._stopped_by_shutdown = True
-        self.stop()
 
 
 _HANDLERS: dict[type[ManagerRequest], Callable[[ManagerActor, Any], Any]] = {

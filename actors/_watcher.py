@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from typing import Any
 
 import attrs
 import pykka
 
-from actors._exit import start_timer
 from actors._future import Reply, resolve
+from actors._timers import Timers
 from storage import ContextError, Store
 
 __all__ = ["CloseWatcher", "Poll", "StoredVersion", "Unwatch", "Watch", "WatcherActor"]
@@ -74,15 +73,14 @@ class WatcherActor(pykka.ThreadingActor):
         self._targets: dict[str, pykka.ActorRef[Any]] = {}
         self._seen: dict[str, int] = {}
         self._token: object | None = None
-        self._timer: threading.Timer | None = None
+        self._timers = Timers()
         self._closed: Reply[None] | None = None
 
     def on_start(self) -> None:
         self._arm()
 
     def on_stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timers.cancel_all()
         if self._closed is not None:
             resolve(self._closed, None)
 
@@ -122,12 +120,5 @@ class WatcherActor(pykka.ThreadingActor):
                     self._targets[name].tell(StoredVersion(version))
 
     def _arm(self) -> None:
-        ref = self.actor_ref
-
-        def tick() -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(Poll())
-
-        self._timer = threading.Timer(self._interval, tick)
         # Refused while the interpreter exits (Python 3.12): polling ends, shutdown is near.
-        start_timer(self._timer)
+        self._timers.tell_after(self._interval, self.actor_ref, Poll(), if_refused="drop")
