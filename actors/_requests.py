@@ -20,6 +20,7 @@ from storage import State
 
 __all__ = [
     "DEFAULT_CONTEXT",
+    "LATER",
     "ActiveContexts",
     "CreateAndSwitch",
     "CreateContext",
@@ -43,6 +44,9 @@ __all__ = [
     "SubscribeCurrent",
     "Switch",
 ]
+
+LATER: Any = object()
+"""Returned by a handler that will answer the request's reply itself, later."""
 
 DEFAULT_CONTEXT = "default"
 """The context `ContextAdapter.initialize()` creates and makes current."""

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pykka
 
+from actors import _adapter_ops as adapter_ops
+from actors import _recovery_ops as recovery_ops
+from actors import _supervision as supervision
 from actors._cell import Cell, ContextStatus
 from actors._changes import Topic
 from actors._currents import Currents
@@ -29,25 +31,18 @@ from actors._messages import (
     Deliver,
     Done,
     ForgetAdapter,
-    GiveUp,
     ListStopping,
-    MakeRecoveryPoint,
-    Passivate,
     Passivated,
     Recovered,
-    Restart,
-    Restore,
-    Save,
     Stop,
     Tick,
     TrackerFailed,
-    UseWriter,
     WriterFailed,
 )
-from actors._recovery import RecoveryReport
 from actors._registry import ContextRegistry
 from actors._requests import (
     DEFAULT_CONTEXT,
+    LATER,
     ActiveContexts,
     CreateAndSwitch,
     CreateContext,
@@ -74,18 +69,14 @@ from actors._requests import (
 from actors._restart import RestartPolicy
 from actors._shutdown import ShutdownSequence
 from actors._store_io import RunIO, StoreWorker
-from actors._subscriptions import CloseTopic, Register, SubscriptionHub
+from actors._subscriptions import CloseTopic, SubscriptionHub
 from actors._timers import Timers
 from actors._watcher import Unwatch, Watch, WatcherActor
 from actors._writer import WriterActor
 from storage import (
     ContextError,
-    ContextExistsError,
-    ContextFailedError,
     ContextInactiveError,
     ContextNotFoundError,
-    NoCurrentContextError,
-    RecoveryError,
     ShutdownError,
     State,
     Store,
@@ -94,12 +85,6 @@ from storage import (
 __all__ = ["DEFAULT_CONTEXT", "ManagerActor"]
 
 logger = logging.getLogger("actors.manager")
-
-_LATER: Any = object()
-"""Returned by an operation that will answer its reply itself, later."""
-
-_WRITER = object()
-"""The group writer's key in the restart history (trackers are keyed by context name)."""
 
 
 class ManagerActor(pykka.ThreadingActor):
@@ -151,21 +136,21 @@ class ManagerActor(pykka.ThreadingActor):
             except Exception:  # pragma: no cover - a bug of ours; the manager must live on
                 logger.exception("manager callback %r failed", message.callback)
         elif isinstance(message, TrackerFailed):
-            self._on_tracker_failed(message)
+            supervision.on_tracker_failed(self, message)
         elif isinstance(message, WriterFailed):
-            self._on_writer_failed(message)
+            supervision.on_writer_failed(self, message)
         elif isinstance(message, Recovered):
             self._contexts.reports[message.report.context] = message.report
         elif isinstance(message, Deliver):
-            self._deliver(message)
+            supervision.deliver(self, message)
         elif isinstance(message, Passivated):
-            self._on_passivated(message)
+            supervision.on_passivated(self, message)
         elif isinstance(message, Tick):
-            self._passivate_idle()
+            supervision.passivate_idle(self)
         elif isinstance(message, ListStopping):
             resolve(message.reply, self._contexts.all_stopping())
         elif isinstance(message, ForgetAdapter):
-            self._on_forget_adapter(message)
+            adapter_ops.on_forget_adapter(self, message)
         else:
             logger.warning("the context manager ignored a message it does not know: %r", message)
 
@@ -196,7 +181,7 @@ class ManagerActor(pykka.ThreadingActor):
             logger.exception("context manager failed in %s", request.operation)
             reject(request.reply, exc)
         else:
-            if result is not _LATER:
+            if result is not LATER:
                 resolve(request.reply, result)
 
     def _pend(self, name: str, reply: Reply[Any]) -> None:
@@ -245,7 +230,7 @@ class ManagerActor(pykka.ThreadingActor):
         then: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Have the store worker run `work()`, then answer `reply` with its result, or with
-        what `then(result)` returns (unless `_LATER`: `then` answers itself), here in the
+        what `then(result)` returns (unless `LATER`: `then` answers itself), here in the
         manager's thread. Calls naming context `name` meanwhile wait for it (`_pend`), so
         that none acts on what the manager knew before the store answered."""
         done = new_reply()
@@ -253,11 +238,11 @@ class ManagerActor(pykka.ThreadingActor):
             self._io_worker.tell(RunIO(work, done))
         except pykka.ActorDeadError:
             reject(reply, ShutdownError("the context manager was shut down"))
-            return _LATER
+            return LATER
         if name is not None:
             self._pend(name, done)
         self._when_done(done, self._after_io, reply, then)
-        return _LATER
+        return LATER
 
     def _after_io(
         self, done: Reply[Any], reply: Reply[Any], then: Callable[[Any], Any] | None
@@ -269,7 +254,7 @@ class ManagerActor(pykka.ThreadingActor):
             except Exception as exc:  # noqa: BLE001 - answered to the caller below
                 error = exc
             else:
-                if result is not _LATER:
+                if result is not LATER:
                     resolve(reply, result)
                 return
         if error is None:
@@ -293,7 +278,7 @@ class ManagerActor(pykka.ThreadingActor):
     def _op_get_tracker(self, request: GetTracker) -> Any:
         reply, name = request.reply, request.name
         self._activate(name, reply)
-        return _LATER
+        return LATER
 
     def _activate(self, name: str, reply: Reply[ContextTracker]) -> None:
         """Answer `reply` with a handle once `name` has a running tracker."""
@@ -309,7 +294,7 @@ class ManagerActor(pykka.ThreadingActor):
             if not exists:
                 raise ContextNotFoundError(name)
             self._start(name, reply)
-            return _LATER
+            return LATER
 
         self._io(name, reply, partial(self._store.exists, name), stored)
 
@@ -358,7 +343,7 @@ class ManagerActor(pykka.ThreadingActor):
             return self._io(name, reply, partial(self._store.exists, name), stored)
         self._pend(name, reply)
         self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
-        return _LATER
+        return LATER
 
     def _stop_tracker(
         self, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
@@ -417,7 +402,7 @@ class ManagerActor(pykka.ThreadingActor):
         stopped = new_reply()
         self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
         self._when_done(stopped, self._delete_after_stop, name, reply)
-        return _LATER
+        return LATER
 
     def _delete_after_stop(self, stopped: Reply[None], name: str, reply: Reply[None]) -> None:
         error = stopped.exception()
@@ -470,203 +455,6 @@ class ManagerActor(pykka.ThreadingActor):
             if cell.status is ContextStatus.ACTIVE
         )
 
-    # -- persistence and recovery points ----------------------------------------------------
-
-    def _forward(self, name: str, message: Any, reply: Reply[Any]) -> bool:
-        """Hand a request to the running tracker of `name`, which answers `reply` itself."""
-        cell = self._contexts.get(name)
-        if cell is None or cell.ref is None:
-            return False
-        cell.send(message, reply)
-        return True
-
-    def _op_save(self, request: SaveContext) -> Any:
-        reply, name = request.reply, request.name
-        if self._forward(name, Save(reply), reply):
-            return _LATER
-        return self._io(None, reply, partial(self._store.head_version, name))
-
-    def _op_load(self, request: LoadContext) -> Any:
-        reply, name = request.reply, request.name
-        return self._io(None, reply, partial(self._store.read_head, name))
-
-    def _op_create_recovery_point(self, request: CreateRecoveryPoint) -> Any:
-        reply, name, label = request.reply, request.name, request.label
-        if self._forward(name, MakeRecoveryPoint(label, reply), reply):
-            return _LATER
-        store = self._store
-        return self._io(
-            name, reply, lambda: store.create_recovery_point(store.read_head(name), label)
-        )
-
-    def _op_list_recovery_points(self, request: ListRecoveryPoints) -> Any:
-        reply, name = request.reply, request.name
-        return self._io(None, reply, partial(self._store.list_recovery_points, name))
-
-    def _op_restore_recovery_point(self, request: RestoreRecoveryPoint) -> Any:
-        reply, name, point_id = request.reply, request.name, request.point_id
-        if self._forward(name, Restore(point_id, reply), reply):
-            return _LATER
-        store = self._store
-
-        def restore() -> State:
-            head = store.read_head(name)
-            restored = head.successor(store.read_recovery_point(name, point_id))
-            store.compare_and_set(restored, head.version)
-            return restored
-
-        return self._io(name, reply, restore)
-
-    def _op_recovery_report(self, request: GetRecoveryReport) -> RecoveryReport | None:
-        name = request.name
-        return self._contexts.reports.get(name)
-
-    def _op_delete_recovery_point(self, request: DeleteRecoveryPoint) -> Any:
-        reply, name, point_id = request.reply, request.name, request.point_id
-        return self._io(None, reply, partial(self._store.delete_recovery_point, name, point_id))
-
-    # -- adapters ---------------------------------------------------------------------------
-
-    def _op_initialize(self, request: Initialize) -> Any:
-        reply, adapter = request.reply, request.adapter
-        store = self._store
-
-        def create_if_missing() -> None:
-            if not store.exists(DEFAULT_CONTEXT):
-                with contextlib.suppress(ContextExistsError):  # another process was first
-                    store.create(State.new(DEFAULT_CONTEXT))
-
-        self._switch(adapter, DEFAULT_CONTEXT, reply, create_if_missing)
-        return _LATER
-
-    def _op_switch(self, request: Switch) -> Any:
-        reply, adapter, name = request.reply, request.adapter, request.name
-        self._switch(adapter, name, reply)
-        return _LATER
-
-    def _op_create_and_switch(self, request: CreateAndSwitch) -> Any:
-        reply, adapter, state = request.reply, request.adapter, request.state
-        self._switch(adapter, state.context, reply, partial(self._store.create, state))
-        return _LATER
-
-    def _switch(
-        self,
-        adapter: int,
-        name: str,
-        reply: Reply[ContextTracker],
-        prepare: Callable[[], None] | None = None,
-    ) -> None:
-        """Make `name` the adapter's current context once it is active; with `prepare`, a
-        store call that makes sure it is stored (create it), run first."""
-        # The ticket is taken now, in the order of the requests (see actors/_currents.py).
-        ticket = self._currents.begin(adapter, name)
-        activated = new_reply()
-        if prepare is None:
-            self._activate(name, activated)
-        else:
-
-            def stored(_: None) -> Any:
-                self._start(name, activated)
-                return _LATER
-
-            self._io(name, activated, prepare, stored)
-        self._when_done(activated, self._on_switched, adapter, ticket, reply)
-
-    def _on_switched(
-        self, activated: Reply[ContextTracker], adapter: int, ticket: int, reply: Reply[Any]
-    ) -> None:
-        self._currents.finish(adapter, ticket, succeeded=activated.exception() is None)
-        self._pass_on(activated, reply)
-
-    def _op_current_context(self, request: CurrentContext) -> str | None:
-        adapter = request.adapter
-        return self._currents.current(adapter)
-
-    def _op_current_tracker(self, request: CurrentTracker) -> ContextTracker:
-        adapter = request.adapter
-        name = self._currents.current(adapter)
-        if name is None:
-            raise NoCurrentContextError("the adapter has no current context")
-        return ContextTracker(self._contexts.cells[name])
-
-    def _on_forget_adapter(self, message: ForgetAdapter) -> None:
-        """The adapter was garbage-collected: drop its current context and switch records,
-        and end the subscriptions to its switches (after what they buffer)."""
-        topic = self._currents.forget_adapter(message.adapter)
-        if topic is not None:
-            self._close_topic(topic)
-
-    def _op_subscribe_current(self, request: SubscribeCurrent) -> Any:
-        reply, adapter, subscription = request.reply, request.adapter, request.subscription
-        topic = self._currents.topic(adapter, lambda: Topic(f"adapter #{adapter}", self._hub))
-        try:
-            self._hub.tell(Register(topic, subscription, reply))
-        except pykka.ActorDeadError:
-            raise ShutdownError("the context manager was shut down") from None
-        return _LATER
-
-    # -- supervision ------------------------------------------------------------------------
-
-    def _on_writer_failed(self, report: WriterFailed) -> None:
-        """Start another group writer (it holds nothing to reload) and point every running
-        tracker at it, within the supervisor's restart limits; past them, trackers commit
-        their own writes (still durable, without group commit)."""
-        if report.writer is not self._writer or self._shutdown.closing:
-            return
-        # The writer holds nothing to reload: it is restarted at once, whatever the backoff.
-        decision = self._restarts.failed(_WRITER)
-        if not decision.restart:
-            logger.error(
-                "the group writer failed %d times within %s s: trackers commit their own "
-                "writes from now on",
-                decision.failures,
-                self._config.supervisor.within_seconds,
-            )
-            self._writer = None
-        else:
-            logger.warning("the group writer failed; started another")
-            self._writer = WriterActor.start(self._store, self.actor_ref)
-        for cell in self._contexts.cells.values():
-            if cell.ref is not None:
-                with contextlib.suppress(pykka.ActorDeadError):
-                    cell.ref.tell(UseWriter(self._writer))
-
-    def _on_tracker_failed(self, report: TrackerFailed) -> None:
-        cell = self._contexts.get(report.name)
-        ref = cell.ref if cell is not None else None
-        if cell is None or ref is None or ref is not report.tracker or self._shutdown.closing:
-            return  # a report from a tracker already replaced or being shut down
-        if isinstance(report.error, ContextFailedError):
-            # Nothing intact to load: restarting cannot help.
-            self._give_up(cell, ref, report.error)
-            return
-        decision = self._restarts.failed(report.name)
-        if not decision.restart:
-            error = ContextFailedError(
-                f"context {report.name!r} failed {decision.failures} times within "
-                f"{self._config.supervisor.within_seconds} s and will not be restarted; last "
-                f"error: {report.error!r}"
-            )
-            error.__cause__ = report.error
-            self._give_up(cell, ref, error)
-            return
-        logger.warning(
-            "restarting tracker %r in %.3f s after %r", report.name, decision.delay, report.error
-        )
-        # At once if the interpreter exits and starts no timer thread (Python 3.12); the
-        # tracker may have stopped since it failed: a tell to it must not kill the manager.
-        self._timers.tell_after(decision.delay, ref, Restart())
-
-    @staticmethod
-    def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
-        logger.error("%s", error)
-        cell.status = ContextStatus.FAILED
-        cell.failure = error
-        with contextlib.suppress(pykka.ActorDeadError):  # stopping anyway: _on_stopped follows
-            ref.tell(GiveUp(error))
-
-    # -- passivation ------------------------------------------------------------------------
-
     def on_start(self) -> None:
         if self._group_commit:
             self._writer = WriterActor.start(self._store, self.actor_ref)
@@ -683,85 +471,34 @@ class ManagerActor(pykka.ThreadingActor):
             with contextlib.suppress(pykka.ActorDeadError):
                 self._watcher.tell(message)
 
-    def _passivate_idle(self) -> None:
-        """Ask every running tracker idle for `passivate_after` seconds to stop."""
-        period = self._config.passivate_after
-        if period is None or self._shutdown.closing:
-            return
-        idle_since = time.monotonic() - period
-        for name, cell in self._contexts.cells.items():
-            ref = cell.ref
-            if (
-                ref is not None
-                and cell.status is ContextStatus.ACTIVE
-                and self._contexts.stopping(name) is None
-            ):
-                with contextlib.suppress(pykka.ActorDeadError):
-                    ref.tell(Passivate(idle_since))
-        self._timers.tell_after(period / 2, self.actor_ref, Tick(), if_refused="drop")
-
-    def _on_passivated(self, message: Passivated) -> None:
-        cell = self._contexts.get(message.name)
-        if cell is not None and cell.ref is message.tracker:
-            self._watch(Unwatch(message.name, message.tracker))
-            cell.ref = None  # passive now: status stays ACTIVE
-            logger.debug("passivated idle tracker %r", message.name)
-
-    def _deliver(self, message: Deliver) -> None:
-        """Hand a request on to its context's tracker, starting the tracker if passivated."""
-        request, cell = message.message, self._contexts.get(message.name)
-        reply: Reply[Any] = request.reply
-        if cell is None or cell.status is not ContextStatus.ACTIVE or self._shutdown.closing:
-            reject(reply, cell.unavailable() if cell is not None else ShutdownError("closed"))
-            return
-        if cell.ref is not None:
-            try:
-                cell.ref.tell(request)
-            except pykka.ActorDeadError:
-                cell.ref = None  # it stopped itself and its Passivated is still on the way
-            else:
-                return
-        try:
-            self._activate(message.name, new_reply())
-            self._tell_tracker(cell, request)  # queued behind the new tracker's load, in order
-        except Exception as exc:  # noqa: BLE001 - answered to the caller
-            reject(reply, exc)
-
-    @staticmethod
-    def _tell_tracker(cell: Cell, message: Any) -> None:
-        # A separate function: mypy would otherwise keep `cell.ref` narrowed to None from
-        # before _activate() set it.
-        assert cell.ref is not None
-        cell.ref.tell(message)
-
     # -- shutdown ---------------------------------------------------------------------------
 
     def _op_shutdown(self, request: Shutdown) -> Any:
         self._shutdown.begin(request.reply)  # answered from on_stop()
-        return _LATER
+        return LATER
 
 
 _HANDLERS: dict[type[ManagerRequest], Callable[[ManagerActor, Any], Any]] = {
     ActiveContexts: ManagerActor._op_active_contexts,
-    CreateAndSwitch: ManagerActor._op_create_and_switch,
+    CreateAndSwitch: adapter_ops.create_and_switch,
     CreateContext: ManagerActor._op_create_context,
-    CreateRecoveryPoint: ManagerActor._op_create_recovery_point,
-    CurrentContext: ManagerActor._op_current_context,
-    CurrentTracker: ManagerActor._op_current_tracker,
+    CreateRecoveryPoint: recovery_ops.create_recovery_point,
+    CurrentContext: adapter_ops.current_context,
+    CurrentTracker: adapter_ops.current_tracker,
     Deactivate: ManagerActor._op_deactivate,
     DeleteContext: ManagerActor._op_delete_context,
-    DeleteRecoveryPoint: ManagerActor._op_delete_recovery_point,
-    GetRecoveryReport: ManagerActor._op_recovery_report,
+    DeleteRecoveryPoint: recovery_ops.delete_recovery_point,
+    GetRecoveryReport: recovery_ops.recovery_report,
     GetTracker: ManagerActor._op_get_tracker,
-    Initialize: ManagerActor._op_initialize,
+    Initialize: adapter_ops.initialize,
     ListContexts: ManagerActor._op_list_contexts,
-    ListRecoveryPoints: ManagerActor._op_list_recovery_points,
-    LoadContext: ManagerActor._op_load,
-    RestoreRecoveryPoint: ManagerActor._op_restore_recovery_point,
-    SaveContext: ManagerActor._op_save,
+    ListRecoveryPoints: recovery_ops.list_recovery_points,
+    LoadContext: recovery_ops.load,
+    RestoreRecoveryPoint: recovery_ops.restore_recovery_point,
+    SaveContext: recovery_ops.save,
     Shutdown: ManagerActor._op_shutdown,
     Status: ManagerActor._op_status,
-    SubscribeCurrent: ManagerActor._op_subscribe_current,
-    Switch: ManagerActor._op_switch,
+    SubscribeCurrent: adapter_ops.subscribe_current,
+    Switch: adapter_ops.switch,
 }
 """The handler of each request type: a new request is a class and one entry here."""

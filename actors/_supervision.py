@@ -1,0 +1,156 @@
+"""The manager's supervision: restarts of failed trackers and of the group writer (by one
+`RestartPolicy`), and passivation of idle trackers, with the requests that find one passive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from actors._cell import Cell, ContextStatus
+from actors._future import Reply, new_reply, reject
+from actors._messages import (
+    Deliver,
+    GiveUp,
+    Passivate,
+    Passivated,
+    Restart,
+    Tick,
+    TrackerFailed,
+    UseWriter,
+    WriterFailed,
+)
+from actors._watcher import Unwatch
+from actors._writer import WriterActor
+from storage import ContextFailedError, RecoveryError, ShutdownError
+
+if TYPE_CHECKING:
+    from actors._supervisor import ManagerActor
+
+__all__ = ["deliver", "on_passivated", "on_tracker_failed", "on_writer_failed", "passivate_idle"]
+
+logger = logging.getLogger("actors.manager")
+
+_WRITER = object()
+"""The group writer's key in the restart history (trackers are keyed by context name)."""
+
+
+def on_writer_failed(manager: ManagerActor, report: WriterFailed) -> None:
+    """Start another group writer (it holds nothing to reload) and point every running
+    tracker at it, within the supervisor's restart limits; past them, trackers commit
+    their own writes (still durable, without group commit)."""
+    if report.writer is not manager._writer or manager._shutdown.closing:
+        return
+    # The writer holds nothing to reload: it is restarted at once, whatever the backoff.
+    decision = manager._restarts.failed(_WRITER)
+    if not decision.restart:
+        logger.error(
+            "the group writer failed %d times within %s s: trackers commit their own "
+            "writes from now on",
+            decision.failures,
+            manager._config.supervisor.within_seconds,
+        )
+        manager._writer = None
+    else:
+        logger.warning("the group writer failed; started another")
+        manager._writer = WriterActor.start(manager._store, manager.actor_ref)
+    for cell in manager._contexts.cells.values():
+        if cell.ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                cell.ref.tell(UseWriter(manager._writer))
+
+
+def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
+    cell = manager._contexts.get(report.name)
+    ref = cell.ref if cell is not None else None
+    if cell is None or ref is None or ref is not report.tracker or manager._shutdown.closing:
+        return  # a report from a tracker already replaced or being shut down
+    if isinstance(report.error, ContextFailedError):
+        # Nothing intact to load: restarting cannot help.
+        _give_up(cell, ref, report.error)
+        return
+    decision = manager._restarts.failed(report.name)
+    if not decision.restart:
+        error = ContextFailedError(
+            f"context {report.name!r} failed {decision.failures} times within "
+            f"{manager._config.supervisor.within_seconds} s and will not be restarted; last "
+            f"error: {report.error!r}"
+        )
+        error.__cause__ = report.error
+        _give_up(cell, ref, error)
+        return
+    logger.warning(
+        "restarting tracker %r in %.3f s after %r", report.name, decision.delay, report.error
+    )
+    # At once if the interpreter exits and starts no timer thread (Python 3.12); the
+    # tracker may have stopped since it failed: a tell to it must not kill the manager.
+    manager._timers.tell_after(decision.delay, ref, Restart())
+
+
+def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
+    logger.error("%s", error)
+    cell.status = ContextStatus.FAILED
+    cell.failure = error
+    with contextlib.suppress(pykka.ActorDeadError):  # stopping anyway: _on_stopped follows
+        ref.tell(GiveUp(error))
+
+
+# -- passivation -----------------------------------------------------------------------------
+
+
+def passivate_idle(manager: ManagerActor) -> None:
+    """Ask every running tracker idle for `passivate_after` seconds to stop."""
+    period = manager._config.passivate_after
+    if period is None or manager._shutdown.closing:
+        return
+    idle_since = time.monotonic() - period
+    for name, cell in manager._contexts.cells.items():
+        ref = cell.ref
+        if (
+            ref is not None
+            and cell.status is ContextStatus.ACTIVE
+            and manager._contexts.stopping(name) is None
+        ):
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(Passivate(idle_since))
+    manager._timers.tell_after(period / 2, manager.actor_ref, Tick(), if_refused="drop")
+
+
+def on_passivated(manager: ManagerActor, message: Passivated) -> None:
+    cell = manager._contexts.get(message.name)
+    if cell is not None and cell.ref is message.tracker:
+        manager._watch(Unwatch(message.name, message.tracker))
+        cell.ref = None  # passive now: status stays ACTIVE
+        logger.debug("passivated idle tracker %r", message.name)
+
+
+def deliver(manager: ManagerActor, message: Deliver) -> None:
+    """Hand a request on to its context's tracker, starting the tracker if passivated."""
+    request, cell = message.message, manager._contexts.get(message.name)
+    reply: Reply[Any] = request.reply
+    if cell is None or cell.status is not ContextStatus.ACTIVE or manager._shutdown.closing:
+        reject(reply, cell.unavailable() if cell is not None else ShutdownError("closed"))
+        return
+    if cell.ref is not None:
+        try:
+            cell.ref.tell(request)
+        except pykka.ActorDeadError:
+            cell.ref = None  # it stopped itself and its Passivated is still on the way
+        else:
+            return
+    try:
+        manager._activate(message.name, new_reply())
+        _tell_tracker(cell, request)  # queued behind the new tracker's load, in order
+    except Exception as exc:  # noqa: BLE001 - answered to the caller
+        reject(reply, exc)
+
+
+def _tell_tracker(cell: Cell, message: Any) -> None:
+    # A separate function: mypy would otherwise keep `cell.ref` narrowed to None from
+    # before _activate() set it.
+    assert cell.ref is not None
+    cell.ref.tell(message)
