@@ -190,6 +190,9 @@ class TrackerConfig:
             without `shutdown()` (its trackers write what is unsaved, then stop), and for its
             subscription callbacks to finish what they were handed; what is not done by then
             is logged and left (see docs/architecture.md, "Exit"). 0: do not wait.
+        stash_capacity: requests a tracker holds back while it cannot run them (a write in
+            flight, a conflict backoff, a restart); one more is refused with
+            `ContextBusyError` and changes nothing. Control messages are never refused.
     """
 
     sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable, validator=_instance_of(SyncPolicy))
@@ -206,6 +209,7 @@ class TrackerConfig:
     passivate_after: float | None = attrs.field(default=300.0, validator=_positive_or_none)
     watch_interval: float | None = attrs.field(default=0.5, validator=_positive_or_none)
     exit_timeout: float = attrs.field(default=5.0, validator=_not_negative)
+    stash_capacity: int = attrs.field(default=10_000, validator=_whole(1))
 
 
 class Overflow(enum.Enum):

@@ -1,0 +1,354 @@
+"""The phases of a tracker's life, one class each (after Akka typed persistence's
+ReplayingSnapshot / Running / PersistingEvents).
+
+The tracker (`actors/_tracker.py`) hands each message to its current phase, whose
+`receive()` returns the next phase (or itself), or None: "not now", and the tracker stashes
+the message, to hand it on once a phase that runs requests (`Running`) is back.
+
+    Loading ──loaded──▶ Running ◀──stored / failed──▶ AwaitingWrite
+       │                 │  ▲  ▲                          │
+    failed           lost a race   └──── Retry ──── BackingOff
+       ▼                 │unexpected error      (every phase: GiveUp ──▶ Failed)
+    Suspended ◀──────────┘
+       └──Restart──▶ Loading
+
+A stop (Stop, or passivation) is no phase: it is the tracker's `stop_order`, under which the
+phase goes on handling what reaches it before pykka's own stop message.
+
+A new request type: its message in `actors/_messages.py`, its function in
+`actors/_updates.py`, and one entry in `REQUESTS` below (or a method of `Running` if it does
+store I/O besides, as `Save` does).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from actors import _updates as updates
+from actors._changes import ChangeCause
+from actors._exit import start_timer
+from actors._future import Reply, reject, resolve
+from actors._messages import (
+    Crash,
+    DeleteValue,
+    Flush,
+    GetState,
+    GetValue,
+    GiveUp,
+    MakeRecoveryPoint,
+    Modify,
+    Passivate,
+    Restart,
+    Restore,
+    Save,
+    SetMetadata,
+    SetValue,
+    Stop,
+    TrackerRequest,
+    UpdateState,
+    Wake,
+)
+from actors._stash import refuse
+from actors._watcher import StoredVersion
+from actors._writer import Written
+from actors._writes import LATER, StaleWrite
+from storage import (
+    ContextError,
+    ContextFailedError,
+    State,
+    VersionConflict,
+    WriteOutcomeUnknownError,
+)
+
+if TYPE_CHECKING:
+    from actors._tracker import TrackerActor
+
+__all__ = [
+    "MAX_CONFLICT_RETRIES",
+    "REQUESTS",
+    "AwaitingWrite",
+    "BackingOff",
+    "Failed",
+    "InjectedCrash",
+    "Loading",
+    "Phase",
+    "Retry",
+    "Running",
+    "Suspended",
+]
+
+logger = logging.getLogger("actors.tracker")
+
+MAX_CONFLICT_RETRIES = 100
+"""How often a request runs again after losing a write race to another process before the
+caller gets the `VersionConflict`."""
+
+REQUESTS: dict[type, Callable[[State, Any], Any]] = {
+    GetState: lambda state, _: updates.get_state(state),
+    GetValue: lambda state, m: updates.get_value(state, m.key, m.default),
+    SetValue: lambda state, m: updates.set_value(state, m.key, m.value),
+    DeleteValue: lambda state, m: updates.delete_value(state, m.key),
+    SetMetadata: lambda state, m: updates.set_metadata(state, m.key, m.value),
+    UpdateState: lambda state, m: updates.update_state(state, m.state),
+    Modify: lambda state, m: updates.modify(state, m.fn),
+}
+"""What `Running` does with each request that needs only the State: a read's result, or an
+`Update` to apply and store (see `actors/_updates.py`)."""
+
+
+class InjectedCrash(Exception):  # noqa: N818 - it is a fault, not an error of ours
+    """The unexpected exception `actors.testing.crash()` makes a tracker raise."""
+
+
+@attrs.frozen(eq=False)
+class Retry:
+    """Run `message` again (attempt `attempt`) once a conflict backoff has passed."""
+
+    message: Any
+    attempt: int
+
+
+class Phase:
+    """A phase: `receive()` answers what it handles; None stashes the message."""
+
+    runs_requests = False
+    """Whether stashed requests go on in this phase."""
+
+    def __init__(self, tracker: TrackerActor) -> None:
+        self.t = tracker
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.t.name!r}>"
+
+    def receive(self, message: Any) -> Phase | None:
+        """Handle `message`: the next phase, or None to stash it (requests and Stop only)."""
+        if isinstance(message, GiveUp):
+            return self.t.give_up(message.error)
+        if isinstance(message, Written):
+            return self.write_failed(message)
+        if isinstance(message, Stop):
+            return self.stop(message)
+        if isinstance(message, Flush | Restart | Passivate | StoredVersion | Wake | Retry):
+            return self  # see the phases that act on them
+        return self.request(message)
+
+    def request(self, message: TrackerRequest) -> Phase | None:
+        return None
+
+    def stop(self, message: Stop) -> Phase | None:
+        self.t.handle_stop(message, flush=False)
+        return self
+
+    def held(self) -> list[Any]:
+        """Requests this phase holds outside the stash (answered if the tracker stops)."""
+        return []
+
+    def settled(self) -> Phase:
+        """The write in flight was stored."""
+        return self
+
+    def write_failed(self, message: Written) -> Phase:
+        """The writer could not store the write in flight: undo it, answer its caller."""
+        pending = self.t.writes.take_failed(message)
+        if pending is None:
+            return self
+        error = message.error
+        if not isinstance(error, ContextError):  # unexpected, as if raised here: we fail
+            return self.t.fail(pending.reply, f"storing version {pending.write.version}", error)
+        pending.undo()
+        if isinstance(error, VersionConflict):
+            return Running(self.t).lost_race(pending.message, pending.attempt, error)
+        if isinstance(error, WriteOutcomeUnknownError):
+            return Running(self.t).learn_outcome(pending.reply, error)
+        reject(pending.reply, error)
+        return Running(self.t)
+
+
+class Loading(Phase):
+    """Reading the newest intact State (at start, and on Restart). The load runs inside the
+    message that started it, so this phase only ever stashes."""
+
+
+class Running(Phase):
+    """Idle, with a State: runs each request; a durable write makes it `AwaitingWrite`."""
+
+    runs_requests = True
+
+    def request(self, message: TrackerRequest, attempt: int = 1) -> Phase:
+        t = self.t
+        t.last_request = time.monotonic()
+        try:
+            result = self._run(message)
+            if isinstance(result, updates.Update):
+                result = self._apply(result, message, attempt)
+        except StaleWrite as exc:
+            # Another process wrote this context: the store is the truth. Catch up, run again.
+            return self.lost_race(message, attempt, exc.conflict)
+        except WriteOutcomeUnknownError as exc:
+            return self.learn_outcome(message.reply, exc)
+        except ContextError as exc:
+            reject(message.reply, exc)
+        except updates.UserFunctionError as exc:
+            reject(message.reply, exc.user_error)
+        except Exception as exc:  # noqa: BLE001 - unexpected: fail() logs it, we restart
+            return t.fail(message.reply, f"handling {type(message).__name__}", exc)
+        else:
+            if result is LATER:
+                return AwaitingWrite(t)
+            resolve(message.reply, result)
+        return self
+
+    def _run(self, message: TrackerRequest) -> Any:
+        pure = REQUESTS.get(type(message))
+        if pure is not None:
+            return pure(self.t.current, message)
+        writes = self.t.writes
+        if isinstance(message, Save):
+            if writes.unsaved:
+                writes.flush()
+            return self.t.current.version
+        if isinstance(message, MakeRecoveryPoint):
+            if writes.unsaved:
+                writes.flush()
+            return self.t.store.create_recovery_point(self.t.current, message.label)
+        if isinstance(message, Restore):
+            point = self.t.store.read_recovery_point(self.t.name, message.point_id)
+            return updates.replace(self.t.current, point, ChangeCause.RESTORE)
+        if isinstance(message, Crash):
+            self.t.restart_waiters.append(message.restarted)
+            raise InjectedCrash(f"crash injected into tracker {self.t.name!r}")
+        msg = f"no handler for {type(message).__name__}"  # pragma: no cover - a bug of ours
+        raise TypeError(msg)  # pragma: no cover
+
+    def _apply(self, update: updates.Update, message: TrackerRequest, attempt: int) -> Any:
+        """Make `update` the current State and store it (undone if the write fails)."""
+        t = self.t
+        current = t.current
+        if update.state is None:
+            undo = updates.apply_in_place(current, update.delta)
+        else:
+            candidate = t.state = update.state
+
+            def undo() -> None:
+                if t.state is candidate:  # else a conflict reloaded the store's newer State
+                    t.state = current
+
+        return t.writes.store(update, message.reply, undo, message, attempt)
+
+    def lost_race(self, message: TrackerRequest, attempt: int, conflict: VersionConflict) -> Phase:
+        """Another process wrote the context under us: reload, and run the request again on
+        the fresh State (`modify` re-runs its function, `set` re-applies, and `update_state`
+        now fails with `VersionConflict` by itself, as its version is stale)."""
+        suspended = self.t.refresh_quietly()
+        if suspended is not None:
+            reject(message.reply, conflict)
+            return suspended
+        if attempt >= MAX_CONFLICT_RETRIES:
+            reject(message.reply, conflict)
+            return self
+        if attempt < 3:
+            return self.request(message, attempt + 1)
+        # Lost several races in a row: back off a random moment (jitter, as in any optimistic
+        # retry loop), holding later requests back so that order is kept. A timer wakes us;
+        # the actor never sleeps.
+        retry = Retry(message, attempt + 1)
+        delay = random.uniform(0, min(0.05, 0.0005 * 2**attempt))
+        if not start_timer(threading.Timer(delay, self.t.tell, args=(retry,))):
+            self.t.tell(retry)  # the interpreter is exiting and starts no thread: retry now
+        return BackingOff(self.t, retry)
+
+    def learn_outcome(self, reply: Reply[Any], error: WriteOutcomeUnknownError) -> Phase:
+        """A write of ours may or may not be stored (its update was undone here): the store
+        is the truth, so read it before answering, rather than part from it. If the write
+        was applied, catching up applies and publishes it; if reading fails too, the
+        supervisor restarts us from the store."""
+        suspended = self.t.refresh_quietly()
+        reject(reply, error)
+        return suspended or self
+
+    def stop(self, message: Stop) -> Phase | None:
+        self.t.handle_stop(message, flush=True)
+        return self
+
+    def receive(self, message: Any) -> Phase | None:
+        t = self.t
+        if isinstance(message, Flush):
+            # A tick may arrive after save() or a full batch already wrote everything.
+            if t.writes.unsaved:
+                t.writes.flush_quietly()
+        elif isinstance(message, Passivate):
+            t.passivate_if_idle(message.idle_since)
+        elif isinstance(message, StoredVersion):
+            # The watcher saw the store's head move; catch up if it was not us who moved it.
+            if not t.writes.unsaved and message.version > t.writes.stored_version:
+                return t.refresh_quietly() or self
+        else:
+            return super().receive(message)
+        return self
+
+
+class AwaitingWrite(Phase):
+    """A durable write is in flight with the group writer: requests (and Stop) wait in the
+    stash, so that each sees the outcome of the one before. The tracker leaves this phase
+    when it finds the write's reply answered (stored) or the writer tells it `Written`."""
+
+    def receive(self, message: Any) -> Phase | None:
+        if isinstance(message, Wake):
+            # Still in flight (the hub woke us for a new subscriber): hear when it is over.
+            self.t.writes.wake_when_written()
+            return self
+        return super().receive(message)
+
+    def stop(self, message: Stop) -> Phase | None:
+        return None  # stop once the write in flight is answered
+
+    def settled(self) -> Phase:
+        return Running(self.t)
+
+
+class BackingOff(Phase):
+    """A request lost several write races in a row and waits out a random moment (`Retry`
+    comes from a timer); requests (and Stop) wait in the stash to keep their order."""
+
+    def __init__(self, tracker: TrackerActor, retry: Retry) -> None:
+        super().__init__(tracker)
+        self.retry = retry
+
+    def receive(self, message: Any) -> Phase | None:
+        if isinstance(message, Retry):
+            if message is not self.retry:  # pragma: no cover - one retry waits at a time
+                return self
+            return Running(self.t).request(message.message, message.attempt)
+        return super().receive(message)
+
+    def stop(self, message: Stop) -> Phase | None:
+        return None
+
+    def held(self) -> list[Any]:
+        return [self.retry.message]
+
+
+class Suspended(Phase):
+    """An unexpected error: the State is dropped and the supervisor told; requests wait in the
+    stash for its `Restart` (only the failing call got an error), or `GiveUp`."""
+
+    def receive(self, message: Any) -> Phase | None:
+        if isinstance(message, Restart):
+            return self.t.recover()
+        return super().receive(message)
+
+
+class Failed(Phase):
+    """The supervisor gave up: every request is refused, until the context is deactivated."""
+
+    def request(self, message: TrackerRequest) -> Phase:
+        t = self.t
+        refuse(message, t.failure or ContextFailedError(f"context {t.name!r} failed"))
+        return self
