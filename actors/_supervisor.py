@@ -18,6 +18,7 @@ from typing import Any
 import pykka
 
 from actors import _adapter_ops as adapter_ops
+from actors import _context_ops as context_ops
 from actors import _recovery_ops as recovery_ops
 from actors import _supervision as supervision
 from actors._cell import Cell, ContextStatus
@@ -75,10 +76,8 @@ from actors._watcher import Unwatch, Watch, WatcherActor
 from actors._writer import WriterActor
 from storage import (
     ContextError,
-    ContextInactiveError,
     ContextNotFoundError,
     ShutdownError,
-    State,
     Store,
 )
 
@@ -266,20 +265,6 @@ class ManagerActor(pykka.ThreadingActor):
 
     # -- contexts ---------------------------------------------------------------------------
 
-    def _op_create_context(self, request: CreateContext) -> Any:
-        reply, state = request.reply, request.state
-
-        def created(_: None) -> State:
-            self._cell(state.context)
-            return state.snapshot()
-
-        return self._io(state.context, reply, partial(self._store.create, state), created)
-
-    def _op_get_tracker(self, request: GetTracker) -> Any:
-        reply, name = request.reply, request.name
-        self._activate(name, reply)
-        return LATER
-
     def _activate(self, name: str, reply: Reply[ContextTracker]) -> None:
         """Answer `reply` with a handle once `name` has a running tracker."""
         cell = self._contexts.get(name)
@@ -327,24 +312,6 @@ class ManagerActor(pykka.ThreadingActor):
         else:
             resolve(reply, ContextTracker(cell))
 
-    def _op_deactivate(self, request: Deactivate) -> Any:
-        reply, name = request.reply, request.name
-        if not self._is_running(name):
-            cell = self._contexts.get(name)
-            if cell is not None and cell.passive:  # passivated: nothing left to stop
-                cell.status = ContextStatus.INACTIVE
-                self._currents.forget_context(name)
-                return None
-
-            def stored(exists: bool) -> None:
-                if not exists:
-                    raise ContextNotFoundError(name)
-
-            return self._io(name, reply, partial(self._store.exists, name), stored)
-        self._pend(name, reply)
-        self._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
-        return LATER
-
     def _stop_tracker(
         self, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
     ) -> None:
@@ -389,71 +356,10 @@ class ManagerActor(pykka.ThreadingActor):
         else:
             resolve(reply, source.result())
 
-    def _op_delete_context(self, request: DeleteContext) -> Any:
-        reply, name = request.reply, request.name
-        if not self._is_running(name):
-            cell = self._contexts.get(name)
-            if cell is not None and cell.passive:
-                # No tracker may start for it while the store deletes it.
-                cell.status = ContextStatus.INACTIVE
-            self._currents.forget_context(name)
-            return self._io(name, reply, partial(self._store.delete, name), self._deleted(name))
-        self._pend(name, reply)
-        stopped = new_reply()
-        self._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
-        self._when_done(stopped, self._delete_after_stop, name, reply)
-        return LATER
-
-    def _delete_after_stop(self, stopped: Reply[None], name: str, reply: Reply[None]) -> None:
-        error = stopped.exception()
-        if error is not None:
-            reject(reply, error)
-            return
-        self._io(name, reply, partial(self._store.delete, name), self._deleted(name))
-
-    def _deleted(self, name: str) -> Callable[[None], None]:
-        """What follows the store's deletion of `name`: forgetting it here."""
-
-        def forget(_: None) -> None:
-            self._forget_context(name)
-
-        return forget
-
-    def _forget_context(self, name: str) -> None:
-        """A deleted context leaves nothing here: handles that still hold its cell find it
-        NONEXISTENT, and a context created later under the name gets a new cell."""
-        cell = self._contexts.forget(name)
-        if cell is not None:
-            cell.status = ContextStatus.NONEXISTENT
-            self._close_topic(cell.changes)
-        self._restarts.forget(name)
-
     def _close_topic(self, topic: Topic) -> None:
         """End the subscriptions to a deleted context (after what they buffer)."""
         with contextlib.suppress(pykka.ActorDeadError):  # stopped: it ended them already
             self._hub.tell(CloseTopic(topic))
-
-    def _op_list_contexts(self, request: ListContexts) -> Any:
-        reply = request.reply
-        return self._io(None, reply, self._store.list_contexts)
-
-    def _op_status(self, request: Status) -> Any:
-        reply, name = request.reply, request.name
-        cell = self._contexts.get(name)
-        if cell is not None and cell.status in (ContextStatus.ACTIVE, ContextStatus.FAILED):
-            return cell.status
-
-        def status(exists: bool) -> ContextStatus:
-            return ContextStatus.INACTIVE if exists else ContextStatus.NONEXISTENT
-
-        return self._io(None, reply, partial(self._store.exists, name), status)
-
-    def _op_active_contexts(self, request: ActiveContexts) -> list[str]:
-        return sorted(
-            name
-            for name, cell in self._contexts.cells.items()
-            if cell.status is ContextStatus.ACTIVE
-        )
 
     def on_start(self) -> None:
         if self._group_commit:
@@ -479,25 +385,25 @@ class ManagerActor(pykka.ThreadingActor):
 
 
 _HANDLERS: dict[type[ManagerRequest], Callable[[ManagerActor, Any], Any]] = {
-    ActiveContexts: ManagerActor._op_active_contexts,
+    ActiveContexts: context_ops.active_contexts,
     CreateAndSwitch: adapter_ops.create_and_switch,
-    CreateContext: ManagerActor._op_create_context,
+    CreateContext: context_ops.create_context,
     CreateRecoveryPoint: recovery_ops.create_recovery_point,
     CurrentContext: adapter_ops.current_context,
     CurrentTracker: adapter_ops.current_tracker,
-    Deactivate: ManagerActor._op_deactivate,
-    DeleteContext: ManagerActor._op_delete_context,
+    Deactivate: context_ops.deactivate,
+    DeleteContext: context_ops.delete_context,
     DeleteRecoveryPoint: recovery_ops.delete_recovery_point,
     GetRecoveryReport: recovery_ops.recovery_report,
-    GetTracker: ManagerActor._op_get_tracker,
+    GetTracker: context_ops.get_tracker,
     Initialize: adapter_ops.initialize,
-    ListContexts: ManagerActor._op_list_contexts,
+    ListContexts: context_ops.list_contexts,
     ListRecoveryPoints: recovery_ops.list_recovery_points,
     LoadContext: recovery_ops.load,
     RestoreRecoveryPoint: recovery_ops.restore_recovery_point,
     SaveContext: recovery_ops.save,
     Shutdown: ManagerActor._op_shutdown,
-    Status: ManagerActor._op_status,
+    Status: context_ops.status,
     SubscribeCurrent: adapter_ops.subscribe_current,
     Switch: adapter_ops.switch,
 }
