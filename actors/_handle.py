@@ -12,6 +12,7 @@ from actors._messages import (
     DeleteValue,
     GetState,
     GetValue,
+    Keys,
     MakeRecoveryPoint,
     Modify,
     Save,
@@ -92,6 +93,10 @@ class ContextTracker:
         except InvalidValueError as exc:
             return ContextFuture.failed(exc, what=self._what("get"))
         return self._ask(GetValue, "get", key, default)
+
+    def keys(self) -> ContextFuture[list[str]]:
+        """The keys of the data, sorted (a read: the version does not move)."""
+        return self._ask(Keys, "keys")
 
     def set(self, key: str, value: Any) -> ContextFuture[int]:
         """Store `value` under `key`; resolves to the new version once accepted (and stored,

@@ -31,6 +31,11 @@ class GetValue:
 
 
 @attrs.frozen
+class Keys:
+    reply: Reply[list[str]]
+
+
+@attrs.frozen
 class SetValue:
     key: str
     value: Any
@@ -91,6 +96,7 @@ class Crash:
 TrackerRequest = (
     GetState
     | GetValue
+    | Keys
     | SetValue
     | DeleteValue
     | SetMetadata

@@ -42,6 +42,7 @@ from actors._messages import (
     GetState,
     GetValue,
     GiveUp,
+    Keys,
     MakeRecoveryPoint,
     Modify,
     Passivate,
@@ -93,6 +94,7 @@ caller gets the `VersionConflict`."""
 REQUESTS: dict[type, Callable[[State, Any], Any]] = {
     GetState: lambda state, _: updates.get_state(state),
     GetValue: lambda state, m: updates.get_value(state, m.key, m.default),
+    Keys: lambda state, _: updates.keys(state),
     SetValue: lambda state, m: updates.set_value(state, m.key, m.value),
     DeleteValue: lambda state, m: updates.delete_value(state, m.key),
     SetMetadata: lambda state, m: updates.set_metadata(state, m.key, m.value),

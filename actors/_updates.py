@@ -36,6 +36,7 @@ __all__ = [
     "delete_value",
     "get_state",
     "get_value",
+    "keys",
     "modify",
     "replace",
     "set_metadata",
@@ -80,6 +81,11 @@ def get_state(state: State) -> State:
 def get_value(state: State, key: str, default: Any) -> Any:
     """A copy of the value under `key`, or of `default`."""
     return copy_json_value(state.data.get(key, default))
+
+
+def keys(state: State) -> list[str]:
+    """The keys of `state`'s data, sorted."""
+    return sorted(state.data)
 
 
 # -- updates of one entry -----------------------------------------------------------------------

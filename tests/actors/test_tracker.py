@@ -291,3 +291,11 @@ def test_handle_works_again_after_reactivation(manager, tracker):
     manager.get_tracker("ctx").get(timeout=WAIT)
     assert tracker.get("n").get(timeout=WAIT) == 1
     assert tracker.set("n", 2).get(timeout=WAIT) == 2
+
+
+def test_keys_resolves_to_the_sorted_keys_and_moves_no_version(tracker):
+    tracker.set("b", 1).get(timeout=WAIT)
+    tracker.set("a", 2).get(timeout=WAIT)
+    before = tracker.get_state().get(timeout=WAIT).version
+    assert tracker.keys().get(timeout=WAIT) == ["a", "b", "n"]
+    assert tracker.get_state().get(timeout=WAIT).version == before

@@ -119,3 +119,7 @@ def test_reads_return_copies():
     value.append(3)
     assert state.data == {"items": [1]}
     assert updates.get_value(state, "missing", "d") == "d"
+
+
+def test_keys_are_sorted():
+    assert updates.keys(_state(b=1, a=2)) == ["a", "b"]
