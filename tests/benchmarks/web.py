@@ -13,10 +13,10 @@ Two workloads: 200 carts (each is used again and again) and 100,000 possible car
 every add creates a cart: many contexts). For each run it reports requests/s, p50 and p99
 latency, the server process's CPU time per request (user + system, from /proc/PID/stat), its
 threads and RSS when the load stops (from /proc/PID/status), how long it took to exit on
-SIGTERM, and the count check: once the server has exited, the SQLite file
-is read and, per cart, the quantities stored must equal the acknowledged adds (give or take
-the adds still in flight when the load stopped, which may or may not have been applied). A
-mismatch prints FAILED and the command exits 1.
+SIGTERM, and the count check: once the server has exited, the SQLite file is read and, per
+cart, the quantities stored must equal the acknowledged adds (give or take the adds still in
+flight when the load stopped, which may or may not have been applied). A mismatch prints
+FAILED and the command exits 1.
 
 Options: `--quick` (3 s per run instead of 15), `--seconds S`, `--connections N` (32),
 `--client httpx` (even when wrk is installed). Benchmarks are not tests: nothing here asserts
