@@ -7,7 +7,8 @@ context, one commit per update), diskcache, sqlitedict, ZODB (FileStorage), LMDB
 (`appendfsync always`). The four libraries come from the `bench` dependency group; a system
 that cannot be imported (or a `redis-server` that cannot be started) is left out and says so.
 
-Workloads (each system in turn, seconds apart, so that the ratios compare like with like):
+Workloads (each run 3 times on every system, the systems in a rotated order each round, each
+system's best round kept, so that the ratios compare measurements seconds apart):
 
 1. durable update, 1 caller: read-modify-write of one key of a small record;
 2. 16 threads, each on its own context/record;
@@ -22,7 +23,7 @@ FAILURE line and makes the command exit 1.
 Every system's durability is read back from the object it uses (PRAGMA synchronous on the
 connection doing the writes, LMDB's environment flags, Redis's CONFIG) and printed in the
 notes. `python -m tests.benchmarks.peers --strace` also counts the fsync/fdatasync calls of
-each system under strace (slow: not part of the timed run).
+each system under strace (about 15 s; not part of the timed run).
 
 The table gives ours/peer ratios: above 1 means ours is faster.
 """
