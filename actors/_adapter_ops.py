@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors import _context_ops as context_ops
 from actors._changes import Topic
 from actors._future import Reply, new_reply
 from actors._handle import ContextTracker
@@ -83,11 +84,11 @@ def _switch(
     ticket = manager._currents.begin(adapter, name)
     activated = new_reply()
     if prepare is None:
-        manager._activate(name, activated)
+        context_ops.activate(manager, name, activated)
     else:
 
         def stored(_: None) -> Any:
-            manager._start(name, activated)
+            context_ops.start(manager, name, activated)
             return LATER
 
         manager._io(name, activated, prepare, stored)

@@ -1,7 +1,7 @@
 """The manager's context operations: create, activate, deactivate, delete, list, status.
 
 Each runs in the manager actor and never waits: a store call goes to the store worker
-(`manager._io`), a tracker's stop is chained (`manager._stop_tracker`), and the caller is
+(`manager._io`), a tracker's stop is chained (`partial(stop_tracker, manager)`), and the caller is
 answered when they come back. While one of them is under way for a context, later calls
 naming it wait (see `ContextRegistry`).
 """
@@ -12,8 +12,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from actors._cell import ContextStatus
-from actors._future import Reply, new_reply, reject
+import pykka
+
+from actors._cell import Cell, ContextStatus
+from actors._future import Reply, new_reply, reject, resolve
+from actors._handle import ContextTracker
+from actors._messages import Stop
 from actors._requests import (
     LATER,
     ActiveContexts,
@@ -24,19 +28,23 @@ from actors._requests import (
     ListContexts,
     Status,
 )
-from storage import ContextInactiveError, ContextNotFoundError, State
+from actors._watcher import Unwatch, Watch
+from storage import ContextInactiveError, ContextNotFoundError, ShutdownError, State
 
 if TYPE_CHECKING:
     from actors._supervisor import ManagerActor
 
 __all__ = [
+    "activate",
     "active_contexts",
     "create_context",
     "deactivate",
     "delete_context",
     "get_tracker",
     "list_contexts",
+    "start",
     "status",
+    "stop_tracker",
 ]
 
 
@@ -52,7 +60,7 @@ def create_context(manager: ManagerActor, request: CreateContext) -> Any:
 
 def get_tracker(manager: ManagerActor, request: GetTracker) -> Any:
     reply, name = request.reply, request.name
-    manager._activate(name, reply)
+    activate(manager, name, reply)
     return LATER
 
 
@@ -71,7 +79,7 @@ def deactivate(manager: ManagerActor, request: Deactivate) -> Any:
 
         return manager._io(name, reply, partial(manager._store.exists, name), stored)
     manager._pend(name, reply)
-    manager._stop_tracker(name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
+    stop_tracker(manager, name, ContextInactiveError(name), reply, ContextStatus.INACTIVE)
     return LATER
 
 
@@ -88,7 +96,7 @@ def delete_context(manager: ManagerActor, request: DeleteContext) -> Any:
         )
     manager._pend(name, reply)
     stopped = new_reply()
-    manager._stop_tracker(name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
+    stop_tracker(manager, name, ContextNotFoundError(name), stopped, ContextStatus.NONEXISTENT)
     manager._when_done(stopped, partial(_delete_after_stop, manager), name, reply)
     return LATER
 
@@ -145,3 +153,97 @@ def active_contexts(manager: ManagerActor, request: ActiveContexts) -> list[str]
         for name, cell in manager._contexts.cells.items()
         if cell.status is ContextStatus.ACTIVE
     )
+
+
+def activate(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> None:
+    """Answer `reply` with a handle once `name` has a running tracker."""
+    cell = manager._contexts.get(name)
+    if cell is not None and (cell.ref is not None or cell.passive):
+        start(manager, name, reply)  # running, or known to be stored: no store call
+        return
+    if cell is not None and cell.status is ContextStatus.FAILED:
+        reject(reply, cell.unavailable())
+        return
+
+    def stored(exists: bool) -> Any:
+        if not exists:
+            raise ContextNotFoundError(name)
+        start(manager, name, reply)
+        return LATER
+
+    manager._io(name, reply, partial(manager._store.exists, name), stored)
+
+
+def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> None:
+    """Start the tracker of `name`, which is stored, unless one runs; answer `reply`
+    with a handle once it has loaded."""
+    cell = manager._cell(name)
+    if cell.status is ContextStatus.FAILED:
+        reject(reply, cell.unavailable())
+        return
+    if cell.ref is not None:
+        resolve(reply, ContextTracker(cell))
+        return
+    if manager._shutdown.closing:
+        reject(reply, ShutdownError("the context manager was shut down"))
+        return
+    ready = new_reply()
+    cell.ref = manager._factory.start(
+        name, manager._store, manager.actor_ref, ready, writer=manager._writer, changes=cell.changes
+    )
+    manager._watch(Watch(name, cell.ref))
+    cell.status = ContextStatus.ACTIVE
+    cell.failure = None
+    manager._when_done(ready, partial(_on_ready, manager), cell, reply)
+
+
+def _on_ready(
+    manager: ManagerActor, ready: Reply[None], cell: Cell, reply: Reply[ContextTracker]
+) -> None:
+    error = ready.exception()
+    if error is not None:
+        reject(reply, error)
+    else:
+        resolve(reply, ContextTracker(cell))
+
+
+def stop_tracker(
+    manager: ManagerActor, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
+) -> None:
+    """Stop the tracker of `name` (writing what it has unsaved), then set `after`."""
+    stopping = manager._contexts.stopping(name)
+    if stopping is None:
+        cell = manager._contexts.cells[name]
+        assert cell.ref is not None
+        stopping = new_reply()
+        manager._contexts.set_stopping(name, stopping)
+        ref = cell.ref
+        try:
+            ref.tell(Stop(stopping, error, force=manager._shutdown.closing))
+        except pykka.ActorDeadError:
+            # It stopped itself (passivated) and its Passivated is still on the way:
+            # there is nothing left to stop, and nothing unsaved (it wrote that first).
+            resolve(stopping, None)
+        manager._when_done(stopping, partial(_on_stopped, manager), cell, ref, after)
+    manager._when_done(stopping, manager._pass_on, reply)
+
+
+def _on_stopped(
+    manager: ManagerActor,
+    stopping: Reply[None],
+    cell: Cell,
+    ref: pykka.ActorRef[Any],
+    after: ContextStatus,
+) -> None:
+    manager._contexts.set_stopping(cell.name, None)
+    if stopping.exception() is not None and not manager._shutdown.closing:
+        return  # the tracker could not write and keeps running; the caller is told
+    if cell.ref is ref:
+        cell.ref = None
+        cell.status = after
+        cell.failure = None
+        manager._watch(Unwatch(cell.name, ref))
+    manager._restarts.forget(cell.name)
+    # A switch to it still under way was asked for before the stop (later calls wait for
+    # the stop, see _handle_call): it must not make the stopped context current.
+    manager._currents.stopped(cell.name)

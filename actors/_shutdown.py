@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors import _context_ops as context_ops
 from actors._cell import ContextStatus
 from actors._future import Reply, new_reply, reject, resolve
 from actors._messages import ListStopping
@@ -68,7 +69,7 @@ class ShutdownSequence:
         stops = []
         for name in manager._contexts.running():
             stopped = new_reply()
-            manager._stop_tracker(name, _shut_down(), stopped, ContextStatus.INACTIVE)
+            context_ops.stop_tracker(manager, name, _shut_down(), stopped, ContextStatus.INACTIVE)
             stops.append(stopped)
         self._when_all(stops, partial(self._close_helpers, stops))
 

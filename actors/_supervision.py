@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors import _context_ops as context_ops
 from actors._cell import Cell, ContextStatus
 from actors._future import Reply, new_reply, reject
 from actors._messages import (
@@ -143,7 +144,7 @@ def deliver(manager: ManagerActor, message: Deliver) -> None:
         else:
             return
     try:
-        manager._activate(message.name, new_reply())
+        context_ops.activate(manager, message.name, new_reply())
         _tell_tracker(cell, request)  # queued behind the new tracker's load, in order
     except Exception as exc:  # noqa: BLE001 - answered to the caller
         reject(reply, exc)
@@ -151,6 +152,6 @@ def deliver(manager: ManagerActor, message: Deliver) -> None:
 
 def _tell_tracker(cell: Cell, message: Any) -> None:
     # A separate function: mypy would otherwise keep `cell.ref` narrowed to None from
-    # before _activate() set it.
+    # before activate() set it.
     assert cell.ref is not None
     cell.ref.tell(message)

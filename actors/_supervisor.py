@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import pykka
@@ -21,13 +20,12 @@ from actors import _adapter_ops as adapter_ops
 from actors import _context_ops as context_ops
 from actors import _recovery_ops as recovery_ops
 from actors import _supervision as supervision
-from actors._cell import Cell, ContextStatus
+from actors._cell import Cell
 from actors._changes import Topic
 from actors._currents import Currents
 from actors._exit import forget_manager
 from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
-from actors._handle import ContextTracker
 from actors._messages import (
     Deliver,
     Done,
@@ -35,7 +33,6 @@ from actors._messages import (
     ListStopping,
     Passivated,
     Recovered,
-    Stop,
     Tick,
     TrackerFailed,
     WriterFailed,
@@ -76,7 +73,6 @@ from actors._watcher import Unwatch, Watch, WatcherActor
 from actors._writer import WriterActor
 from storage import (
     ContextError,
-    ContextNotFoundError,
     ShutdownError,
     Store,
 )
@@ -264,89 +260,6 @@ class ManagerActor(pykka.ThreadingActor):
         reject(reply, error)
 
     # -- contexts ---------------------------------------------------------------------------
-
-    def _activate(self, name: str, reply: Reply[ContextTracker]) -> None:
-        """Answer `reply` with a handle once `name` has a running tracker."""
-        cell = self._contexts.get(name)
-        if cell is not None and (cell.ref is not None or cell.passive):
-            self._start(name, reply)  # running, or known to be stored: no store call
-            return
-        if cell is not None and cell.status is ContextStatus.FAILED:
-            reject(reply, cell.unavailable())
-            return
-
-        def stored(exists: bool) -> Any:
-            if not exists:
-                raise ContextNotFoundError(name)
-            self._start(name, reply)
-            return LATER
-
-        self._io(name, reply, partial(self._store.exists, name), stored)
-
-    def _start(self, name: str, reply: Reply[ContextTracker]) -> None:
-        """Start the tracker of `name`, which is stored, unless one runs; answer `reply`
-        with a handle once it has loaded."""
-        cell = self._cell(name)
-        if cell.status is ContextStatus.FAILED:
-            reject(reply, cell.unavailable())
-            return
-        if cell.ref is not None:
-            resolve(reply, ContextTracker(cell))
-            return
-        if self._shutdown.closing:
-            reject(reply, ShutdownError("the context manager was shut down"))
-            return
-        ready = new_reply()
-        cell.ref = self._factory.start(
-            name, self._store, self.actor_ref, ready, writer=self._writer, changes=cell.changes
-        )
-        self._watch(Watch(name, cell.ref))
-        cell.status = ContextStatus.ACTIVE
-        cell.failure = None
-        self._when_done(ready, self._on_ready, cell, reply)
-
-    def _on_ready(self, ready: Reply[None], cell: Cell, reply: Reply[ContextTracker]) -> None:
-        error = ready.exception()
-        if error is not None:
-            reject(reply, error)
-        else:
-            resolve(reply, ContextTracker(cell))
-
-    def _stop_tracker(
-        self, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
-    ) -> None:
-        """Stop the tracker of `name` (writing what it has unsaved), then set `after`."""
-        stopping = self._contexts.stopping(name)
-        if stopping is None:
-            cell = self._contexts.cells[name]
-            assert cell.ref is not None
-            stopping = new_reply()
-            self._contexts.set_stopping(name, stopping)
-            ref = cell.ref
-            try:
-                ref.tell(Stop(stopping, error, force=self._shutdown.closing))
-            except pykka.ActorDeadError:
-                # It stopped itself (passivated) and its Passivated is still on the way:
-                # there is nothing left to stop, and nothing unsaved (it wrote that first).
-                resolve(stopping, None)
-            self._when_done(stopping, self._on_stopped, cell, ref, after)
-        self._when_done(stopping, self._pass_on, reply)
-
-    def _on_stopped(
-        self, stopping: Reply[None], cell: Cell, ref: pykka.ActorRef[Any], after: ContextStatus
-    ) -> None:
-        self._contexts.set_stopping(cell.name, None)
-        if stopping.exception() is not None and not self._shutdown.closing:
-            return  # the tracker could not write and keeps running; the caller is told
-        if cell.ref is ref:
-            cell.ref = None
-            cell.status = after
-            cell.failure = None
-            self._watch(Unwatch(cell.name, ref))
-        self._restarts.forget(cell.name)
-        # A switch to it still under way was asked for before the stop (later calls wait for
-        # the stop, see _handle_call): it must not make the stopped context current.
-        self._currents.stopped(cell.name)
 
     @staticmethod
     def _pass_on(source: Reply[Any], reply: Reply[Any]) -> None:
