@@ -1,10 +1,14 @@
 """ManagerActor: creates, supervises and stops the trackers of one store (the supervisor).
 
-It owns the registry of contexts (one `Cell` each), the supervision records and the adapters'
-current contexts. It never waits on another actor: when an operation needs a tracker's answer
-(activation, deactivation, shutdown), it chains a callback on the tracker's reply that comes
-back to it as a `Done` message, and answers its own caller then. `ContextManager` is its
-facade.
+A shell: its mailbox, one table from request type to handler (`_HANDLERS`), the wait of a
+request behind a transition of its context, store I/O through the `StoreWorker`, and the
+chaining of other actors' replies back to itself (`Done`). It never waits on another actor:
+when an operation needs a tracker's answer (activation, deactivation, shutdown), it chains a
+callback on the tracker's reply that comes back as a `Done` message, and answers its own
+caller then. Its parts (docs/architecture.md, "The manager's parts"): the requests
+(`_requests`), their handlers (`_context_ops`, `_recovery_ops`, `_adapter_ops`), the
+`ContextRegistry`, the `RestartPolicy`, supervision and passivation (`_supervision`),
+`Currents`, the `ShutdownSequence` and `Timers`. `ContextManager` is its facade.
 """
 
 from __future__ import annotations
