@@ -5,19 +5,24 @@ The tracker (`actors/_tracker.py`) hands each message to its current phase, whos
 `receive()` returns the next phase (or itself), or None: "not now", and the tracker stashes
 the message, to hand it on once a phase that runs requests (`Running`) is back.
 
-    Loading ──loaded──▶ Running ◀──stored / failed──▶ AwaitingWrite
-       │                 │  ▲  ▲                          │
-    failed           lost a race   └──── Retry ──── BackingOff
-       ▼                 │unexpected error      (every phase: GiveUp ──▶ Failed)
-    Suspended ◀──────────┘
-       └──Restart──▶ Loading
+    start ──▶ Loading ──loaded──▶ Running ──a durable write goes to the writer──▶ AwaitingWrite
+               ▲   │               │ │ ▲ ◀── stored (reply answered), or failed (undone) ──┘
+               │   │ load failed   │ │ │
+               │   ▼               │ │ └────── Retry (a timer): the request runs again ──┐
+               │  Suspended ◀──────┘ │                                                   │
+               │   │    unexpected   └── a request lost its 3rd write race in a row ──▶ BackingOff
+               └───┘    error
+              Restart
+    any phase ──GiveUp──▶ Failed
 
-A stop (Stop, or passivation) is no phase: it is the tracker's `stop_order`, under which the
-phase goes on handling what reaches it before pykka's own stop message.
+`AwaitingWrite` can also lose a write race (to `BackingOff`) or fail on a bug's error (to
+`Suspended`). A stop (Stop, or passivation) is no phase: it is the tracker's `stop_order`,
+under which the phase goes on handling what reaches it before pykka's own stop message.
 
 A new request type: its message in `actors/_messages.py`, its function in
-`actors/_updates.py`, and one entry in `REQUESTS` below (or a method of `Running` if it does
-store I/O besides, as `Save` does).
+`actors/_updates.py`, one entry in `REQUESTS` below (or a branch of `Running._run` if it
+does store I/O besides, as `Save` does), and its method on `ContextTracker`
+(`actors/_handle.py`).
 """
 
 from __future__ import annotations

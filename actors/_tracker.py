@@ -4,14 +4,15 @@ A tracker handles one message at a time, so its State needs no lock. This module
 shell: it owns the State, the stash and the teardown, and hands every message to its current
 phase (`actors/_phases.py`), which returns the next one:
 
-    Loading ──loaded──▶ Running ──durable write to the group writer──▶ AwaitingWrite
-       │                  ▲  │                                             │
-       │                  │  └──lost a write race 3+ times──▶ BackingOff   │
-       │                  └──────── stored / failed (undone) ◀─────────────┘
-       │                  └──────── Retry (request runs again) ◀── BackingOff
-    load failed,       unexpected error
-       ▼                  ▼
-    Suspended ◀───────────┘ ──Restart──▶ Loading        every phase ──GiveUp──▶ Failed
+    start ──▶ Loading ──loaded──▶ Running ──a durable write goes to the writer──▶ AwaitingWrite
+               ▲   │               │ │ ▲ ◀── stored (reply answered), or failed (undone) ──┘
+               │   │ load failed   │ │ │
+               │   ▼               │ │ └────── Retry (a timer): the request runs again ──┐
+               │  Suspended ◀──────┘ │                                                   │
+               │   │    unexpected   └── a request lost its 3rd write race in a row ──▶ BackingOff
+               └───┘    error
+              Restart
+    any phase ──GiveUp──▶ Failed
 
 What a phase does not handle now (requests, and Stop while a write is in flight or a retry
 waits) goes to a bounded stash (`TrackerConfig.stash_capacity`; a request arriving at a full
@@ -100,7 +101,7 @@ class TrackerActor(pykka.ThreadingActor):
         self.name = name
         self.store = store
         self.config = config
-        self._supervisor = supervisor
+        self.supervisor = supervisor
         self.writes: WritePath = make_write_path(self, writer)
         self.phase: Phase = Loading(self)
         self.state: State | None = None  # None unless loaded: the store is the truth
@@ -191,7 +192,7 @@ class TrackerActor(pykka.ThreadingActor):
         """Make the store's newest intact State ours (see `load_context`)."""
         state, report = load_context(self.store, self.name)
         if report is not None:
-            self._supervisor.tell(Recovered(report))
+            self.supervisor.tell(Recovered(report))
         self._publisher.announce(state, report, running=self.state is not None)
         self.state = state
         self.writes.loaded(state.version)
@@ -202,7 +203,7 @@ class TrackerActor(pykka.ThreadingActor):
     def suspend(self, error: BaseException) -> Phase:
         self.state = None  # whatever it held may be half-changed: the store is the truth
         self.writes.suspended()
-        self._supervisor.tell(TrackerFailed(self.name, self.actor_ref, error))
+        self.supervisor.tell(TrackerFailed(self.name, self.actor_ref, error))
         return Suspended(self)
 
     def fail(self, reply: Reply[Any], doing: str, error: BaseException) -> Phase:
@@ -285,13 +286,13 @@ class TrackerActor(pykka.ThreadingActor):
         self.writes.close()
         order = self.stop_order
         if order is not None and order.passivating:
-            self._hand_back()
+            _hand_back(self)
             return
         error = self.failure or UpdateNotAppliedError(
             f"tracker of context {self.name!r} stopped before handling the call"
         )
         self._fail_all(error)
-        self._drain_inbox(error)
+        _drain_inbox(self, error)
         if order is not None and order.reply is not None:
             if order.error is not None:
                 reject(order.reply, order.error)
@@ -303,7 +304,7 @@ class TrackerActor(pykka.ThreadingActor):
             f"tracker of context {self.name!r} died before handling the call"
         )
         self._fail_all(error)
-        self._drain_inbox(error)
+        _drain_inbox(self, error)
 
     def _fail_all(self, error: BaseException) -> None:
         """Answer everything held back: the phase's, the stash and restart waiters."""
@@ -314,38 +315,40 @@ class TrackerActor(pykka.ThreadingActor):
             reject(waiter, error)
         self.restart_waiters.clear()
 
-    def _drain_inbox(self, error: BaseException) -> None:
-        """Once stopped: answer every message in the inbox that carries a reply slot."""
 
-        def answer(message: Any) -> bool:
-            if isinstance(message, Written):
-                self.writes.abandon(message)
-            elif getattr(message, "reply", None) is not None:
-                refuse(message, error)
-            else:
-                return False
-            return True
+def _drain_inbox(t: TrackerActor, error: BaseException) -> None:
+    """Once stopped: answer every message in the inbox that carries a reply slot."""
 
-        # pykka answers the rest after on_stop(), such as a stop() someone waits on.
-        _take_inbox(self.actor_inbox, answer)
+    def answer(message: Any) -> bool:
+        if isinstance(message, Written):
+            t.writes.abandon(message)
+        elif getattr(message, "reply", None) is not None:
+            refuse(message, error)
+        else:
+            return False
+        return True
 
-    def _hand_back(self) -> None:
-        """Passivated: give the requests that came in after our stop back to the manager,
-        which starts a new tracker for them, then say we are gone (in that order)."""
+    # pykka answers the rest after on_stop(), such as a stop() someone waits on.
+    _take_inbox(t.actor_inbox, answer)
 
-        def hand_back(message: Any) -> bool:
-            if isinstance(message, Written):
-                self.writes.abandon(message)
-            elif isinstance(message, Stop):
-                resolve(message.reply, None)  # stopped already
-            elif getattr(message, "reply", None) is not None:
-                self._supervisor.tell(Deliver(self.name, message))
-            else:
-                return False
-            return True
 
-        _take_inbox(self.actor_inbox, hand_back)
-        self._supervisor.tell(Passivated(self.name, self.actor_ref))
+def _hand_back(t: TrackerActor) -> None:
+    """Passivated: give the requests that came in after our stop back to the manager, which
+    starts a new tracker for them, then say we are gone (in that order)."""
+
+    def hand_back(message: Any) -> bool:
+        if isinstance(message, Written):
+            t.writes.abandon(message)
+        elif isinstance(message, Stop):
+            resolve(message.reply, None)  # stopped already
+        elif getattr(message, "reply", None) is not None:
+            t.supervisor.tell(Deliver(t.name, message))
+        else:
+            return False
+        return True
+
+    _take_inbox(t.actor_inbox, hand_back)
+    t.supervisor.tell(Passivated(t.name, t.actor_ref))
 
 
 def _take_inbox(inbox: Any, take: Callable[[Any], bool]) -> None:
