@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from actors import ContextBusyError, TrackerConfig
+from actors._future import new_reply
+from actors._messages import SetValue, Stop
+from actors._stash import Stash
 from actors.testing import crash
-from storage import ConfigurationError
+from storage import ConfigurationError, ContextInactiveError
 
 from .conftest import WAIT, Hold, hold_manager, make_manager, make_tracker
 
@@ -39,3 +42,18 @@ def test_stash_capacity_is_validated():
     for bad in (0, -1, 1.5, True, None):
         with pytest.raises(ConfigurationError, match=r"TrackerConfig\.stash_capacity"):
             TrackerConfig(stash_capacity=bad)
+
+
+def test_the_stash_refuses_a_request_when_full_but_always_keeps_a_stop():
+    stash = Stash("ctx", capacity=1)
+    kept, refused = SetValue("a", 1, new_reply()), SetValue("b", 2, new_reply())
+    stop = Stop(new_reply(), ContextInactiveError("ctx"))
+    assert stash.add(kept)
+    assert not stash.add(refused)
+    with pytest.raises(ContextBusyError, match="1 waiting requests"):
+        refused.reply.result(timeout=0)
+    assert stash.add(stop)  # a control message is never refused
+    assert list(stash) == [kept, stop]
+    assert stash.take_stops() == [stop]
+    assert stash.pop() is kept
+    assert not kept.reply.done()

@@ -22,17 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from actors import State, TrackerConfig, create_manager
+from actors import _updates as updates
 from actors._handle import ContextTracker
+from actors._phases import Running
 from actors._tracker import TrackerActor
 from actors._writer import WriterActor
+from actors._writes import DurableWrites
 from storage import SqliteStore
 from storage._store import Store
 from tests.benchmarks.__main__ import threaded_rate
 
 
 @contextmanager
-def patched(cls: type, name: str, around: Callable[..., Any]) -> Iterator[None]:
-    """Replace `cls.name` with `around(original, self, *args)` for the block."""
+def patched(cls: Any, name: str, around: Callable[..., Any]) -> Iterator[None]:
+    """Replace `cls.name` (a class's method, or a module's function, whose first argument
+    then stands for `self`) with `around(original, self, *args)` for the block."""
     original = getattr(cls, name)
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -93,7 +97,7 @@ def one_caller_stages(updates: int, workdir: Path) -> dict[str, float]:
     return {stage: seconds / updates * 1e6 for stage, seconds in totals.items()}
 
 
-def thread_cpu(workers: dict[str, tuple[type, str]], run: Callable[[], int]) -> dict[str, float]:
+def thread_cpu(workers: dict[str, tuple[Any, str]], run: Callable[[], int]) -> dict[str, float]:
     """Microseconds of thread CPU per update spent in each wrapped handler, and in all."""
     spent = dict.fromkeys(workers, 0)
 
@@ -170,9 +174,10 @@ def modify_stages(seconds: float, operation: str) -> dict[str, float]:
     stages = {"tracker: on_receive": (TrackerActor, "on_receive")}
     if operation == "modify":
         stages |= {
-            "  _modify (copy, function, install)": (TrackerActor, "_modify"),
-            "  _install (successor, diff, check, reply copy)": (TrackerActor, "_install"),
-            "  _store_update (journal entry, commit)": (TrackerActor, "_store_update"),
+            "  Running.request (all of it)": (Running, "request"),
+            "  updates.modify (copy, function, replace)": (updates, "modify"),
+            "  updates.replace (successor, diff, check, copy)": (updates, "replace"),
+            "  DurableWrites.store (journal entry, commit)": (DurableWrites, "store"),
         }
     return thread_cpu(stages, run)
 
