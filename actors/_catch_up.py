@@ -76,22 +76,17 @@ def refresh(t: TrackerActor) -> None:
 
 
 def _catch_up(t: TrackerActor, state: State) -> None:
-    store, name = t.store, t.name
-    head = store.head_version(name)
-    entries = dict(store._read_journal(name, state.version))
-    snapshots = set(store.list_versions(name))
-    while state.version < head:
-        version = state.version + 1
-        if version in entries:
-            delta = store.codec.decode_delta(entries[version], context=name, version=version)
+    changes = t.store.read_changes(t.name, state.version)  # as of one moment
+    if changes.steps is None:  # some version in between is no longer kept
+        t.load()
+        return
+    for step in changes.steps:
+        if isinstance(step, Delta):
+            delta = step
             delta.apply(state)
-        elif version in snapshots:
-            snapshot = store.read_version(name, version)
-            delta = Delta.between(state, snapshot)
-            t.state = state = snapshot
-        else:
-            t.load()
-            return
-        t.writes.caught_up(version)
+        else:  # a snapshot was written instead of a journal entry
+            delta = Delta.between(state, step)
+            t.state = state = step
+        t.writes.caught_up(delta.version)
         t.publish(delta, ChangeCause.EXTERNAL)
     t.writes.forget_journal()
