@@ -2,17 +2,7 @@
 
 A tracker handles one message at a time, so its State needs no lock. This module is the
 shell: it owns the State, the stash and the teardown, and hands every message to its current
-phase (`actors/_phases.py`), which returns the next one:
-
-    start ──▶ Loading ──loaded──▶ Running ──a durable write goes to the writer──▶ AwaitingWrite
-               ▲   │               │ │ ▲ ◀── stored (reply answered), or failed (undone) ──┘
-               │   │ load failed   │ │ │
-               │   ▼               │ │ └────── Retry (a timer): the request runs again ──┐
-               │  Suspended ◀──────┘ │                                                   │
-               │   │    unexpected   └── a request lost its 3rd write race in a row ──▶ BackingOff
-               └───┘    error
-              Restart
-    any phase ──GiveUp──▶ Failed
+phase (`actors/_phases.py`, whose docstring draws them), which returns the next one.
 
 What a phase does not handle now (requests, and Stop while a write is in flight or a retry
 waits) goes to a bounded stash (`TrackerConfig.stash_capacity`; a request arriving at a full
