@@ -189,7 +189,13 @@ def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> Non
         return
     ready = new_reply()
     cell.ref = manager._factory.start(
-        name, manager._store, manager.actor_ref, ready, writer=manager._writer, changes=cell.changes
+        name,
+        manager._store,
+        manager.actor_ref,
+        ready,
+        writer=manager._writer,
+        changes=cell.changes,
+        clock=manager._clock,
     )
     manager._watch(Watch(name, cell.ref))
     cell.status = ContextStatus.ACTIVE

@@ -85,9 +85,9 @@ def track_subscription(subscription: Subscription[Any], exit_timeout: float) -> 
     subscription._ended.add_done_callback(lambda _: _subscriptions.pop(key, None))
 
 
-def start_timer(timer: threading.Timer) -> bool:
-    """Start `timer` as a daemon thread; False if the interpreter refuses to start a thread
-    (Python 3.12, once the main thread has ended)."""
+def start_timer(timer: threading.Thread) -> bool:
+    """Start `timer` (a helper thread holding no state of its own) as a daemon thread; False
+    if the interpreter refuses to start a thread (Python 3.12, once the main thread ended)."""
     timer.daemon = True  # a pending timer must not keep the process alive either
     try:
         timer.start()

@@ -9,6 +9,7 @@ import attrs
 import pykka
 
 from actors._changes import Topic
+from actors._clock import Clock
 from actors._config import TrackerConfig
 from actors._future import Reply
 from actors._tracker import TrackerActor
@@ -57,10 +58,11 @@ class ContextTrackerFactory:
         writer: pykka.ActorRef[Any] | None = None,
         *,
         changes: Topic | None = None,
+        clock: Clock,
     ) -> pykka.ActorRef[Any]:
         """Start the tracker actor of context `name`; `ready` resolves once it has loaded.
         With a `writer`, its durable writes go through that group-commit actor; with
         `changes`, it publishes every change there for subscribers."""
         return TrackerActor.start(
-            name, store, self.config, supervisor, ready, writer=writer, changes=changes
+            name, store, self.config, supervisor, ready, writer=writer, changes=changes, clock=clock
         )

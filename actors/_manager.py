@@ -10,6 +10,7 @@ from typing import Any, Self
 import pykka
 
 from actors._cell import ContextStatus
+from actors._clock import Clock, SystemClock
 from actors._config import TrackerConfig
 from actors._exit import register_manager
 from actors._factory import ContextTrackerFactory
@@ -231,6 +232,7 @@ def create_manager(
     *,
     factory: ContextTrackerFactory | None = None,
     config: TrackerConfig | None = None,
+    clock: Clock | None = None,
     **overrides: Any,
 ) -> ContextManager:
     """Start a context manager on `store`: a `Store`, a store URL for `open_store()` (which
@@ -244,6 +246,10 @@ def create_manager(
 
     A store opened here from a URL (or created for None) is closed by `shutdown()`; a
     `Store` passed in is left open for its owner.
+
+    `clock` is where the manager and its trackers read the time and wait out every delay
+    (backoffs, batched flushes, passivation); by default the real one. Tests pass
+    `actors.testing.ManualClock()` and advance it instead of sleeping.
 
     Raises:
         ConfigurationError: an unknown option or a bad value; `factory` together with
@@ -288,7 +294,23 @@ def create_manager(
         msg = f"store must be a Store, a store URL or None, not {type(store).__name__}"  # type: ignore[unreachable]
         raise ConfigurationError(msg)
     group_commit = factory.config.group_commit and store.commits_in_batches
-    ref = ManagerActor.start(store, factory, owns_store, group_commit)
+    own_clock = SystemClock() if clock is None else None
+    try:
+        ref = ManagerActor.start(
+            store,
+            factory,
+            owns_store,
+            group_commit,
+            clock or own_clock,
+            owns_clock=own_clock is not None,
+        )
+    except BaseException:
+        # Nobody else will close what was opened here.
+        if own_clock is not None:
+            own_clock.close()
+        if owns_store:
+            store.close()
+        raise
     manager = ContextManager(ref, store, factory.config)
     register_manager(manager)  # its threads are daemons: the exit hook shuts it down
     return manager

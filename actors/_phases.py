@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +36,6 @@ import attrs
 
 from actors import _updates as updates
 from actors._changes import ChangeCause
-from actors._exit import start_timer
 from actors._future import Reply, reject, resolve
 from actors._messages import (
     Crash,
@@ -190,7 +187,7 @@ class Running(Phase):
 
     def request(self, message: TrackerRequest, attempt: int = 1) -> Phase:
         t = self.t
-        t.last_request = time.monotonic()
+        t.last_request = t.clock.now()
         try:
             result = self._run(message)
             if isinstance(result, updates.Update):
@@ -266,9 +263,7 @@ class Running(Phase):
         # retry loop), holding later requests back so that order is kept. A timer wakes us;
         # the actor never sleeps.
         retry = Retry(message, attempt + 1)
-        delay = random.uniform(0, min(0.05, 0.0005 * 2**attempt))
-        if not start_timer(threading.Timer(delay, self.t.tell, args=(retry,))):
-            self.t.tell(retry)  # the interpreter is exiting and starts no thread: retry now
+        self.t.tell_after(random.uniform(0, min(0.05, 0.0005 * 2**attempt)), retry)
         return BackingOff(self.t, retry)
 
     def learn_outcome(self, reply: Reply[Any], error: WriteOutcomeUnknownError) -> Phase:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -108,7 +107,7 @@ def passivate_idle(manager: ManagerActor) -> None:
     period = manager._config.passivate_after
     if period is None or manager._shutdown.closing:
         return
-    idle_since = time.monotonic() - period
+    idle_since = manager._clock.now() - period
     for name, cell in manager._contexts.cells.items():
         ref = cell.ref
         if (
@@ -118,7 +117,7 @@ def passivate_idle(manager: ManagerActor) -> None:
         ):
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.tell(Passivate(idle_since))
-    manager._timers.tell_after(period / 2, manager.actor_ref, Tick(), if_refused="drop")
+    manager._timers.tell_after(period / 2, manager.actor_ref, Tick())
 
 
 def on_passivated(manager: ManagerActor, message: Passivated) -> None:

@@ -26,6 +26,7 @@ from actors import _recovery_ops as recovery_ops
 from actors import _supervision as supervision
 from actors._cell import Cell
 from actors._changes import Topic
+from actors._clock import Clock
 from actors._currents import Currents
 from actors._exit import forget_manager
 from actors._factory import ContextTrackerFactory
@@ -99,9 +100,14 @@ class ManagerActor(pykka.ThreadingActor):
         factory: ContextTrackerFactory,
         owns_store: bool,
         group_commit: bool,
+        clock: Clock,
+        *,
+        owns_clock: bool = False,
     ) -> None:
         super().__init__()
         self._store = store
+        self._clock = clock  # every delay and idle time of the manager and its trackers
+        self._owns_clock = owns_clock  # made for it by create_manager(): closed when it stops
         self._group_commit = group_commit
         self._writer: pykka.ActorRef[Any] | None = None  # started in on_start
         self._factory = factory
@@ -114,9 +120,9 @@ class ManagerActor(pykka.ThreadingActor):
             lambda name: Cell(name, self._config.ask_timeout, self.actor_ref, self._hub)
         )
         # The restart history of each tracker (by context name) and of the writer.
-        self._restarts = RestartPolicy(self._config.supervisor)
+        self._restarts = RestartPolicy(self._config.supervisor, clock.now)
         self._currents = Currents()  # each adapter's current context
-        self._timers = Timers()  # restarts and passivation ticks
+        self._timers = Timers(clock)  # restarts and passivation ticks
         self._shutdown = ShutdownSequence(self)
         # The subscriptions to our contexts and adapters live in the hub, so they outlive
         # every tracker; each adapter's switches are published to a topic of its own.
@@ -199,6 +205,8 @@ class ManagerActor(pykka.ThreadingActor):
         forget_manager(self.actor_urn)  # nothing left for the exit hook to shut down
         self._timers.cancel_all()
         self._shutdown.teardown()
+        if self._owns_clock:
+            self._clock.close()
 
     def _when_done(self, reply: Reply[Any], callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(reply, *args)` in this actor once `reply` is settled."""
@@ -282,12 +290,10 @@ class ManagerActor(pykka.ThreadingActor):
         if self._group_commit:
             self._writer = WriterActor.start(self._store, self.actor_ref)
         if self._config.passivate_after is not None:
-            self._timers.tell_after(
-                self._config.passivate_after / 2, self.actor_ref, Tick(), if_refused="drop"
-            )
+            self._timers.tell_after(self._config.passivate_after / 2, self.actor_ref, Tick())
         interval = self._config.watch_interval
         if interval is not None and self._store.shared_between_processes:
-            self._watcher = WatcherActor.start(self._store, interval)
+            self._watcher = WatcherActor.start(self._store, interval, self._clock)
 
     def _watch(self, message: Watch | Unwatch) -> None:
         if self._watcher is not None:

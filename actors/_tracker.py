@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -29,6 +29,7 @@ import pykka
 
 from actors._catch_up import Publisher, refresh
 from actors._changes import ChangeCause, Topic
+from actors._clock import Clock, Scheduled
 from actors._config import TrackerConfig
 from actors._future import Reply, reject, resolve
 from actors._messages import (
@@ -86,9 +87,11 @@ class TrackerActor(pykka.ThreadingActor):
         *,
         writer: pykka.ActorRef[Any] | None = None,
         changes: Topic | None = None,
+        clock: Clock,
     ) -> None:
         super().__init__()
         self.name = name
+        self.clock = clock
         self.store = store
         self.config = config
         self.supervisor = supervisor
@@ -98,7 +101,7 @@ class TrackerActor(pykka.ThreadingActor):
         self.stash = Stash(name, config.stash_capacity)
         self.failure: BaseException | None = None  # what answers requests we will not handle
         self.stop_order: StopOrder | None = None
-        self.last_request = time.monotonic()
+        self.last_request = clock.now()
         # Replies waiting for the next successful (re)start: activation and crash().
         self.restart_waiters: list[Reply[None]] = [ready]
         self._publisher = Publisher(changes)
@@ -125,6 +128,10 @@ class TrackerActor(pykka.ThreadingActor):
     def tell(self, message: Any) -> None:
         with contextlib.suppress(pykka.ActorDeadError):  # stopped since: nothing to do
             self.actor_ref.tell(message)
+
+    def tell_after(self, delay: float, message: Any) -> Scheduled:
+        """Tell ourselves `message` after `delay` seconds of the manager's clock."""
+        return self.clock.call_later(delay, partial(self.tell, message))
 
     # -- mailbox ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import pykka
 
+from actors._clock import Clock
 from actors._future import Reply, resolve
 from actors._timers import Timers
 from storage import ContextError, Store
@@ -66,14 +67,14 @@ class WatcherActor(pykka.ThreadingActor):
 
     use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
 
-    def __init__(self, store: Store, interval: float) -> None:
+    def __init__(self, store: Store, interval: float, clock: Clock) -> None:
         super().__init__()
         self._store = store
         self._interval = interval
         self._targets: dict[str, pykka.ActorRef[Any]] = {}
         self._seen: dict[str, int] = {}
         self._token: object | None = None
-        self._timers = Timers()
+        self._timers = Timers(clock)
         self._closed: Reply[None] | None = None
 
     def on_start(self) -> None:
@@ -121,4 +122,4 @@ class WatcherActor(pykka.ThreadingActor):
 
     def _arm(self) -> None:
         # Refused while the interpreter exits (Python 3.12): polling ends, shutdown is near.
-        self._timers.tell_after(self._interval, self.actor_ref, Poll(), if_refused="drop")
+        self._timers.tell_after(self._interval, self.actor_ref, Poll())

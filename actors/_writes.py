@@ -15,7 +15,6 @@ timer, the journal counts, the version last stored).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,8 +22,8 @@ import attrs
 import pykka
 
 from actors._changes import ChangeCause
+from actors._clock import Scheduled
 from actors._config import TrackerConfig
-from actors._exit import start_timer
 from actors._future import Reply, reject
 from actors._messages import Flush, TrackerRequest, Wake
 from actors._updates import Update
@@ -76,6 +75,7 @@ class WriteHost(Protocol):
     def publish(self, delta: Delta, cause: ChangeCause) -> None: ...
     def reload(self) -> State: ...
     def tell(self, message: Any) -> None: ...
+    def tell_after(self, delay: float, message: Any) -> Scheduled: ...
 
 
 @attrs.define(eq=False)
@@ -275,7 +275,7 @@ class BatchedWrites(WritePath):
 
     def __init__(self, host: WriteHost, writer: pykka.ActorRef[Any] | None) -> None:
         super().__init__(host, writer)
-        self._timer: threading.Timer | None = None
+        self._timer: Scheduled | None = None
 
     def store(
         self,
@@ -306,11 +306,7 @@ class BatchedWrites(WritePath):
     def _arm_timer(self) -> None:
         delay = self._host.config.sync.max_delay
         if self._timer is None and delay is not None:
-            timer = threading.Timer(delay, self._host.tell, args=(Flush(),))
-            # Refused while the interpreter exits (Python 3.12): the exit hook's shutdown
-            # writes the batch instead.
-            if start_timer(timer):
-                self._timer = timer
+            self._timer = self._host.tell_after(delay, Flush())
 
     def flush(self) -> None:
         """Compare-and-set the current State over the last stored version."""

@@ -1,4 +1,5 @@
-"""Fault injection for tests, ours and our users': crash a tracker, make a store fail.
+"""Fault injection for tests, ours and our users': crash a tracker, make a store fail, and
+drive time by hand (`ManualClock`, passed to `create_manager(clock=...)`).
 
 ```python
 from actors.testing import FaultyStore, crash
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
+from actors._clock import ManualClock
 from actors._future import ContextFuture, new_reply
 from actors._handle import ContextTracker
 from actors._messages import Crash
@@ -26,7 +28,7 @@ from actors._tracker import InjectedCrash
 from storage import ContextError, InvalidArgumentError, PersistenceError, RecoveryPoint, Store
 from storage._store import Write
 
-__all__ = ["FaultyStore", "InjectedCrash", "crash"]
+__all__ = ["FaultyStore", "InjectedCrash", "ManualClock", "crash"]
 
 T = TypeVar("T")
 

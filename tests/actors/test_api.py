@@ -46,7 +46,7 @@ def test_all_is_sorted_unique_and_resolvable():
     assert actors.__all__ == sorted(set(actors.__all__))
     for name in actors.__all__:
         assert hasattr(actors, name), name
-    assert set(actors.testing.__all__) == {"FaultyStore", "InjectedCrash", "crash"}
+    assert set(actors.testing.__all__) == {"FaultyStore", "InjectedCrash", "ManualClock", "crash"}
 
 
 def test_every_exported_error_is_a_context_error():

@@ -12,6 +12,7 @@ from actors._future import new_reply, resolve
 from actors._messages import Crash, GetState, GetValue, GiveUp, Restart, SetValue, Stop, Wake
 from actors._phases import AwaitingWrite, Failed, Running, Suspended
 from actors._tracker import TrackerActor
+from actors.testing import ManualClock
 from actors._writer import Written
 from storage import (
     ContextFailedError,
@@ -44,7 +45,9 @@ def store() -> MemoryStore:
 
 def _tracker(store: MemoryStore, writer: Recorder | None = None) -> TrackerActor:
     ready = new_reply()
-    tracker = TrackerActor("ctx", store, TrackerConfig(), Recorder(), ready, writer=writer)
+    tracker = TrackerActor(
+        "ctx", store, TrackerConfig(), Recorder(), ready, writer=writer, clock=ManualClock()
+    )
     tracker.on_start()
     assert ready.result(WAIT) is None
     assert isinstance(tracker.phase, Running)

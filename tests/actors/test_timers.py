@@ -1,12 +1,17 @@
-"""Timers: delayed tells, and what happens when the interpreter refuses a timer thread."""
+"""Clocks and timers: delayed tells on one clock thread, and a manual clock tests advance."""
 
 from __future__ import annotations
 
 import threading
 
 import pykka
+import pytest
 
+from actors._clock import SystemClock
 from actors._timers import Timers
+from actors.testing import ManualClock
+
+WAIT = 10
 
 
 class FakeRef:
@@ -22,37 +27,94 @@ class FakeRef:
         self.event.set()
 
 
+@pytest.fixture
+def clock():
+    clock = SystemClock()
+    yield clock
+    clock.close()
+
+
 def test_no_delay_tells_at_once_and_a_stopped_actor_is_skipped():
-    timers, ref = Timers(), FakeRef()
+    clock = ManualClock()
+    timers, ref = Timers(clock), FakeRef()
     timers.tell_after(0, ref, "now")
     assert ref.told == ["now"]
     timers.tell_after(0, FakeRef(alive=False), "lost")  # no error
     assert len(timers) == 0
 
 
-def test_a_delayed_tell_arrives_and_leaves_nothing():
-    timers, ref = Timers(), FakeRef()
+def test_a_delayed_tell_arrives_on_the_clock_thread_and_leaves_nothing(clock):
+    timers, ref = Timers(clock), FakeRef()
     timers.tell_after(0.01, ref, "later")
-    assert ref.event.wait(10)
+    assert ref.event.wait(WAIT)
     assert ref.told == ["later"]
+    assert len(timers) == 0
 
 
 def test_cancel_all_stops_pending_tells():
-    timers, ref = Timers(), FakeRef()
+    clock = ManualClock()
+    timers, ref = Timers(clock), FakeRef()
     timers.tell_after(60, ref, "never")
     assert len(timers) == 1
     timers.cancel_all()
     assert len(timers) == 0
+    clock.advance(120)
     assert ref.told == []
 
 
-def test_a_refused_timer_tells_at_once_or_drops(monkeypatch):
-    def refuse(_timer: threading.Timer) -> None:
-        raise RuntimeError("can't create new thread at interpreter shutdown")
+def test_a_manual_clock_runs_callbacks_in_deadline_order_at_their_time():
+    clock = ManualClock(start=100.0)
+    seen: list[tuple[str, float]] = []
+    clock.call_later(2, lambda: seen.append(("b", clock.now())))
+    clock.call_later(1, lambda: seen.append(("a", clock.now())))
+    cancelled = clock.call_later(1.5, lambda: seen.append(("x", clock.now())))
+    cancelled.cancel()
+    clock.advance(0.5)
+    assert seen == []
+    assert clock.pending == 2
+    clock.advance(5)
+    assert seen == [("a", 101.0), ("b", 102.0)]
+    assert clock.now() == 105.5
+    assert clock.pending == 0
 
-    monkeypatch.setattr(threading.Timer, "start", refuse)
-    timers, ref = Timers(), FakeRef()
-    timers.tell_after(60, ref, "restart")
-    timers.tell_after(60, ref, "tick", if_refused="drop")
-    assert ref.told == ["restart"]
-    assert len(timers) == 0
+
+def test_a_callback_scheduled_by_a_callback_runs_if_due_within_the_same_advance():
+    clock = ManualClock()
+    seen: list[float] = []
+
+    def first() -> None:
+        seen.append(clock.now())
+        clock.call_later(1, lambda: seen.append(clock.now()))
+
+    clock.call_later(1, first)
+    clock.advance(3)
+    assert seen == [1.0, 2.0]
+
+
+def test_the_system_clock_keeps_one_thread_for_every_delay(clock):
+    before = threading.active_count()
+    done = threading.Event()
+    count = []
+    for i in range(200):
+        clock.call_later(0.001 * (i % 7), lambda: (count.append(1), len(count) == 200 and done.set()))
+    assert done.wait(WAIT)
+    assert threading.active_count() == before
+
+
+def test_a_failing_callback_is_logged_and_the_clock_goes_on(clock, caplog):
+    ran = threading.Event()
+    clock.call_later(0, lambda: 1 / 0)
+    clock.call_later(0.001, ran.set)
+    assert ran.wait(WAIT)
+    assert "scheduled callback failed" in caplog.text
+
+
+def test_a_closed_clock_drops_what_is_pending_and_what_comes_later():
+    clock = SystemClock()
+    ref = FakeRef()
+    timers = Timers(clock)
+    timers.tell_after(60, ref, "pending")
+    clock.close()
+    late = clock.call_later(0.001, lambda: ref.tell("late"))
+    assert late.cancelled
+    assert ref.told == []
