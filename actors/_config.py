@@ -181,8 +181,12 @@ class TrackerConfig:
             context moved on catches up and publishes each version to its subscribers. None:
             only when a write of ours conflicts.
         passivate_after: a tracker that handled no request for this many seconds writes
-            what it has unsaved and stops, freeing its thread; its context stays ACTIVE and
+            what it has unsaved and stops, freeing its memory; its context stays ACTIVE and
             the next call through any handle starts it again. None: never.
+        tracker_threads: most threads the manager's trackers share (its dispatcher); they
+            start as needed and stay until shutdown. A tracker holds one only while it
+            handles a message, so this bounds how many store calls of trackers (loads,
+            catch-ups, batched flushes) run at once, not how many contexts are active.
         group_commit: on stores that commit in batches (SQLite), durable writes of all
             trackers go through one writer actor, which commits whatever is queued as one
             transaction (one fsync for many updates).
@@ -210,6 +214,7 @@ class TrackerConfig:
     watch_interval: float | None = attrs.field(default=0.5, validator=_positive_or_none)
     exit_timeout: float = attrs.field(default=5.0, validator=_not_negative)
     stash_capacity: int = attrs.field(default=10_000, validator=_whole(1))
+    tracker_threads: int = attrs.field(default=16, validator=_whole(1, 1024))
 
 
 class Overflow(enum.Enum):

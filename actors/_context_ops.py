@@ -196,6 +196,7 @@ def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> Non
         writer=manager._writer,
         changes=cell.changes,
         clock=manager._clock,
+        dispatcher=manager._dispatcher,
     )
     manager._watch(Watch(name, cell.ref))
     cell.status = ContextStatus.ACTIVE

@@ -11,6 +11,7 @@ import pykka
 from actors._changes import Topic
 from actors._clock import Clock
 from actors._config import TrackerConfig
+from actors._dispatch import Dispatcher
 from actors._future import Reply
 from actors._tracker import TrackerActor
 from storage import ConfigurationError, Store
@@ -59,10 +60,19 @@ class ContextTrackerFactory:
         *,
         changes: Topic | None = None,
         clock: Clock,
+        dispatcher: Dispatcher,
     ) -> pykka.ActorRef[Any]:
         """Start the tracker actor of context `name`; `ready` resolves once it has loaded.
         With a `writer`, its durable writes go through that group-commit actor; with
         `changes`, it publishes every change there for subscribers."""
         return TrackerActor.start(
-            name, store, self.config, supervisor, ready, writer=writer, changes=changes, clock=clock
+            name,
+            store,
+            self.config,
+            supervisor,
+            ready,
+            writer=writer,
+            changes=changes,
+            clock=clock,
+            dispatcher=dispatcher,
         )

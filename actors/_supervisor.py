@@ -28,6 +28,7 @@ from actors._cell import Cell
 from actors._changes import Topic
 from actors._clock import Clock
 from actors._currents import Currents
+from actors._dispatch import Dispatcher
 from actors._exit import forget_manager
 from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
@@ -128,6 +129,9 @@ class ManagerActor(pykka.ThreadingActor):
         # every tracker; each adapter's switches are published to a topic of its own.
         self._hub = SubscriptionHub.start(self._config.exit_timeout)
         self._io_worker = StoreWorker.start()
+        # The threads its trackers share; closed once they have all stopped.
+        self._dispatcher = Dispatcher(self._config.tracker_threads, name="tracker")
+        self._dispatcher.prestart()
         self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
 
     # -- mailbox ----------------------------------------------------------------------------
@@ -205,6 +209,7 @@ class ManagerActor(pykka.ThreadingActor):
         forget_manager(self.actor_urn)  # nothing left for the exit hook to shut down
         self._timers.cancel_all()
         self._shutdown.teardown()
+        self._dispatcher.close()
         if self._owns_clock:
             self._clock.close()
 

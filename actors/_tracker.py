@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -31,6 +30,7 @@ from actors._catch_up import Publisher, refresh
 from actors._changes import ChangeCause, Topic
 from actors._clock import Clock, Scheduled
 from actors._config import TrackerConfig
+from actors._dispatch import Dispatcher, PooledActor
 from actors._future import Reply, reject, resolve
 from actors._messages import (
     Deliver,
@@ -72,10 +72,10 @@ class StopOrder:
     """A forced stop's failed final write, replied once stopped."""
 
 
-class TrackerActor(pykka.ThreadingActor):
-    """Owns the State of one context; talk to it through a `ContextTracker` handle."""
-
-    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
+class TrackerActor(PooledActor):
+    """Owns the State of one context; talk to it through a `ContextTracker` handle. It runs
+    on its manager's dispatcher (`actors/_dispatch.py`), sharing a few threads with every
+    other tracker of the manager."""
 
     def __init__(
         self,
@@ -88,8 +88,9 @@ class TrackerActor(pykka.ThreadingActor):
         writer: pykka.ActorRef[Any] | None = None,
         changes: Topic | None = None,
         clock: Clock,
+        dispatcher: Dispatcher,
     ) -> None:
-        super().__init__()
+        super().__init__(dispatcher)
         self.name = name
         self.clock = clock
         self.store = store
@@ -283,13 +284,13 @@ class TrackerActor(pykka.ThreadingActor):
         self.writes.close()
         order = self.stop_order
         if order is not None and order.passivating:
-            _hand_back(self)
+            # What came in after our stop goes back to the manager, which starts a new
+            # tracker for it (see on_late_message); then we say we are gone.
+            self._after_stop()
+            self.supervisor.tell(Passivated(self.name, self.actor_ref))
             return
-        error = self.failure or UpdateNotAppliedError(
-            f"tracker of context {self.name!r} stopped before handling the call"
-        )
-        self._fail_all(error)
-        _drain_inbox(self, error)
+        self._fail_all(self._refusal())
+        self._after_stop()  # every queued caller is answered before the stop is
         if order is not None and order.reply is not None:
             if order.error is not None:
                 reject(order.reply, order.error)
@@ -297,11 +298,28 @@ class TrackerActor(pykka.ThreadingActor):
 
     def on_failure(self, *_: object) -> None:  # pragma: no cover - only on a bug of ours
         self.writes.close()
-        error = UpdateNotAppliedError(
+        self.failure = self.failure or UpdateNotAppliedError(
             f"tracker of context {self.name!r} died before handling the call"
         )
-        self._fail_all(error)
-        _drain_inbox(self, error)
+        self._fail_all(self.failure)
+
+    def on_late_message(self, message: Any) -> None:
+        """Stopped: answer whoever waits on `message`; passivated, hand it back instead."""
+        order = self.stop_order
+        if isinstance(message, Written):
+            self.writes.abandon(message)
+        elif order is not None and order.passivating:
+            if isinstance(message, Stop):
+                resolve(message.reply, None)  # stopped already
+            elif getattr(message, "reply", None) is not None:
+                self.supervisor.tell(Deliver(self.name, message))
+        elif getattr(message, "reply", None) is not None:
+            refuse(message, self._refusal())
+
+    def _refusal(self) -> BaseException:
+        return self.failure or UpdateNotAppliedError(
+            f"tracker of context {self.name!r} stopped before handling the call"
+        )
 
     def _fail_all(self, error: BaseException) -> None:
         """Answer everything held back: the phase's, the stash and restart waiters."""
@@ -311,49 +329,3 @@ class TrackerActor(pykka.ThreadingActor):
         for waiter in self.restart_waiters:
             reject(waiter, error)
         self.restart_waiters.clear()
-
-
-def _drain_inbox(t: TrackerActor, error: BaseException) -> None:
-    """Once stopped: answer every message in the inbox that carries a reply slot."""
-
-    def answer(message: Any) -> bool:
-        if isinstance(message, Written):
-            t.writes.abandon(message)
-        elif getattr(message, "reply", None) is not None:
-            refuse(message, error)
-        else:
-            return False
-        return True
-
-    # pykka answers the rest after on_stop(), such as a stop() someone waits on.
-    _take_inbox(t.actor_inbox, answer)
-
-
-def _hand_back(t: TrackerActor) -> None:
-    """Passivated: give the requests that came in after our stop back to the manager, which
-    starts a new tracker for them, then say we are gone (in that order)."""
-
-    def hand_back(message: Any) -> bool:
-        if isinstance(message, Written):
-            t.writes.abandon(message)
-        elif isinstance(message, Stop):
-            resolve(message.reply, None)  # stopped already
-        elif getattr(message, "reply", None) is not None:
-            t.supervisor.tell(Deliver(t.name, message))
-        else:
-            return False
-        return True
-
-    _take_inbox(t.actor_inbox, hand_back)
-    t.supervisor.tell(Passivated(t.name, t.actor_ref))
-
-
-def _take_inbox(inbox: Any, take: Callable[[Any], bool]) -> None:
-    """Take every message from `inbox`; put back, in order, those `take` returns False for."""
-    kept = []
-    while not inbox.empty():
-        envelope = inbox.get()
-        if not take(envelope.message):
-            kept.append(envelope)
-    for envelope in kept:
-        inbox.put(envelope)

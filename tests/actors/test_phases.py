@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from actors import TrackerConfig
+from actors._dispatch import Dispatcher
 from actors._future import new_reply, resolve
 from actors._messages import Crash, GetState, GetValue, GiveUp, Restart, SetValue, Stop, Wake
 from actors._phases import AwaitingWrite, Failed, Running, Suspended
@@ -46,7 +47,14 @@ def store() -> MemoryStore:
 def _tracker(store: MemoryStore, writer: Recorder | None = None) -> TrackerActor:
     ready = new_reply()
     tracker = TrackerActor(
-        "ctx", store, TrackerConfig(), Recorder(), ready, writer=writer, clock=ManualClock()
+        "ctx",
+        store,
+        TrackerConfig(),
+        Recorder(),
+        ready,
+        writer=writer,
+        clock=ManualClock(),
+        dispatcher=Dispatcher(1),  # starts no thread: the test is the thread
     )
     tracker.on_start()
     assert ready.result(WAIT) is None

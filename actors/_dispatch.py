@@ -1,0 +1,256 @@
+"""A pooled Pykka actor kind: many actors share a bounded pool of threads (a dispatcher).
+
+Pykka's `ThreadingActor` gives each actor an OS thread for its whole life; 10,000 active
+contexts would be 10,000 threads, and every activation would start one. `PooledActor` keeps
+Pykka's API (`start()`, refs, proxies, `ask`/`tell`, futures, `ActorRegistry`, `on_start`,
+`on_receive`, `on_stop`, `on_failure`) but runs on a `Dispatcher`, as Akka's dispatchers and
+Orleans' scheduler run many actors on a few threads:
+
+- An actor's mailbox is a deque. Putting a message in it schedules the actor on its
+  dispatcher unless the actor is scheduled or running already.
+- A dispatcher thread runs a scheduled actor for one *slice*: up to `throughput` messages,
+  one at a time, as Pykka's own loop would; then the actor is scheduled again if messages
+  are left (behind the others waiting), so one busy actor cannot hold a thread for ever,
+  and an actor with a steady stream of messages keeps its thread without a hand-off.
+- At most one thread runs an actor at a time: a message is handled only by the thread that
+  holds the actor's *token*. The token is an item in a one-slot deque: taking it is a
+  `pop()`, which exactly one thread can win, and putting it back an `append()` (both atomic,
+  in CPython with or without the GIL). This is the compare-and-set on mailbox status that
+  Akka uses; it is not a lock, since nobody ever waits for it.
+- Threads start on demand, up to `threads`, and stay until `close()`.
+
+What a pooled actor must not do is wait long: a thread it holds serves nobody else
+meanwhile. Our trackers wait only for their store (bounded by the store's own timeouts);
+callbacks of subscriptions, which run user code, keep threads of their own.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import sys
+import threading
+from itertools import count
+from typing import Any
+
+import pykka
+from pykka import messages
+
+from actors._exit import start_timer
+
+__all__ = ["Dispatcher", "PooledActor"]
+
+logger = logging.getLogger("actors.dispatch")
+
+_TOKEN = object()
+_CLOSE = None
+_names = count()
+
+
+class Dispatcher:
+    """A bounded pool of daemon threads running `PooledActor`s, a slice at a time."""
+
+    def __init__(self, threads: int, *, throughput: int = 64, name: str = "context") -> None:
+        if threads < 1:
+            msg = f"a dispatcher needs at least one thread, not {threads}"
+            raise ValueError(msg)
+        self.threads = threads
+        self.throughput = throughput
+        self._name = f"{name}-pool-{next(_names)}"
+        self._ready: queue.SimpleQueue[PooledActor | None] = queue.SimpleQueue()
+        # A slot per thread not started yet, and an item per thread waiting for work: single
+        # deque operations, so that no lock is needed to decide whether to start one more.
+        self._slots = collections.deque(range(threads))
+        self._idle: collections.deque[object] = collections.deque()
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+
+    def prestart(self) -> None:
+        """Start a thread now, in the program's own flow: Python 3.12 refuses to start
+        threads once the main thread has ended, and a program's remaining threads may
+        still activate contexts then."""
+        if not self._workers:
+            self._start_worker()
+
+    def __repr__(self) -> str:
+        return f"<Dispatcher {self._name} {len(self._workers)}/{self.threads} threads>"
+
+    @property
+    def started(self) -> int:
+        """How many threads it has started (they stay until `close()`)."""
+        return len(self._workers)
+
+    def schedule(self, actor: PooledActor) -> None:
+        """Run a slice of `actor` on a pool thread (the caller holds the actor's token)."""
+        if self._closed:
+            actor._run_slice()  # closed: only stopped actors answer what reaches them
+            return
+        self._ready.put(actor)
+        if not self._idle:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        try:
+            slot = self._slots.popleft()
+        except IndexError:
+            return  # every thread is started: the actor waits for one
+        thread = threading.Thread(target=self._work, name=f"{self._name}-{slot}")
+        if start_timer(thread):
+            self._workers.append(thread)
+        else:
+            self._slots.append(slot)  # the interpreter is exiting: the threads we have do
+
+    def _work(self) -> None:
+        ready, idle = self._ready, self._idle
+        while True:
+            idle.append(None)
+            actor = ready.get()
+            idle.pop()
+            if actor is _CLOSE:
+                return
+            try:
+                actor._run_slice()
+            except BaseException:  # pragma: no cover - _run_slice handles what actors raise
+                logger.exception("a dispatcher thread failed running %s", actor)
+
+    def close(self) -> None:
+        """Let each thread finish what is scheduled before this, then end. Actors that
+        reach a closed dispatcher run in the thread that tells them (they are stopped)."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._workers:
+            self._ready.put(_CLOSE)
+
+
+class _Mailbox:
+    """A pooled actor's inbox (Pykka's `ActorInbox` protocol): putting schedules it."""
+
+    __slots__ = ("_messages", "_token", "actor")
+
+    def __init__(self) -> None:
+        self._messages: collections.deque[Any] = collections.deque()
+        # Empty until the actor starts: messages sent before wait for the start's slice.
+        self._token: collections.deque[object] = collections.deque(maxlen=1)
+        self.actor: PooledActor | None = None
+
+    def put(self, envelope: Any, /) -> None:
+        self._messages.append(envelope)
+        self.schedule()
+
+    def get(self) -> Any:
+        return self._messages.popleft()
+
+    def empty(self) -> bool:
+        return not self._messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def schedule(self) -> None:
+        """Schedule the actor, unless another thread holds its token (it runs or is
+        scheduled, and will see the message)."""
+        try:
+            self._token.pop()
+        except IndexError:
+            return
+        assert self.actor is not None
+        self.actor._dispatcher.schedule(self.actor)
+
+    def release(self) -> None:
+        """Give the token back; take it again if a message came in meanwhile."""
+        self._token.append(_TOKEN)
+        if self._messages:
+            self.schedule()
+
+
+class PooledActor(pykka.Actor):
+    """A Pykka actor that runs on a `Dispatcher` instead of a thread of its own."""
+
+    def __init__(self, dispatcher: Dispatcher, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dispatcher = dispatcher
+        self._started = False
+        self._mailbox.actor = self
+
+    @staticmethod
+    def _create_actor_inbox() -> _Mailbox:
+        return _Mailbox()
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return pykka.ThreadingFuture()
+
+    @property
+    def _mailbox(self) -> _Mailbox:
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _Mailbox)
+        return inbox
+
+    def _start_actor_loop(self) -> None:
+        self._dispatcher.schedule(self)  # the first slice runs on_start()
+
+    def _run_slice(self) -> None:
+        """Run `on_start()` (first slice), then up to `throughput` messages, as Pykka's
+        loop does; once stopped, answer what is left. Then give the token back."""
+        mailbox = self._mailbox
+        try:
+            if not self._started:
+                self._started = True
+                self._actor_loop_setup()
+            budget = self._dispatcher.throughput
+            while budget and mailbox and not self.actor_stopped.is_set():
+                self._handle_envelope(mailbox.get())
+                budget -= 1
+            if self.actor_stopped.is_set():
+                self._after_stop()
+        finally:
+            mailbox.release()
+
+    def _handle_envelope(self, envelope: Any) -> None:
+        """Pykka's loop body for one message (`_actor_loop_running`), except that an error
+        outside `Exception` (a `SystemExit` raised in user code) fails this actor only:
+        Pykka would stop every actor of the process from a pool thread."""
+        try:
+            response = self._handle_receive(envelope.message)
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(response)
+        except BaseException as exc:
+            if envelope.reply_to is not None and isinstance(exc, Exception):
+                logger.info("Exception returned from %s to caller:", self, exc_info=True)
+                envelope.reply_to.set_exception()
+                return
+            info = sys.exc_info()
+            self._handle_failure(*info)
+            try:
+                self.on_failure(*info)
+            except Exception:  # noqa: BLE001 - pykka logs it the same way
+                self._handle_failure(*sys.exc_info())
+            if envelope.reply_to is not None:
+                envelope.reply_to.set_exception(info)
+
+    def _after_stop(self) -> None:
+        """Stopped: answer whatever is in the mailbox (and whatever comes later, since a
+        put after the stop schedules us again): asks as Pykka does, tells through
+        `on_late_message()`. `on_stop()` may call it to answer them before it ends."""
+        mailbox = self._mailbox
+        while mailbox:
+            message = mailbox.get()
+            if message.reply_to is not None:
+                if isinstance(message.message, messages._ActorStop):
+                    message.reply_to.set(None)
+                else:
+                    message.reply_to.set_exception(
+                        exc_info=(
+                            pykka.ActorDeadError,
+                            pykka.ActorDeadError(f"{self.actor_ref} stopped before handling it"),
+                            None,
+                        )
+                    )
+            else:
+                self.on_late_message(message.message)
+
+    def on_late_message(self, message: Any) -> None:
+        """A message told to us after we stopped (and after `on_stop()` answered what was
+        queued): answer its caller, if it has one. Override; the default drops it."""
