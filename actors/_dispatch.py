@@ -61,6 +61,8 @@ class Dispatcher:
         self._ready: queue.SimpleQueue[PooledActor | None] = queue.SimpleQueue()
         # A slot per thread not started yet, and an item per thread waiting for work: single
         # deque operations, so that no lock is needed to decide whether to start one more.
+        # The decision may start a thread that finds nothing to do; it never leaves an actor
+        # waiting while a thread could still be started.
         self._slots = collections.deque(range(threads))
         self._idle: collections.deque[object] = collections.deque()
         self._workers: list[threading.Thread] = []
@@ -87,7 +89,10 @@ class Dispatcher:
             actor._run_slice()  # closed: only stopped actors answer what reaches them
             return
         self._ready.put(actor)
-        if not self._idle:
+        # More scheduled actors than idle threads to take them: start one more thread. (A
+        # thread counts as idle from just before it waits until it has taken an actor, so
+        # one that is about to take another actor is not counted as free for this one.)
+        if self._ready.qsize() > len(self._idle):
             self._start_worker()
 
     def _start_worker(self) -> None:
