@@ -1,7 +1,8 @@
 """Storage for the context runtime: the State record, its codec, and the stores that keep it.
 
 `storage` stands alone: it never imports `actors`. Everything public is re-exported here.
-`RedisStore` is imported on first use, so `storage` works without the optional redis-py.
+`RedisStore` and `PostgresStore` are imported on first use, so `storage` works without the
+optional redis-py and psycopg.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from storage._store import Damage, RecoveryPoint, Store
 from storage._url import open_store
 
 if typing.TYPE_CHECKING:
+    from storage._postgres import PostgresStore
     from storage._redis import RedisStore
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "NoIntactSnapshotError",
     "OutcomeUnknownError",
     "PersistenceError",
+    "PostgresStore",
     "RecoveryError",
     "RecoveryPoint",
     "RecoveryPointNotFoundError",
@@ -102,12 +105,17 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> object:
-    # Only RedisStore is loaded lazily: it needs redis-py, an optional extra. Once loaded it
-    # is a plain module attribute, so this runs once.
+    # Only RedisStore and PostgresStore are loaded lazily: they need redis-py and psycopg,
+    # optional extras. Once loaded each is a plain module attribute, so this runs once each.
     if name == "RedisStore":
         from storage._redis import RedisStore  # noqa: PLC0415
 
         globals()[name] = RedisStore
         return RedisStore
+    if name == "PostgresStore":
+        from storage._postgres import PostgresStore  # noqa: PLC0415
+
+        globals()[name] = PostgresStore
+        return PostgresStore
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

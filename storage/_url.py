@@ -12,14 +12,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
-from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
+from urllib.parse import SplitResult, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from storage._exceptions import ConfigurationError
 from storage._memory import MemoryStore
 from storage._sqlite import SYNCHRONOUS_LEVELS, SqliteStore
 from storage._store import Store
 
-__all__ = ["MEMORY_OPTIONS", "REDIS_OPTIONS", "SQLITE_OPTIONS", "URL_OPTIONS", "open_store"]
+__all__ = [
+    "MEMORY_OPTIONS",
+    "POSTGRES_OPTIONS",
+    "REDIS_OPTIONS",
+    "SQLITE_OPTIONS",
+    "URL_OPTIONS",
+    "open_store",
+]
 
 Parser = Callable[[str], object]
 """Turns an option's text into the value the store's constructor takes, or raises
@@ -57,6 +64,10 @@ def _text(text: str) -> str:
     return text
 
 
+def _lowercase(text: str) -> str:
+    return text.lower()  # PostgreSQL's own setting names and values are case-insensitive
+
+
 MEMORY_OPTIONS: Mapping[str, Parser] = {"retain_heads": _whole}
 """Query parameters of `memory://`."""
 
@@ -77,10 +88,49 @@ REDIS_OPTIONS: Mapping[str, Parser] = {
 """Query parameters of `redis://host[:port][/db]`: `RedisStore`'s options but the codec
 and those the URL spells elsewhere (host, port, database, user name, password)."""
 
+POSTGRES_STORE_OPTIONS: Mapping[str, Parser] = {
+    "schema": _text,
+    "timeout": _seconds,
+    "pool_size": _whole,
+    "synchronous_commit": _lowercase,
+    "retain_heads": _whole,
+}
+"""The query parameters of `postgresql://` that are `PostgresStore`'s own options."""
+
+LIBPQ_OPTIONS: Mapping[str, Parser] = {
+    "application_name": _text,
+    "channel_binding": _text,
+    "connect_timeout": _whole,
+    "gssencmode": _text,
+    "host": _text,
+    "keepalives": _whole,
+    "keepalives_count": _whole,
+    "keepalives_idle": _whole,
+    "keepalives_interval": _whole,
+    "options": _text,
+    "passfile": _text,
+    "port": _text,
+    "sslcert": _text,
+    "sslcrl": _text,
+    "sslkey": _text,
+    "sslmode": _text,
+    "sslrootcert": _text,
+    "target_session_attrs": _text,
+    "tcp_user_timeout": _whole,
+}
+"""The query parameters of `postgresql://` handed to libpq as they are (libpq checks their
+values when it connects). A password belongs in the URL's user part or a passfile."""
+
+POSTGRES_OPTIONS: Mapping[str, Parser] = {**POSTGRES_STORE_OPTIONS, **LIBPQ_OPTIONS}
+"""Query parameters of `postgresql://[user[:password]@][host][:port][/dbname]`:
+`PostgresStore`'s options but the codec, and the libpq parameters above."""
+
 URL_OPTIONS: Mapping[str, Mapping[str, Parser]] = {
     "memory": MEMORY_OPTIONS,
     "sqlite": SQLITE_OPTIONS,
     "redis": REDIS_OPTIONS,
+    "postgresql": POSTGRES_OPTIONS,
+    "postgres": POSTGRES_OPTIONS,
 }
 """The query parameters of each scheme; any other is a `ConfigurationError`."""
 
@@ -96,6 +146,11 @@ def open_store(url: str, **options: Any) -> Store:
     - `redis://[[user]:password@]host[:port][/db]`: a `RedisStore` (port 6379 and database
       0 unless given); the query may set `prefix`, `socket_timeout`,
       `socket_connect_timeout`, `change_silence` (seconds) and `retain_heads`. Needs redis-py.
+    - `postgresql://[user[:password]@][host][:port][/dbname]` (or `postgres://`): a
+      `PostgresStore`; the query may set `schema`, `timeout` (seconds), `pool_size`,
+      `synchronous_commit` and `retain_heads`, and the libpq parameters of `LIBPQ_OPTIONS`
+      (`sslmode`, `application_name`, `connect_timeout`, ...), which go to libpq as they
+      are. Needs psycopg 3 and psycopg_pool.
 
     `options` are the store constructor's keyword arguments: the query parameters (typed
     values, not text), `codec`, and for Redis `db`, `username` and `password`. An option
@@ -105,7 +160,8 @@ def open_store(url: str, **options: Any) -> Store:
         ConfigurationError: the URL is not a str, its scheme is unknown, it has no path or
             host where one is needed, or an option is unknown, repeated, malformed, out of
             range or set twice. (A subclass of `TypeError` and `ValueError`.)
-        ImportError: a `redis://` URL, and redis-py is not installed.
+        ImportError: a `redis://` URL without redis-py installed, or a `postgresql://` URL
+            without psycopg.
     """
     if not isinstance(url, str):  # callers may be untyped
         msg = f"store URL must be a str, not {type(url).__name__}"  # type: ignore[unreachable]
@@ -123,7 +179,7 @@ def open_store(url: str, **options: Any) -> Store:
     if scheme is None:
         msg = (
             f"unknown store URL scheme {parts.scheme!r} in {shown!r}; "
-            "expected memory://, sqlite:// or redis://"
+            "expected memory://, sqlite://, redis:// or postgresql://"
         )
         raise ConfigurationError(msg)
     unknown = sorted(options.keys() - scheme.options.keys() - scheme.keywords)
@@ -232,6 +288,24 @@ def _open_redis(
     return RedisStore(parts.hostname, port, **_merge({**spelled, **settings}, options, shown))
 
 
+def _open_postgres(
+    url: str, parts: SplitResult, shown: str, settings: dict[str, Any], options: dict[str, Any]
+) -> Store:
+    if not url.startswith(f"{parts.scheme}://"):
+        msg = f"postgresql URL must be postgresql://[user@]host[:port][/dbname], got {shown!r}"
+        raise ConfigurationError(msg)
+    # The store's options become arguments; libpq's go back into the URL, re-encoded, with
+    # the user, password, hosts and database as they were written (libpq decodes them).
+    merged = _merge(settings, options, shown)
+    libpq = {name: merged.pop(name) for name in list(merged) if name in LIBPQ_OPTIONS}
+    query = urlencode({name: str(value) for name, value in libpq.items()})
+    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, query, ""))
+
+    from storage._postgres import PostgresStore  # noqa: PLC0415 - psycopg is an optional extra
+
+    return PostgresStore(conninfo, **merged)
+
+
 class _Scheme(NamedTuple):
     options: Mapping[str, Parser]
     """The query parameters, also taken as keyword arguments."""
@@ -246,4 +320,6 @@ _SCHEMES: Mapping[str, _Scheme] = {
     "redis": _Scheme(
         REDIS_OPTIONS, frozenset({"codec", "db", "username", "password"}), _open_redis
     ),
+    "postgresql": _Scheme(POSTGRES_OPTIONS, frozenset({"codec"}), _open_postgres),
+    "postgres": _Scheme(POSTGRES_OPTIONS, frozenset({"codec"}), _open_postgres),
 }

@@ -1,5 +1,6 @@
-"""Fixtures of the storage tests: a real Redis server for the Redis store."""
+"""Fixtures of the storage tests: real Redis and PostgreSQL servers for their stores."""
 
 from __future__ import annotations
 
+from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name

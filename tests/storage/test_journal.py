@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 import redis
 
@@ -16,6 +17,7 @@ from storage import (
     CorruptSnapshotError,
     MemoryStore,
     PersistenceError,
+    PostgresStore,
     RedisStore,
     SqliteStore,
     State,
@@ -24,6 +26,7 @@ from storage import (
 )
 from storage._delta import Delta
 from storage._state import utc_now
+from tests.postgres_server import fresh_schema
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,40 @@ def _damage_redis_snapshot(store, name, version):
         client.hset(f"{store.prefix}:{{{name}}}:heads", str(version), b"\x00")
 
 
+def _postgres(request, tmp_path, **options):
+    server = request.getfixturevalue("postgres_server")
+    # The server is shared by the session; a fresh schema gives each test an empty store.
+    return PostgresStore(server.conninfo, schema=fresh_schema(), **options)
+
+
+def _postgres_sql(store, statement, params):
+    """A statement on a plain connection: the schema of docs/storage-postgres.md, by hand."""
+    with psycopg.connect(**store._params, autocommit=True) as conn:
+        conn.execute(statement.format(schema=store.schema), params)
+
+
+def _damage_postgres_entry(store, name, version):
+    _postgres_sql(
+        store,
+        "UPDATE {schema}.journal SET blob = substring(blob from 1 for length(blob) - 2) "
+        "WHERE context = %s AND version = %s",
+        (name, version),
+    )
+
+
+def _damage_postgres_snapshot(store, name, version):
+    _postgres_sql(
+        store,
+        "UPDATE {schema}.snapshots SET blob = '\\x00' WHERE context = %s AND version = %s",
+        (name, version),
+    )
+
+
 JOURNALED = {
     "memory": Journaled(_memory, _damage_memory_entry, _damage_memory_snapshot),
     "sqlite": Journaled(_sqlite, _damage_sqlite_entry, _damage_sqlite_snapshot),
     "redis": Journaled(_redis, _damage_redis_entry, _damage_redis_snapshot),
+    "postgres": Journaled(_postgres, _damage_postgres_entry, _damage_postgres_snapshot),
 }
 
 

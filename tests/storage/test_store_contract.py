@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 
@@ -27,6 +28,7 @@ from storage import (
     InvalidContextNameError,
     MemoryStore,
     PersistenceError,
+    PostgresStore,
     RecoveryPointNotFoundError,
     RedisStore,
     SnapshotCodec,
@@ -38,6 +40,7 @@ from storage import (
     Store,
     VersionConflict,
 )
+from tests.postgres_server import PostgresServer, fresh_schema
 from tests.redis_server import RedisServer
 
 TIMEOUT = 30.0
@@ -106,10 +109,30 @@ def _redis_corrupt(store: Store, name: str, version: int) -> None:
         client.hset(key, str(version), flip_last_byte(blob))
 
 
+def _postgres_factory(request: pytest.FixtureRequest, tmp_path: Path, **options: Any) -> Store:
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    # The server is shared by the session; a fresh schema gives each test an empty store.
+    return PostgresStore(server.conninfo, schema=fresh_schema(), **options)
+
+
+def _postgres_corrupt(store: Store, name: str, version: int) -> None:
+    assert isinstance(store, PostgresStore)
+    # The schema of docs/storage-postgres.md, written by hand: a raw connection, not the store.
+    with psycopg.connect(**store._params, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {store.schema}.snapshots SET blob = "
+            "overlay(blob placing set_byte(substring(blob from length(blob)), 0, "
+            "get_byte(substring(blob from length(blob)), 0) # 255) from length(blob)) "
+            "WHERE context = %s AND version = %s",
+            (name, version),
+        )
+
+
 BACKENDS = [
     Backend("memory", _memory_factory, _memory_corrupt),
     Backend("sqlite", _sqlite_factory, _sqlite_corrupt),
     Backend("redis", _redis_factory, _redis_corrupt),
+    Backend("postgres", _postgres_factory, _postgres_corrupt),
 ]
 
 

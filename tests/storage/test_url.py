@@ -136,8 +136,9 @@ def test_redis_prefix_is_percent_decoded() -> None:
 def _refusal_urls() -> list[tuple[str, str]]:
     """(URL, text the error must contain); "{db}" and "{port}" are filled in by the test."""
     redis = "redis://127.0.0.1:{port}/0"
+    postgres = "postgresql://127.0.0.1:{port}/db"
     cases = []
-    for base in ("memory://", "sqlite:///{db}", redis):
+    for base in ("memory://", "sqlite:///{db}", redis, postgres, "postgres://127.0.0.1:{port}"):
         cases += [
             (f"{base}?nosuch=1", "'nosuch' is unknown"),
             (f"{base}?Retain_heads=1", "'Retain_heads' is unknown"),
@@ -187,6 +188,19 @@ def _refusal_urls() -> list[tuple[str, str]]:
         (f"{redis}?prefix=", "prefix must be 1 to 100"),
         (f"{redis}?prefix=a*", "prefix must be 1 to 100"),
         (f"{redis}?prefix=%ff", "not UTF-8"),
+        (f"{postgres}?timeout=soon", "timeout must be a number of seconds such as 2 or 0.5"),
+        (f"{postgres}?timeout=0", "timeout must be a positive number of seconds, not 0.0"),
+        (f"{postgres}?pool_size=0", "pool_size must be a whole number of at least 1, not 0"),
+        (f"{postgres}?pool_size=many", "pool_size must be a whole number such as 3"),
+        (f"{postgres}?schema=Orders", "schema must be 1 to 48 lowercase ASCII letters"),
+        (f"{postgres}?schema=1x", "schema must be 1 to 48"),
+        (f"{postgres}?schema=" + "x" * 49, "schema must be 1 to 48"),
+        (f"{postgres}?synchronous_commit=sometimes", "synchronous_commit must be one of off"),
+        (f"{postgres}?connect_timeout=soon", "connect_timeout must be a whole number"),
+        (f"{postgres}?password=x", "'password' is unknown"),
+        (f"{postgres}?dbname=x", "'dbname' is unknown"),
+        (f"{postgres}?sslmod=require", "'sslmod' is unknown"),
+        ("postgresql:/127.0.0.1/db", "must be postgresql://"),
     ]
     return cases
 
@@ -217,6 +231,9 @@ def test_bad_options_are_configuration_errors_naming_them(
         ("sqlite:///{db}", {"prefix": "x"}, "unknown sqlite store option 'prefix'"),
         ("memory://", {"synchronous": "FULL"}, "unknown memory store option 'synchronous'"),
         ("redis://127.0.0.1:{port}", {"host": "x"}, "unknown redis store option 'host'"),
+        ("postgresql://127.0.0.1:{port}/db?schema=a", {"schema": "b"}, "both set schema"),
+        ("postgresql://127.0.0.1:{port}/db", {"bogus": 1}, "unknown postgresql store option"),
+        ("postgresql://127.0.0.1:{port}/db", {"timeout": "5"}, "timeout must be a positive"),
         ("sqlite:///{db}", {"synchronous": "normal"}, "synchronous must be OFF, NORMAL"),
         ("sqlite:///{db}", {"busy_timeout": "5"}, "busy_timeout must be a number of seconds"),
     ],
@@ -239,7 +256,8 @@ def test_argument_options_still_reach_the_store(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["nosuch:///x.db", "postgresql://host/db", "rediss://host/0", "x.db", "", "SQLITE"]
+    "url",
+    ["nosuch:///x.db", "postgresql+psycopg://host/db", "rediss://host/0", "x.db", "", "SQLITE"],
 )
 def test_unknown_scheme_is_a_configuration_error(url: str) -> None:
     with pytest.raises(ConfigurationError, match="unknown store URL scheme"):

@@ -1,0 +1,102 @@
+"""The SQL of `PostgresStore`: its tables, its write function, its version stamp and the
+migrations between versions.
+
+Everything lives in one PostgreSQL schema (a namespace, `context_runtime` unless told
+otherwise), so several stores can share a database and a drop of the schema removes one
+whole store. Every connection of the store puts that schema first on its `search_path`, so
+the statements here name tables without it. The layout is SQLite's (docs/storage.md), in
+PostgreSQL types, plus `write_head`: compare-and-set, the write, retention and the change
+notification in one function, so that one statement (one pipelined round trip in a batch)
+does one write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "APPLICATION",
+    "MIGRATIONS",
+    "SCHEMA_TABLES",
+    "SCHEMA_VERSION",
+    "STATEMENTS",
+]
+
+APPLICATION = "context-runtime"
+"""What `store_info.application` holds in a schema of ours: anything else is foreign."""
+
+SCHEMA_VERSION = 1
+"""`store_info.schema_version` of the layout this library writes and reads."""
+
+SCHEMA_TABLES: tuple[str, ...] = (
+    "store_info",
+    "contexts",
+    "snapshots",
+    "journal",
+    "recovery_points",
+)
+"""The tables of the current layout, as `information_schema` lists them."""
+
+_WRITE_HEAD = """
+CREATE FUNCTION write_head(
+    p_name text, p_expected bigint, p_version bigint, p_blob bytea, p_journal boolean,
+    p_retain integer, p_channel text
+) RETURNS bigint LANGUAGE plpgsql AS $body$
+DECLARE
+    v_current bigint;
+BEGIN
+    -- The row lock is the compare-and-set: a concurrent writer of the same context waits
+    -- here and then reads the version the first one committed.
+    SELECT version INTO v_current FROM contexts WHERE name = p_name FOR UPDATE;
+    IF NOT FOUND OR v_current <> p_expected THEN
+        RETURN v_current;  -- NULL: no such context; else the version that refused it
+    END IF;
+    UPDATE contexts SET version = p_version WHERE name = p_name;
+    IF p_journal THEN
+        INSERT INTO journal (context, version, blob) VALUES (p_name, p_version, p_blob);
+    ELSE
+        INSERT INTO snapshots (context, version, blob) VALUES (p_name, p_version, p_blob);
+        -- Retention counts snapshots, not version numbers: a writer may skip versions.
+        DELETE FROM snapshots WHERE context = p_name AND version < (
+            SELECT min(version) FROM (
+                SELECT version FROM snapshots WHERE context = p_name
+                ORDER BY version DESC LIMIT p_retain
+            ) AS kept
+        );
+        -- Journal entries no retained snapshot needs any more.
+        DELETE FROM journal WHERE context = p_name AND version <= (
+            SELECT min(version) FROM snapshots WHERE context = p_name
+        );
+    END IF;
+    -- Delivered at commit, and once per transaction however many writes it holds (equal
+    -- notifications of one transaction are folded into one).
+    PERFORM pg_notify(p_channel, '');
+    RETURN v_current;
+END
+$body$
+"""
+
+STATEMENTS: tuple[str, ...] = (
+    "CREATE TABLE store_info (application text NOT NULL, schema_version integer NOT NULL)",
+    'CREATE TABLE contexts (name text COLLATE "C" PRIMARY KEY, version bigint NOT NULL)',
+    'CREATE TABLE snapshots (context text COLLATE "C" NOT NULL, version bigint NOT NULL, '
+    "blob bytea NOT NULL, PRIMARY KEY (context, version))",
+    'CREATE TABLE journal (context text COLLATE "C" NOT NULL, version bigint NOT NULL, '
+    "blob bytea NOT NULL, PRIMARY KEY (context, version))",
+    "CREATE TABLE recovery_points (point_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+    'context text COLLATE "C" NOT NULL, version bigint NOT NULL, label text, '
+    "created_at timestamptz NOT NULL, blob bytea NOT NULL)",
+    "CREATE INDEX recovery_points_by_context ON recovery_points (context, point_id)",
+    # Blobs are zstd frames already: PostgreSQL's own compression would only cost CPU.
+    "ALTER TABLE snapshots ALTER COLUMN blob SET STORAGE EXTERNAL",
+    "ALTER TABLE journal ALTER COLUMN blob SET STORAGE EXTERNAL",
+    "ALTER TABLE recovery_points ALTER COLUMN blob SET STORAGE EXTERNAL",
+    _WRITE_HEAD,
+)
+"""The DDL of a new schema at `SCHEMA_VERSION`, run in order in one transaction (the stamp
+row is inserted after them)."""
+
+MIGRATIONS: Mapping[int, tuple[str, ...]] = {}
+"""Per schema version N, the statements that take a schema from N to N + 1 (none yet: 1 is
+the first layout). Opening a schema older than `SCHEMA_VERSION` runs them in one
+transaction and stamps the new version, as `SqliteStore` does with `PRAGMA user_version`."""
