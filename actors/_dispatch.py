@@ -31,6 +31,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from itertools import count
 from typing import Any
 
@@ -119,14 +120,18 @@ class Dispatcher:
             except BaseException:  # pragma: no cover - _run_slice handles what actors raise
                 logger.exception("a dispatcher thread failed running %s", actor)
 
-    def close(self) -> None:
-        """Let each thread finish what is scheduled before this, then end. Actors that
-        reach a closed dispatcher run in the thread that tells them (they are stopped)."""
-        if self._closed:
-            return
-        self._closed = True
-        for _ in self._workers:
-            self._ready.put(_CLOSE)
+    def close(self, timeout: float = 0.0) -> None:
+        """Let each thread finish what is scheduled before this, then end; wait up to
+        `timeout` seconds for them (never from one of them). Actors that reach a closed
+        dispatcher run in the thread that tells them (they are stopped)."""
+        if not self._closed:
+            self._closed = True
+            for _ in self._workers:
+                self._ready.put(_CLOSE)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            if worker is not threading.current_thread():
+                worker.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Mailbox:

@@ -87,6 +87,9 @@ __all__ = ["DEFAULT_CONTEXT", "ManagerActor"]
 
 logger = logging.getLogger("actors.manager")
 
+_POOL_EXIT = 1.0
+"""Seconds a stopping manager waits for its dispatcher's threads to end."""
+
 
 class ManagerActor(pykka.ThreadingActor):
     """Creates, supervises and stops the trackers of one store; see `ContextManager`."""
@@ -208,8 +211,10 @@ class ManagerActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         forget_manager(self.actor_urn)  # nothing left for the exit hook to shut down
         self._timers.cancel_all()
+        # Its trackers have stopped (or, stopped from outside, are stopping): their threads
+        # end before shutdown() is answered, unless one is stuck in a store call.
+        self._dispatcher.close(timeout=_POOL_EXIT)
         self._shutdown.teardown()
-        self._dispatcher.close()
         if self._owns_clock:
             self._clock.close()
 

@@ -1,4 +1,7 @@
-"""Passivation: idle trackers stop to free their threads and come back on the next call."""
+"""Passivation: idle trackers stop to free their memory and come back on the next call.
+
+Time is a `ManualClock`: `idle()` moves it on by a passivation period at a time until every
+tracker has passivated, so no test waits through a real idle gap."""
 
 from __future__ import annotations
 
@@ -12,88 +15,111 @@ from actors import ContextStatus, ContextTracker, SyncPolicy, TrackerConfig, cre
 from actors._future import new_reply
 from actors._messages import ListStopping, Passivate
 from actors._tracker import TrackerActor
+from actors.testing import ManualClock
 from storage import SqliteStore
 
 from .conftest import Hold, wait_until
 
 WAIT = 10.0
+PERIOD = 60.0
 
 
 def live_trackers() -> int:
     return len(pykka.ActorRegistry.get_by_class(TrackerActor))
 
 
-def _manager(db, **config):
-    return create_manager(f"sqlite:///{db}", config=TrackerConfig(passivate_after=0.1, **config))
+def _manager(db, clock, **config):
+    return create_manager(
+        f"sqlite:///{db}", config=TrackerConfig(passivate_after=PERIOD, **config), clock=clock
+    )
 
 
-def test_idle_trackers_are_passivated_and_stay_active(tmp_path):
-    with _manager(tmp_path / "p.db") as manager:
+def idle(clock: ManualClock, timeout: float = WAIT) -> bool:
+    """Let time pass, a passivation period at a time, until no tracker runs."""
+
+    def passivated() -> bool:
+        clock.advance(PERIOD)
+        return live_trackers() == 0
+
+    return wait_until(passivated, timeout)
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+def test_idle_trackers_are_passivated_and_stay_active(tmp_path, clock):
+    with _manager(tmp_path / "p.db", clock) as manager:
         for i in range(20):
             manager.create_context(f"c{i}", {"n": i}).get()
             manager.get_tracker(f"c{i}").get().set("n", -i).get()
-        assert wait_until(lambda: live_trackers() == 0)
+        assert idle(clock)
         assert manager.status("c3").get() is ContextStatus.ACTIVE
         assert manager.active_contexts().get() == sorted(f"c{i}" for i in range(20))
 
 
-def test_a_call_through_an_old_handle_reactivates_transparently(tmp_path):
-    with _manager(tmp_path / "p.db") as manager:
+def test_a_call_through_an_old_handle_reactivates_transparently(tmp_path, clock):
+    with _manager(tmp_path / "p.db", clock) as manager:
         manager.create_context("ctx", {"n": 1}).get()
         tracker: ContextTracker = manager.get_tracker("ctx").get()
         tracker.set("n", 2).get()
-        assert wait_until(lambda: live_trackers() == 0)
+        assert idle(clock)
         assert tracker.get("n").get() == 2
         assert live_trackers() == 1
         assert tracker.set("n", 3).get() == 2  # versions go on from the store
 
 
-def test_calls_racing_passivation_are_all_answered_in_order(tmp_path):
-    with _manager(tmp_path / "p.db") as manager:
+def test_calls_racing_passivation_are_all_answered_in_order(tmp_path, clock):
+    with _manager(tmp_path / "p.db", clock) as manager:
         manager.create_context("ctx", {"n": 0}).get()
         tracker = manager.get_tracker("ctx").get()
         versions = []
-        deadline = time.monotonic() + 1.5
-        # Bursts with idle gaps around the passivation period: some calls land while the
-        # tracker is stopping or stopped and must be handed to a new one, in order.
-        while time.monotonic() < deadline:
+        # Bursts with idle periods between them, the clock moved while calls are still
+        # queued: some land while the tracker is stopping or stopped and must be handed to a
+        # new one, in order.
+        for _ in range(40):
             futures = [tracker.set("n", i) for i in range(5)]
+            clock.advance(PERIOD)
             versions.extend(future.get() for future in futures)
-            threading.Event().wait(0.09)
         assert versions == list(range(1, len(versions) + 1))
         assert tracker.get("n").get() == 4
 
 
-def test_batched_updates_are_written_before_passivation(tmp_path):
+def test_batched_updates_are_written_before_passivation(tmp_path, clock):
     db = tmp_path / "p.db"
-    with _manager(db, sync=SyncPolicy.batched(max_updates=1000, max_delay=60.0)) as manager:
+    batched = SyncPolicy.batched(max_updates=1000, max_delay=10 * PERIOD)
+    with _manager(db, clock, sync=batched) as manager:
         manager.create_context("ctx", {"n": 0}).get()
         tracker = manager.get_tracker("ctx").get()
         tracker.set("n", 7).get()
-        assert wait_until(lambda: live_trackers() == 0)
+        assert idle(clock)
         with SqliteStore(db) as store:
             assert store.read_head("ctx").get("n") == 7
 
 
-def test_deactivating_a_passivated_context_makes_it_inactive(tmp_path):
-    with _manager(tmp_path / "p.db") as manager:
+def test_deactivating_a_passivated_context_makes_it_inactive(tmp_path, clock):
+    with _manager(tmp_path / "p.db", clock) as manager:
         manager.create_context("ctx").get()
         tracker = manager.get_tracker("ctx").get()
-        assert wait_until(lambda: live_trackers() == 0)
+        assert idle(clock)
         manager.deactivate("ctx").get()
         assert manager.status("ctx").get() is ContextStatus.INACTIVE
         with pytest.raises(Exception, match="inactive"):
             tracker.get("n").get()
 
 
-def test_thousand_contexts_used_once_leave_no_tracker_thread(tmp_path):
-    with _manager(tmp_path / "p.db") as manager:
+def test_thousand_contexts_share_the_pool_threads_and_passivate(tmp_path, clock):
+    before = threading.active_count()
+    with _manager(tmp_path / "p.db", clock) as manager:
         for i in range(1000):
             manager.create_context(f"c{i}").get()
             manager.get_tracker(f"c{i}").get().set("k", i).get()
-        assert wait_until(lambda: live_trackers() == 0, timeout=30)
-        # Manager and writer, plus timer threads: no thread per context is left.
-        assert threading.active_count() < 10
+        # No thread per context: the manager, its writer, hub, store worker and watcher,
+        # and at most the dispatcher's threads.
+        assert threading.active_count() - before <= 5 + manager.config.tracker_threads
+        assert idle(clock, timeout=30)
+    assert wait_until(lambda: threading.active_count() <= before)  # the clock thread ends
 
 
 def _stopping(manager):
