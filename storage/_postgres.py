@@ -560,13 +560,13 @@ class PostgresStore(Store):
         return versions
 
     def _read_version(self, name: str, version: int) -> bytes:
-        if not -_MAX_BIGINT <= version <= _MAX_BIGINT:
-            version = -1  # no such version is stored; find out which error it is
+        # A version beyond bigint is stored nowhere; still ask, to tell which error it is.
+        stored = version if -_MAX_BIGINT <= version <= _MAX_BIGINT else None
         with self._connection("read snapshot") as conn:
             row = conn.execute(
                 "SELECT (SELECT blob FROM snapshots WHERE context = %(n)s AND version = %(v)s),"
                 " EXISTS (SELECT 1 FROM contexts WHERE name = %(n)s)",
-                {"n": name, "v": version},
+                {"n": name, "v": stored},
             ).fetchone()
         assert row is not None  # a SELECT without FROM returns one row
         blob, exists = row

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
-from urllib.parse import SplitResult, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from storage._exceptions import ConfigurationError
 from storage._memory import MemoryStore
@@ -298,7 +298,8 @@ def _open_postgres(
     # the user, password, hosts and database as they were written (libpq decodes them).
     merged = _merge(settings, options, shown)
     libpq = {name: merged.pop(name) for name in list(merged) if name in LIBPQ_OPTIONS}
-    query = urlencode({name: str(value) for name, value in libpq.items()})
+    # libpq decodes %XX but not "+": encode spaces as %20.
+    query = urlencode({name: str(value) for name, value in libpq.items()}, quote_via=quote)
     conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, query, ""))
 
     from storage._postgres import PostgresStore  # noqa: PLC0415 - psycopg is an optional extra
