@@ -20,7 +20,7 @@ from actors import (
     SyncPolicy,
 )
 from actors.testing import FaultyStore, InjectedCrash, crash
-from storage import MemoryStore, RedisStore, SqliteStore, Store
+from storage import MemoryStore, PostgresStore, RedisStore, SqliteStore, Store
 
 from .conftest import WAIT, Hold, WatchedStore, hold_manager, make_manager, make_tracker
 
@@ -240,7 +240,7 @@ def test_faulty_store_forwards_every_primitive_a_backend_implements():
     contract |= {"change_token"}
     implemented = {
         name
-        for backend in (MemoryStore, SqliteStore, RedisStore)
+        for backend in (MemoryStore, SqliteStore, RedisStore, PostgresStore)
         for name in vars(backend)
         if name in contract
     }

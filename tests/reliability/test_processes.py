@@ -12,6 +12,7 @@ import pytest
 
 from actors import TrackerConfig, VersionConflict, create_manager
 from storage import open_store
+from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,11 @@ def test_two_processes_share_a_counter_on_redis(redis_server):  # noqa: F811 - t
     _check(f"{redis_server.url}?prefix=procs-{uuid.uuid4().hex[:8]}")
 
 
+@pytest.mark.timeout(180)
+def test_two_processes_share_a_counter_on_postgres(postgres_server):  # noqa: F811 - the fixture
+    _check(postgres_server.url())
+
+
 def _two_managers(tmp_path):
     url = f"sqlite:///{tmp_path / 'two.db'}"
     first, second = create_manager(url), create_manager(url)
@@ -110,16 +116,15 @@ def test_stale_update_state_after_another_writer_is_a_conflict_and_reloads(tmp_p
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_a_subscriber_sees_every_version_another_process_writes(
-    tmp_path,
-    redis_server,  # noqa: F811 - the fixture
-    backend,
-):
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+def test_a_subscriber_sees_every_version_another_process_writes(tmp_path, request, backend):
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'watched.db'}"
+    elif backend == "redis":
+        server = request.getfixturevalue("redis_server")
+        url = f"{server.url}?prefix=watch-{uuid.uuid4().hex[:8]}"
     else:
-        url = f"{redis_server.url}?prefix=watch-{uuid.uuid4().hex[:8]}"
+        url = request.getfixturevalue("postgres_server").url()
     total = THREADS * INCREMENTS
     seen: list[tuple[int, int, int]] = []
     all_seen = threading.Event()
