@@ -447,35 +447,62 @@ class PostgresStore(Store):
         # Writes run sorted by context name (a stable sort keeps each context's own order,
         # and writes of different contexts do not depend on each other): every batch then
         # takes its row locks in one global order, so two processes' batches never deadlock.
+        #
+        # Several writes of one context chain (v+1, v+2, ...): one after a refused write of
+        # its context must not be applied (see Store.commit), so such a batch goes in rounds
+        # of at most one write per context, still in one transaction, each round seeing the
+        # outcome of the one before.
         if not writes:
             return []
         order = sorted(range(len(writes)), key=lambda i: writes[i].context)
+        results: list[ContextError | None] = [None] * len(writes)
+        refused: dict[str, ContextError] = {}
         with self._connection("commit", writes=True) as conn:
             with conn.pipeline(), conn.transaction():
-                cursors = [
-                    conn.execute(
-                        "SELECT write_head(%s, %s, %s, %s, %s, %s, %s)",
-                        (
-                            writes[i].context,
-                            writes[i].expected,
-                            writes[i].version,
-                            writes[i].blob,
-                            writes[i].journal,
-                            self.retain_heads,
-                            self.channel,
-                        ),
-                    )
-                    for i in order
-                ]
-            found = [_one(cursor.fetchone()) for cursor in cursors]
-        results: list[ContextError | None] = [None] * len(writes)
-        for i, current in zip(order, found, strict=True):
-            write = writes[i]
-            if current is None:
-                results[i] = ContextNotFoundError(write.context)
-            elif current != write.expected:
-                results[i] = VersionConflict(write.context, write.expected, current)
+                remaining = order
+                while remaining:
+                    now, later = _one_per_context(writes, remaining)
+                    cursors = [self._write_head(conn, writes[i]) for i in now]
+                    if later:  # the next round depends on this one's outcome
+                        self._outcomes(writes, now, cursors, results, refused)
+                    remaining = [i for i in later if writes[i].context not in refused]
+                    for i in later:
+                        if writes[i].context in refused:
+                            results[i] = refused[writes[i].context]
+            if not later:
+                self._outcomes(writes, now, cursors, results, refused)
         return results
+
+    def _write_head(self, conn: psycopg.Connection[Any], write: Write) -> psycopg.Cursor[Any]:
+        return conn.execute(
+            "SELECT write_head(%s, %s, %s, %s, %s, %s, %s)",
+            (
+                write.context,
+                write.expected,
+                write.version,
+                write.blob,
+                write.journal,
+                self.retain_heads,
+                self.channel,
+            ),
+        )
+
+    @staticmethod
+    def _outcomes(
+        writes: list[Write],
+        indexes: list[int],
+        cursors: list[psycopg.Cursor[Any]],
+        results: list[ContextError | None],
+        refused: dict[str, ContextError],
+    ) -> None:
+        """Read what `write_head` found for each write of a round into `results`."""
+        for i, cursor in zip(indexes, cursors, strict=True):
+            write, current = writes[i], _one(cursor.fetchone())
+            if current is None:
+                results[i] = refused[write.context] = ContextNotFoundError(write.context)
+            elif current != write.expected:
+                error = VersionConflict(write.context, write.expected, current)
+                results[i] = refused[write.context] = error
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         with self._connection("read journal") as conn:
@@ -581,10 +608,12 @@ class PostgresStore(Store):
         self, name: str, version: int, label: str | None, created_at: datetime, blob: bytes
     ) -> int:
         with self._connection("create recovery point", writes=True) as conn:
-            # One statement: the point is inserted only if the context exists.
+            # One statement: the point is inserted only if the context exists. The row lock
+            # makes a concurrent delete wait for this commit, so that its own delete of the
+            # context's points sees this one too: none outlives its context.
             row = conn.execute(
                 "INSERT INTO recovery_points (context, version, label, created_at, blob) "
-                "SELECT name, %s, %s, %s, %s FROM contexts WHERE name = %s "
+                "SELECT name, %s, %s, %s, %s FROM contexts WHERE name = %s FOR KEY SHARE "
                 "RETURNING point_id",
                 (version, label, created_at, blob, name),
             ).fetchone()
@@ -631,6 +660,17 @@ class PostgresStore(Store):
             ).rowcount
         if deleted == 0:
             raise RecoveryPointNotFoundError(name, point_id)
+
+
+def _one_per_context(writes: list[Write], indexes: list[int]) -> tuple[list[int], list[int]]:
+    """Split `indexes` into the first write of each context and the rest, keeping order."""
+    seen: set[str] = set()
+    now: list[int] = []
+    later: list[int] = []
+    for i in indexes:
+        (later if writes[i].context in seen else now).append(i)
+        seen.add(writes[i].context)
+    return now, later
 
 
 def _one(row: tuple[Any, ...] | None) -> int | None:
