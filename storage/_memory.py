@@ -93,12 +93,14 @@ class MemoryStore(Store):
         with self._lock:
             if self._closed:
                 raise PersistenceError("memory store is closed")
+            refused: set[str] = set()  # a write after a refused one of its context is too
             for write in writes:
                 context = self._contexts.get(write.context)
                 if context is None:
                     results.append(ContextNotFoundError(write.context))
                     continue
-                if context.version != write.expected:
+                if context.version != write.expected or write.context in refused:
+                    refused.add(write.context)
                     results.append(VersionConflict(write.context, write.expected, context.version))
                     continue
                 if write.journal:

@@ -447,6 +447,42 @@ class RedisStore(Store):
     supports_journal = True
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
+        if len({write.context for write in writes}) == len(writes):
+            return self._commit_round(writes)
+        # Several writes of one context chain (v+1, v+2, ...): one after a refused write of
+        # its context must not be applied (see Store.commit), and scripts in one pipeline
+        # cannot see each other's outcome, so each round trip carries at most one write per
+        # context. As in one pipeline, a server error fails the batch once all is sent.
+        results: list[ContextError | None] = [None] * len(writes)
+        refused: dict[str, ContextError | None] = {}  # None: its write hit a server error
+        failure: Exception | None = None
+        with self._translate("commit", writes=True) as client:
+            remaining = list(range(len(writes)))
+            while remaining:
+                seen: set[str] = set()
+                now: list[int] = []
+                later: list[int] = []
+                for i in remaining:
+                    (later if writes[i].context in seen else now).append(i)
+                    seen.add(writes[i].context)
+                calls = [self._script_call(writes[i]) for i in now]
+                for i, reply in zip(now, self._pipeline(client, calls, check=False), strict=True):
+                    if isinstance(reply, Exception):
+                        failure = failure or reply
+                        refused[writes[i].context] = None
+                    elif (outcome := _outcome(writes[i], reply)) is not None:
+                        results[i] = refused[writes[i].context] = outcome
+                remaining = []
+                for i in later:
+                    if writes[i].context not in refused:
+                        remaining.append(i)
+                    else:
+                        results[i] = refused[writes[i].context]
+            if failure is not None:
+                raise failure  # _translate maps it
+        return results
+
+    def _commit_round(self, writes: list[Write]) -> list[ContextError | None]:
         # Each write is one script run, atomic on its own; the batch is not one transaction
         # (so `commits_in_batches` stays False), but it is one round trip.
         calls = [self._script_call(write) for write in writes]
@@ -474,12 +510,15 @@ class RedisStore(Store):
         self,
         client: redis.Redis,
         calls: list[tuple[Script, list[str], list[str | bytes | int]]],
+        *,
+        check: bool = True,
     ) -> list[Any]:
         """Run the scripts in one round trip and return their replies in order.
 
         The pipeline first loads each script it uses (a no-op for a script the server has
         cached), so no `EVALSHA` in it can fail with NOSCRIPT after a restart emptied the
         cache. redis-py's own pipelined scripts would check the cache in a round trip first.
+        Unless `check` is False, the first error among the replies is raised.
         """
         scripts = list(dict.fromkeys(script for script, _, _ in calls))
         with client.pipeline(transaction=False) as pipe:
@@ -488,10 +527,10 @@ class RedisStore(Store):
             for script, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             replies = pipe.execute(raise_on_error=False)
-        for reply in replies:
+        for reply in replies[: len(scripts)] if not check else replies:
             if isinstance(reply, Exception):
                 raise reply  # the first error of the batch; _translate maps it
-        return replies[len(scripts) :]
+        return replies[len(scripts) :]  # unchecked: a script's error is its reply
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         keys = self._keys(name, "meta", "journal")

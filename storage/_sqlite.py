@@ -417,7 +417,9 @@ class SqliteStore(Store):
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
         # Group commit: the whole batch is one transaction, so one fsync acknowledges it all.
         # A stale write is refused alone; an error of the transaction fails every write.
+        # A write after a refused one of its context is refused too (see Store.commit).
         results: list[ContextError | None] = []
+        refused: set[str] = set()
         with self._transaction("commit") as conn:
             for write in writes:
                 name = write.context
@@ -427,7 +429,8 @@ class SqliteStore(Store):
                 if row is None:
                     results.append(ContextNotFoundError(name))
                     continue
-                if row[0] != write.expected:
+                if row[0] != write.expected or name in refused:
+                    refused.add(name)
                     results.append(VersionConflict(name, write.expected, row[0]))
                     continue
                 table = "journal" if write.journal else "snapshots"

@@ -324,6 +324,11 @@ class Store(abc.ABC):
         Stores that batch (Memory, SQLite) apply the batch in one transaction: group commit,
         one fsync for all. Others (Redis) apply each write atomically on its own.
 
+        Several writes of one context form a chain (versions v+1, v+2, ... each expecting the
+        one before, prepared before any is stored): a write after a refused write of its
+        context is refused too, with `VersionConflict`, even where the head it expects is
+        there, since that head would be another writer's version.
+
         Raises:
             PersistenceError: the batch failed. On a batching store none of it was written;
                 on another, any of its writes may have been (Redis sends them all in one
@@ -468,12 +473,17 @@ class Store(abc.ABC):
         """Apply writes in order; backends that can batch (and journal) override this. The
         default writes snapshots one by one through `_compare_and_set`."""
         results: list[ContextError | None] = []
+        refused: dict[str, ContextError] = {}  # a write after a refused one of its context
         for write in writes:
             if write.journal:
                 raise StateError(f"{type(self).__name__} keeps no journal")
+            if write.context in refused:
+                results.append(refused[write.context])
+                continue
             try:
                 self._compare_and_set(write.context, write.expected, write.version, write.blob)
             except (VersionConflict, ContextNotFoundError) as exc:
+                refused[write.context] = exc
                 results.append(exc)
             else:
                 results.append(None)
