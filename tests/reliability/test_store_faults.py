@@ -112,6 +112,33 @@ def test_a_write_whose_reply_is_lost_is_reported_as_unknown_and_the_tracker_lear
         link.close()
 
 
+def test_a_postgres_commit_whose_reply_is_lost_is_unknown_and_the_tracker_learns_it(
+    postgres_server, wait
+):
+    # As above, on PostgreSQL: the connection closes at the first reply of the pipelined
+    # BEGIN ... COMMIT. Whether the server got to COMMIT first is not the caller's to know
+    # ("may or may not"); the tracker reads the store before it answers, so memory and store
+    # agree at once, whichever it was.
+    link = SilentLink(postgres_server.port)
+    url = postgres_server.url().replace(f":{postgres_server.port}/", f":{link.port}/")
+    manager = create_manager(url, config=TrackerConfig(watch_interval=None))
+    try:
+        wait(manager.create_context("ctx", {"n": 0}))
+        tracker = wait(manager.get_tracker("ctx"))
+        assert wait(tracker.set("n", 1)) == 1
+        link.lose_next_reply()
+        with pytest.raises(WriteOutcomeUnknownError, match="may or may not have been applied"):
+            wait(tracker.set("n", 2))
+        stored = wait(manager.load("ctx")).get("n")
+        assert stored in (1, 2)
+        assert wait(tracker.get("n")) == stored  # the tracker knows which
+        assert wait(tracker.set("n", 3)) == stored + 1  # each value was written as its version
+        assert wait(manager.load("ctx")).get("n") == 3
+    finally:
+        manager.shutdown().get()
+        link.close()
+
+
 FULL_DISK_CHILD = """
 import os, sys
 from actors import PersistenceError, create_manager
