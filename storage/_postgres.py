@@ -244,6 +244,13 @@ class PostgresStore(Store):
             raise
         except POSTGRES_ERRORS as exc:
             detail = _masked(f"{type(exc).__name__}: {exc}".strip())
+            if isinstance(exc, psycopg_pool.PoolTimeout):
+                # The pool only waited; why it could not connect is in its log.
+                detail += (
+                    " (the server is down or unreachable, or all "
+                    f"{self.pool_size} connections were busy; psycopg.pool logs why it "
+                    "could not connect)"
+                )
             raise PersistenceError(f"postgres {op} on {self!r} failed: {detail}") from exc
 
     @contextmanager
