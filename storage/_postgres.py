@@ -305,7 +305,8 @@ class PostgresStore(Store):
                 )
                 self._configure(conn)  # the schema exists now: put it on the search_path
                 for statement in STATEMENTS:
-                    conn.execute(statement.encode())  # DDL: no parameters
+                    # bytes: psycopg's types take a str query only as a literal.
+                    conn.execute(statement.encode())
                 conn.execute(
                     "INSERT INTO store_info (application, schema_version) VALUES (%s, %s)",
                     (APPLICATION, SCHEMA_VERSION),
@@ -382,12 +383,7 @@ class PostgresStore(Store):
     def _read_changes(self) -> int:
         if self._listener is None:
             self._listener = self._connect()
-            self._listener.execute(
-                sql.SQL("LISTEN {}")
-                .format(sql.Identifier(self.channel))
-                .as_string(self._listener)
-                .encode()
-            )
+            self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             self._changes += 1  # commits before now were not counted: look at the heads
             return self._changes
         # timeout=0: only what has arrived; a dead connection raises here.
