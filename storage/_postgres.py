@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Literal
@@ -235,15 +235,27 @@ class PostgresStore(Store):
         )
 
     @contextmanager
-    def _translate(self, op: str) -> Iterator[None]:
+    def _translate(
+        self, op: str, *, outcome_unknown: Callable[[], bool] = lambda: False
+    ) -> Iterator[None]:
         """Map every psycopg error to `PersistenceError`, chained; ours pass through. The
-        one place where driver errors become the contract's."""
+        one place where driver errors become the contract's.
+
+        An error for which `outcome_unknown()` is true (a write whose connection broke while
+        in use: COMMIT may have reached the server and run, and only its reply was lost)
+        becomes `WriteOutcomeUnknownError`.
+        """
         try:
             yield
         except ContextError:
             raise
         except POSTGRES_ERRORS as exc:
             detail = _masked(f"{type(exc).__name__}: {exc}".strip())
+            if outcome_unknown():
+                raise WriteOutcomeUnknownError(
+                    f"postgres {op} on {self!r}: the connection failed while the write was "
+                    f"under way, so it may or may not have been applied ({detail})"
+                ) from exc
             if isinstance(exc, psycopg_pool.PoolTimeout):
                 # The pool only waited; why it could not connect is in its log.
                 detail += (
@@ -255,30 +267,25 @@ class PostgresStore(Store):
 
     @contextmanager
     def _connection(self, op: str, *, writes: bool = False) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection for one operation, with its errors translated.
+        """A pooled connection for one operation, with its errors translated (a write's
+        broken connection: outcome unknown).
 
-        For an operation that `writes`, a connection that broke while in use makes a
-        `WriteOutcomeUnknownError`: COMMIT may have reached the server and run, and only its
-        reply was lost. A broken connection also has the pool check its idle ones, so that
-        after a server restart one failed call, not one per pooled connection, finds out.
+        A broken connection also has the pool check its idle ones, so that after a server
+        restart one failed call, not one per pooled connection, finds out.
         """
         if self._closed:
             raise PersistenceError(f"{self!r} is closed")
-        with self._translate(op):
+        conn: psycopg.Connection[Any] | None = None
+        with self._translate(
+            op, outcome_unknown=lambda: writes and conn is not None and conn.broken
+        ):
             conn = self._pool.getconn()
             try:
                 yield conn
-            except psycopg.Error as exc:
+            except psycopg.Error:
                 if conn.broken:
                     with suppress(*POSTGRES_ERRORS):
                         self._pool.check()
-                    if writes:
-                        detail = _masked(f"{type(exc).__name__}: {exc}".strip())
-                        raise WriteOutcomeUnknownError(
-                            f"postgres {op} on {self!r}: the connection failed while the "
-                            f"write was under way, so it may or may not have been applied "
-                            f"({detail})"
-                        ) from exc
                 raise
             finally:
                 # putconn rolls back anything left open and discards broken connections.
