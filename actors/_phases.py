@@ -3,26 +3,29 @@ ReplayingSnapshot / Running / PersistingEvents).
 
 The tracker (`actors/_tracker.py`) hands each message to its current phase, whose
 `receive()` returns the next phase (or itself), or None: "not now", and the tracker stashes
-the message, to hand it on once a phase that runs requests (`Running`) is back.
+the message, to hand it on once a phase that runs requests (`Running`, `Persisting`) is back.
 
-    start ──▶ Loading ──loaded──▶ Running ──a durable write goes to the writer──▶ AwaitingWrite
-               ▲   │               │ │ ▲ ◀── stored (reply answered), or failed (undone) ──┘
-               │   │ load failed   │ │ │
-               │   ▼               │ │ └────── Retry (a timer): the request runs again ──┐
-               │  Suspended ◀──────┘ │                                                   │
+    start ──▶ Loading ──loaded──▶ Running ──a durable write goes to the writer──▶ Persisting ──┐
+               ▲   │               │ │ ▲ ◀── all stored, or a batch failed (undone) ──┘   ▲      │
+               │   │ load failed   │ │ │                                                   └──────┘
+               │   ▼               │ │ └────── Retry (a timer): the request runs again ──┐ requests
+               │  Suspended ◀──────┘ │                                                   │ run on
                │   │    unexpected   └── a request lost its 3rd write race in a row ──▶ BackingOff
                └───┘    error
               Restart
     any phase ──GiveUp──▶ Failed
 
-`AwaitingWrite` can also lose a write race (to `BackingOff`) or fail on a bug's error (to
-`Suspended`). A stop (Stop, or passivation) is no phase: it is the tracker's `stop_order`,
-under which the phase goes on handling what reaches it before pykka's own stop message.
+In `Persisting` requests run on: their writes accumulate into the next batch, which goes to
+the writer whole once the one in flight is stored (`actors/_pipeline.py`). It can also lose
+a write race (to `BackingOff`, via `Running`) or fail on a bug's error (to `Suspended`).
+
+A stop (Stop, or passivation) is no phase: it is the tracker's `stop_order`, under which the
+phase goes on handling what reaches it before pykka's own stop message.
 
 A new request type: its message in `actors/_messages.py`, its function in
 `actors/_updates.py`, one entry in `REQUESTS` below (or a branch of `Running._run` if it
-does store I/O besides, as `Save` does), and its method on `ContextTracker`
-(`actors/_handle.py`).
+does store I/O besides, as `Save` does: `Persisting` then holds it until nothing is in
+flight), and its method on `ContextTracker` (`actors/_handle.py`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from actors._writes import LATER, StaleWrite
 from storage import (
     ContextError,
     ContextFailedError,
+    OutcomeUnknownError,
     State,
     VersionConflict,
     WriteOutcomeUnknownError,
@@ -76,7 +80,6 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CONFLICT_RETRIES",
     "REQUESTS",
-    "AwaitingWrite",
     "BackingOff",
     "Failed",
     "InjectedCrash",
@@ -155,24 +158,55 @@ class Phase:
         return []
 
     def settled(self) -> Phase:
-        """The write in flight was stored."""
+        """The writes in flight were stored."""
         return self
 
     def write_failed(self, message: Written) -> Phase:
-        """The writer could not store the write in flight: undo it, answer its caller."""
-        pending = self.t.writes.take_failed(message)
-        if pending is None:
+        """A batch in flight was not stored, while we hold no State (suspended, failed):
+        its callers get the error (a lost race runs again), the rest runs again later."""
+        failure = self.t.writes.take_failed(message)
+        if failure is None:
             return self
-        error = message.error
-        if not isinstance(error, ContextError):  # unexpected, as if raised here: we fail
-            return self.t.fail(pending.reply, f"storing version {pending.write.version}", error)
-        pending.undo()
-        if isinstance(error, VersionConflict):
-            return Running(self.t).lost_race(pending.message, pending.attempt, error)
-        if isinstance(error, WriteOutcomeUnknownError):
-            return Running(self.t).learn_outcome(pending.reply, error)
-        reject(pending.reply, error)
-        return Running(self.t)
+        error = _as_outcome(message.error)
+        rerun = []
+        for item in failure.items:
+            if item in failure.carried and not isinstance(error, VersionConflict):
+                reject(item.reply, error)
+            else:
+                rerun.append(item.message)
+        self.rerun(rerun)
+        return self
+
+    def rerun(self, messages: list[Any]) -> None:
+        """Run `messages` again, in order, before anything held back."""
+        self.t.stash.put_back(messages)
+
+
+def _as_outcome(error: BaseException) -> BaseException:
+    """What a caller hears of a failed write: an unexpected error (a bug of ours) may have
+    come after the store took it."""
+    if isinstance(error, ContextError):
+        return error
+    outcome = OutcomeUnknownError(f"storing the update failed: {error!r}")
+    outcome.__cause__ = error
+    return outcome
+
+
+def apply_update(
+    t: TrackerActor, update: updates.Update, message: TrackerRequest, attempt: int
+) -> Any:
+    """Make `update` the current State and store it (undone if the write fails)."""
+    current = t.current
+    if update.state is None:
+        undo = updates.apply_in_place(current, update.delta)
+    else:
+        candidate = t.state = update.state
+
+        def undo() -> None:
+            if t.state is candidate:  # else a conflict reloaded the store's newer State
+                t.state = current
+
+    return t.writes.store(update, message.reply, undo, message, attempt)
 
 
 class Loading(Phase):
@@ -181,7 +215,7 @@ class Loading(Phase):
 
 
 class Running(Phase):
-    """Idle, with a State: runs each request; a durable write makes it `AwaitingWrite`."""
+    """Idle, with a State: runs each request; a durable write makes it `Persisting`."""
 
     runs_requests = True
 
@@ -191,7 +225,7 @@ class Running(Phase):
         try:
             result = self._run(message)
             if isinstance(result, updates.Update):
-                result = self._apply(result, message, attempt)
+                result = apply_update(t, result, message, attempt)
         except StaleWrite as exc:
             # Another process wrote this context: the store is the truth. Catch up, run again.
             return self.lost_race(message, attempt, exc.conflict)
@@ -205,7 +239,7 @@ class Running(Phase):
             return t.fail(message.reply, f"handling {type(message).__name__}", exc)
         else:
             if result is LATER:
-                return AwaitingWrite(t)
+                return Persisting(t)
             resolve(message.reply, result)
         return self
 
@@ -230,21 +264,6 @@ class Running(Phase):
             raise InjectedCrash(f"crash injected into tracker {self.t.name!r}")
         msg = f"no handler for {type(message).__name__}"  # pragma: no cover - a bug of ours
         raise TypeError(msg)  # pragma: no cover
-
-    def _apply(self, update: updates.Update, message: TrackerRequest, attempt: int) -> Any:
-        """Make `update` the current State and store it (undone if the write fails)."""
-        t = self.t
-        current = t.current
-        if update.state is None:
-            undo = updates.apply_in_place(current, update.delta)
-        else:
-            candidate = t.state = update.state
-
-            def undo() -> None:
-                if t.state is candidate:  # else a conflict reloaded the store's newer State
-                    t.state = current
-
-        return t.writes.store(update, message.reply, undo, message, attempt)
 
     def lost_race(self, message: TrackerRequest, attempt: int, conflict: VersionConflict) -> Phase:
         """Another process wrote the context under us: reload, and run the request again on
@@ -296,25 +315,6 @@ class Running(Phase):
         return self
 
 
-class AwaitingWrite(Phase):
-    """A durable write is in flight with the group writer: requests (and Stop) wait in the
-    stash, so that each sees the outcome of the one before. The tracker leaves this phase
-    when it finds the write's reply answered (stored) or the writer tells it `Written`."""
-
-    def receive(self, message: Any) -> Phase | None:
-        if isinstance(message, Wake):
-            # Still in flight (the hub woke us for a new subscriber): hear when it is over.
-            self.t.writes.wake_when_written()
-            return self
-        return super().receive(message)
-
-    def stop(self, message: Stop) -> Phase | None:
-        return None  # stop once the write in flight is answered
-
-    def settled(self) -> Phase:
-        return Running(self.t)
-
-
 class BackingOff(Phase):
     """A request lost several write races in a row and waits out a random moment (`Retry`
     comes from a timer); requests (and Stop) wait in the stash to keep their order."""
@@ -350,7 +350,15 @@ class Suspended(Phase):
 class Failed(Phase):
     """The supervisor gave up: every request is refused, until the context is deactivated."""
 
+    def rerun(self, messages: list[Any]) -> None:
+        for message in messages:
+            self.receive(message)
+
     def request(self, message: TrackerRequest) -> Phase:
         t = self.t
         refuse(message, t.failure or ContextFailedError(f"context {t.name!r} failed"))
         return self
+
+
+# Persisting builds on the phases above; Running turns into it, so it is imported last.
+from actors._pipeline_phase import Persisting  # noqa: E402

@@ -16,7 +16,7 @@ from actors._future import reject
 from actors._messages import Crash, Stop
 from storage import ContextBusyError
 
-__all__ = ["Stash", "refuse"]
+__all__ = ["Stash", "busy_error", "refuse"]
 
 
 def refuse(message: Any, error: BaseException) -> None:
@@ -25,6 +25,14 @@ def refuse(message: Any, error: BaseException) -> None:
     reject(message.reply, error)
     if isinstance(message, Crash):
         reject(message.restarted, error)
+
+
+def busy_error(name: str, capacity: int) -> ContextBusyError:
+    """What a request gets when its tracker already holds `capacity` waiting requests."""
+    return ContextBusyError(
+        f"context {name!r} already holds {capacity} waiting requests "
+        "(TrackerConfig.stash_capacity); this one was not applied"
+    )
 
 
 class Stash:
@@ -44,14 +52,16 @@ class Stash:
     def add(self, message: Any) -> bool:
         """Keep `message`; False if it was a request refused because the stash is full."""
         if len(self._held) >= self._capacity and not isinstance(message, Stop):
-            error = ContextBusyError(
-                f"context {self._name!r} already holds {self._capacity} waiting requests "
-                "(TrackerConfig.stash_capacity); this one was not applied"
-            )
-            refuse(message, error)
+            refuse(message, busy_error(self._name, self._capacity))
             return False
         self._held.append(message)
         return True
+
+    def put_back(self, messages: list[Any]) -> None:
+        """Keep `messages` ahead of everything held, in their order: requests already
+        accepted that must run again (their write failed, or the State they ran on was
+        dropped), so never refused for a full stash."""
+        self._held.extendleft(reversed(messages))
 
     def pop(self) -> Any:
         """The oldest message held."""

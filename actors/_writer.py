@@ -24,7 +24,7 @@ from actors._messages import WriterFailed
 from storage import OutcomeUnknownError, PersistenceError, ShutdownError, Store
 from storage._store import Write
 
-__all__ = ["Drain", "WriteRequest", "WriterActor", "Written"]
+__all__ = ["Drain", "WriteBatch", "WriteRequest", "WriterActor", "Written", "answer_batch"]
 
 logger = logging.getLogger("actors.writer")
 
@@ -41,6 +41,31 @@ class WriteRequest:
     reply: Reply[Any]
     """The caller's reply: resolved with `value` once the write is durable."""
     value: Any
+
+
+@attrs.frozen
+class WriteBatch:
+    """A tracker's consecutive writes (versions v+1, v+2, ...), committed in one transaction
+    and answered in order: each stored write to its caller, the first that is not stored to
+    the tracker (`Written`), which owns the rest of the batch from then on."""
+
+    tracker: pykka.ActorRef[Any]
+    requests: tuple[WriteRequest, ...]
+
+
+def answer_batch(batch: WriteBatch, results: list[BaseException | None], tell: Any) -> None:
+    """Answer `batch`'s callers in order while their writes are stored; at the first that
+    is not, `tell(Written(...))` its tracker and stop: the tracker undoes and answers the
+    rest (a write after one that was refused is never stored, see `Store.commit`)."""
+    for request, error in zip(batch.requests, results, strict=True):
+        if error is not None:
+            try:
+                tell(Written(request.write.version, error))
+            except pykka.ActorDeadError:  # stopped: only the callers are left to tell
+                for late in batch.requests[batch.requests.index(request) :]:
+                    reject(late.reply, error)
+            return
+        resolve(request.reply, request.value)
 
 
 @attrs.frozen
@@ -68,7 +93,7 @@ class WriterActor(pykka.ThreadingActor):
         self._store = store
         self._supervisor = supervisor
         self._drained: Reply[None] | None = None
-        self._unanswered: deque[WriteRequest] = deque()
+        self._unanswered: deque[WriteRequest | WriteBatch] = deque()
         """The writes of the batch in hand not answered yet: answered if this actor fails."""
 
     def on_receive(self, message: Any) -> None:
@@ -76,15 +101,18 @@ class WriterActor(pykka.ThreadingActor):
             self.stop()
             self._drained = message.reply
             return
-        if not isinstance(message, WriteRequest):
+        if not isinstance(message, WriteRequest | WriteBatch):
             return
-        batch = [message]
+        batch: list[WriteRequest | WriteBatch] = [message]
+        size = _size(message)
         deferred = []
         # Only this thread takes from the inbox, so get() after a non-empty check never waits.
-        while len(batch) < MAX_BATCH and not self.actor_inbox.empty():
+        # A tracker's WriteBatch is taken whole, even past MAX_BATCH: it is one transaction.
+        while size < MAX_BATCH and not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, WriteRequest):
+            if isinstance(envelope.message, WriteRequest | WriteBatch):
                 batch.append(envelope.message)
+                size += _size(envelope.message)
             else:
                 deferred.append(envelope)  # Drain or pykka's stop: handled after this batch
         for envelope in deferred:
@@ -92,21 +120,30 @@ class WriterActor(pykka.ThreadingActor):
         self._unanswered.extend(batch)
         self._commit(batch)
 
-    def _commit(self, batch: list[WriteRequest]) -> None:
+    def _commit(self, batch: list[WriteRequest | WriteBatch]) -> None:
+        writes = [request.write for unit in batch for request in _requests(unit)]
         try:
-            results: list[BaseException | None] = list(
-                self._store.commit([request.write for request in batch])
-            )
+            results: list[BaseException | None] = list(self._store.commit(writes))
         except Exception as exc:  # every write of the batch is told
             if not isinstance(exc, PersistenceError):
-                logger.exception("group commit of %d writes failed", len(batch))
-            results = [exc] * len(batch)
-        for request, error in zip(batch, results, strict=True):
-            self._answer(request, error)
+                logger.exception("group commit of %d writes failed", len(writes))
+            results = [exc] * len(writes)
+        start = 0
+        for unit in batch:
+            end = start + _size(unit)
+            self._answer(unit, results[start:end])
             self._unanswered.popleft()
+            start = end
 
     @staticmethod
-    def _answer(request: WriteRequest, error: BaseException | None) -> None:
+    def _answer(unit: WriteRequest | WriteBatch, results: list[BaseException | None]) -> None:
+        if isinstance(unit, WriteBatch):
+            answer_batch(unit, results, unit.tracker.tell)
+            return
+        WriterActor._answer_one(unit, results[0])
+
+    @staticmethod
+    def _answer_one(request: WriteRequest, error: BaseException | None) -> None:
         if error is None:
             # Only the caller is told: the tracker sees the reply done when its next message
             # comes (or asked to be woken by it), which saves it a wake-up per write.
@@ -126,7 +163,8 @@ class WriterActor(pykka.ThreadingActor):
             self._supervisor.tell(WriterFailed(self.actor_ref))
         error = OutcomeUnknownError("the writer actor failed; the write may or may not be stored")
         while self._unanswered:
-            self._answer(self._unanswered.popleft(), error)
+            unit = self._unanswered.popleft()
+            self._answer(unit, [error] * _size(unit))
         self._answer_inbox(error)
 
     def on_stop(self) -> None:
@@ -135,11 +173,21 @@ class WriterActor(pykka.ThreadingActor):
     def _answer_inbox(self, error: BaseException) -> None:
         while not self.actor_inbox.empty():
             message = self.actor_inbox.get().message
-            if isinstance(message, WriteRequest):
+            if isinstance(message, WriteRequest | WriteBatch):
+                requests = _requests(message)
                 with contextlib.suppress(pykka.ActorDeadError):
-                    message.tracker.tell(Written(message.write.version, error))
-                reject(message.reply, error)
+                    message.tracker.tell(Written(requests[0].write.version, error))
+                for request in requests:
+                    reject(request.reply, error)
             elif isinstance(message, Drain):
                 resolve(message.reply, None)
         if self._drained is not None:
             resolve(self._drained, None)
+
+
+def _requests(unit: WriteRequest | WriteBatch) -> tuple[WriteRequest, ...]:
+    return unit.requests if isinstance(unit, WriteBatch) else (unit,)
+
+
+def _size(unit: WriteRequest | WriteBatch) -> int:
+    return len(unit.requests) if isinstance(unit, WriteBatch) else 1

@@ -2,11 +2,10 @@
 policy, owning everything about writing (the write in flight, the unsaved count, the flush
 timer, the journal counts, the version last stored).
 
-- `DurableWrites` (`SyncPolicy.durable()`): every update is written before its caller hears.
-  With a group writer actor, the write goes there and is in flight (`pending`) until the
-  writer answers: a stored write by resolving the caller's reply (seen by `settle_if_done()`
-  at the tracker's next message), a failed one by telling the tracker `Written`. Without a
-  writer, or while the tracker stops, it commits in the tracker's own thread.
+- `DurableWrites` (`SyncPolicy.durable()`, in `actors/_pipeline.py`): every update is
+  written before its caller hears. With a group writer actor, one batch of writes is in
+  flight while the next accumulates behind it. Without a writer, or while the tracker stops,
+  it commits in the tracker's own thread.
 - `BatchedWrites` (`SyncPolicy.batched()`): updates are acknowledged at once and counted; a
   full snapshot is compared-and-set after `max_updates`, after `max_delay` (a timer tells the
   tracker `Flush`), and on `flush()` (save, deactivation, passivation, shutdown).
@@ -18,25 +17,21 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import attrs
 import pykka
 
 from actors._changes import ChangeCause
 from actors._clock import Scheduled
 from actors._config import TrackerConfig
-from actors._future import Reply, reject
+from actors._future import Reply
 from actors._messages import Flush, TrackerRequest, Wake
 from actors._updates import Update
-from actors._writer import WriteRequest, Written
+from actors._writer import Written
 from storage import ContextError, State, Store, VersionConflict
 from storage._delta import Delta
-from storage._store import Write
 
 __all__ = [
     "LATER",
     "BatchedWrites",
-    "DurableWrites",
-    "Pending",
     "StaleWrite",
     "WriteHost",
     "WritePath",
@@ -78,20 +73,6 @@ class WriteHost(Protocol):
     def tell_after(self, delay: float, message: Any) -> Scheduled: ...
 
 
-@attrs.define(eq=False)
-class Pending:
-    """A write handed to the writer actor, and how to take the update back if it fails."""
-
-    write: Write
-    reply: Reply[Any]
-    undo: Callable[[], None]
-    message: TrackerRequest
-    """The request that made the write, to run again if another process got there first."""
-    attempt: int
-    wake_requested: bool = False
-    """Whether its reply will tell us (`Wake`) once answered: only when someone waits."""
-
-
 class WritePath:
     """What both policies share; see the module docstring."""
 
@@ -100,7 +81,11 @@ class WritePath:
         self.writer = writer
         self.stored_version = -1
         self.unsaved = 0
-        self.pending: Pending | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether writes are in flight with the writer actor."""
+        return False
 
     def store(
         self,
@@ -148,126 +133,19 @@ class WritePath:
         """Whether the write in flight was stored (its reply done): settle it if so."""
         return False
 
-    def take_failed(self, message: Written) -> Pending | None:
-        """The write in flight that `message` says was not stored, now ours to undo."""
+    def take_failed(self, message: Written) -> Any:
+        """What `message` says was not stored, now ours to undo (see `DurableWrites`)."""
         return None
 
     def abandon(self, message: Written) -> None:
-        """The writer's answer arriving after we stopped: only the caller is left to tell."""
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            reject(pending.reply, message.error)
+        """The writer's answer arriving after we stopped: only the callers are left to tell."""
 
     def wake_when_written(self) -> None:
-        """Have the write in flight, if any, tell us `Wake` once answered."""
-        pending = self.pending
-        if pending is not None and not pending.wake_requested:
-            pending.wake_requested = True
-            pending.reply.add_done_callback(self._wake)
+        """Have the writes in flight, if any, tell us `Wake` once answered."""
 
     def _wake(self, _: Reply[Any]) -> None:
         """A reply callback: runs in the thread that answered (the writer's, or ours)."""
         self._host.tell(Wake())
-
-
-class DurableWrites(WritePath):
-    """Every update is stored before its caller hears (journal entry or snapshot)."""
-
-    def __init__(self, host: WriteHost, writer: pykka.ActorRef[Any] | None) -> None:
-        super().__init__(host, writer)
-        self._journaled = 0  # journal entries since the last snapshot we wrote
-        self._journal_bytes = 0
-        # The change of the write in flight: published once written (`_written`).
-        self._unpublished: tuple[Delta, ChangeCause] | None = None
-
-    def store(
-        self,
-        update: Update,
-        reply: Reply[Any],
-        undo: Callable[[], None],
-        request: TrackerRequest,
-        attempt: int,
-    ) -> Any:
-        host = self._host
-        self._unpublished = update.delta, update.cause
-        try:
-            write = self._prepare(update.delta)
-            # Stopping: write from this thread, so that no write is in flight once stopped.
-            if self.writer is not None and not host.stopping:
-                self.pending = Pending(write, reply, undo, request, attempt)
-                if host.listened:
-                    self.wake_when_written()  # publish as soon as it is stored
-                try:
-                    self.writer.tell(WriteRequest(write, host.actor_ref, reply, update.result))
-                except pykka.ActorDeadError:
-                    # Only a bug of ours stops the writer early (it logged why): keep every
-                    # write durable by committing our own, without group commit.
-                    logger.error(  # noqa: TRY400 - the writer's failure was logged with its traceback
-                        "tracker %r: the writer actor is gone; writing alone", host.name
-                    )
-                    self.pending = self.writer = None
-                else:
-                    return LATER
-            self._commit(write)
-        except BaseException:
-            undo()
-            raise
-        return update.result
-
-    def _prepare(self, delta: Delta) -> Write:
-        """The write that stores the current State: a journal entry, or a full snapshot every
-        `snapshot_every` writes (or once the journal holds `snapshot_bytes`)."""
-        host = self._host
-        config, store = host.config, host.store
-        if (
-            store.supports_journal
-            and self._journaled + 1 < config.snapshot_every
-            and self._journal_bytes < config.snapshot_bytes
-            and delta.version == self.stored_version + 1
-        ):
-            return store.prepare_delta(delta, self.stored_version)
-        return store.prepare_snapshot(host.current, self.stored_version)
-
-    def _commit(self, write: Write) -> None:
-        """Commit one write from this thread (no writer actor), raising its error."""
-        (error,) = self._host.store.commit([write])
-        if isinstance(error, VersionConflict):
-            raise StaleWrite(error)  # the caller undoes the update and catches up
-        if error is not None:
-            raise error
-        self._written(write)
-
-    def _written(self, write: Write) -> None:
-        self.stored_version = write.version
-        self.unsaved = 0
-        if write.journal:
-            self._journaled += 1
-            self._journal_bytes += len(write.blob)
-        else:
-            self._journaled = self._journal_bytes = 0
-        if self._unpublished is not None:
-            (delta, cause), self._unpublished = self._unpublished, None
-            self._host.publish(delta, cause)
-
-    def forget_journal(self) -> None:
-        self._journaled = self._journal_bytes = 0
-
-    def settle_if_done(self) -> bool:
-        pending = self.pending
-        if pending is None or not pending.reply.done():
-            return False
-        # The writer answered the caller: the write is stored (on failure it tells us with
-        # `Written` and leaves the caller to us).
-        self.pending = None
-        self._written(pending.write)
-        return True
-
-    def take_failed(self, message: Written) -> Pending | None:
-        pending = self.pending
-        if pending is None or pending.write.version != message.version:
-            return None  # pragma: no cover - the writer answers each write once
-        self.pending = None
-        return pending
 
 
 class BatchedWrites(WritePath):
@@ -342,5 +220,7 @@ class BatchedWrites(WritePath):
 def make_write_path(host: WriteHost, writer: pykka.ActorRef[Any] | None) -> WritePath:
     """The write path `host`'s sync policy asks for."""
     if host.config.sync.is_durable:
+        from actors._pipeline import DurableWrites  # noqa: PLC0415 - it builds on this module
+
         return DurableWrites(host, writer)
     return BatchedWrites(host, writer)

@@ -1,0 +1,346 @@
+"""The durable write path, pipelined: every update is stored before its caller hears, and
+while one batch of a context's writes is being stored, the next one accumulates.
+
+- With a group writer actor, a write goes there as a `WriteBatch` and is in flight
+  (`in_flight`) until the writer answers: the stored writes by resolving their callers'
+  replies (seen by `settle_if_done()` at the tracker's next message), the first one not
+  stored by telling the tracker `Written`. Meanwhile the tracker (phase `Persisting`) keeps
+  applying the requests queued behind it to its in-memory State, in order: their writes are
+  prepared as a chain (version v+2 against v+1, which is not stored yet) into `next`, and the
+  other requests' outcomes are held (`Held`), to be answered once the writes before them are
+  stored. As soon as the batch in flight is stored, `next` goes to the writer whole: one
+  transaction, one fsync, for all the updates that queued behind it.
+- Without a writer, or while the tracker stops, a write is committed in the tracker's own
+  thread (nothing is in flight then).
+
+At most one batch is in flight and one accumulates. A failed batch fails exactly the writes it
+carried; everything applied after the last stored version is undone (`take_failed()`), and
+the phase runs again what was not answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pykka
+
+from actors._changes import ChangeCause
+from actors._future import Reply, reject, resolve
+from actors._messages import TrackerRequest, Wake
+from actors._updates import Update
+from actors._writer import WriteBatch, WriteRequest, Written, answer_batch
+from actors._writes import LATER, StaleWrite, WriteHost, WritePath
+from storage import VersionConflict
+from storage._delta import Delta
+from storage._store import Write
+
+__all__ = ["Batch", "DurableWrites", "Failure", "Held", "Pending"]
+
+logger = logging.getLogger("actors.tracker")
+
+
+@attrs.define(eq=False)
+class Pending:
+    """An update applied to the State whose write is in flight or accumulating, and how to
+    take it back if the write fails."""
+
+    write: Write
+    reply: Reply[Any]
+    value: Any
+    """What the caller gets once the write is stored."""
+    undo: Callable[[], None]
+    message: TrackerRequest
+    """The request that made the write, to run again if it was not stored."""
+    attempt: int
+    delta: Delta
+    cause: ChangeCause
+    journal: tuple[int, int]
+    """The journal entries and bytes since the last snapshot, once this write is stored."""
+
+    def stored(self) -> bool:
+        """Whether the writer answered the caller: only a stored write is answered so (a
+        failed one is told to the tracker; a shutdown's refusal is an exception)."""
+        reply = self.reply
+        return reply.done() and not reply.cancelled() and reply.exception() is None
+
+
+@attrs.define(eq=False)
+class Held:
+    """A request's outcome, computed at its place in the order behind writes not stored
+    yet: answered once they are (a reader never sees a value that is not stored), run again
+    if they fail."""
+
+    message: TrackerRequest
+    value: Any = None
+    error: BaseException | None = None
+
+    def answer(self) -> None:
+        if self.error is not None:
+            reject(self.message.reply, self.error)
+        else:
+            resolve(self.message.reply, self.value)
+
+
+@attrs.define(eq=False)
+class Batch:
+    """A context's consecutive writes, and the outcomes held behind them, in order."""
+
+    items: list[Pending | Held] = attrs.field(factory=list)
+    wake_requested: bool = False
+    """Whether its last reply will tell us (`Wake`) once answered."""
+
+    @property
+    def writes(self) -> list[Pending]:
+        return [item for item in self.items if isinstance(item, Pending)]
+
+
+@attrs.frozen
+class Failure:
+    """What a failed batch leaves to the phase, in order: the writes it carried that were not
+    stored (`carried`, all with the same error), and everything after the failed write
+    (`items`: those writes, the outcomes held behind them, the accumulated batch). The
+    State is back at the last stored version."""
+
+    carried: list[Pending]
+    items: list[Pending | Held]
+
+
+class DurableWrites(WritePath):
+    """Every update is stored before its caller hears (journal entry or snapshot); see the
+    module docstring."""
+
+    def __init__(self, host: WriteHost, writer: pykka.ActorRef[Any] | None) -> None:
+        super().__init__(host, writer)
+        # Journal entries and bytes since the last snapshot: as stored, and as of the last
+        # write prepared (the chain), which the next journal entry follows.
+        self._stored_journal = (0, 0)
+        self._chain_journal = (0, 0)
+        self._chain_version = -1
+        self.in_flight: Batch | None = None
+        self.next = Batch()
+
+    @property
+    def busy(self) -> bool:
+        return self.in_flight is not None
+
+    def store(
+        self,
+        update: Update,
+        reply: Reply[Any],
+        undo: Callable[[], None],
+        request: TrackerRequest,
+        attempt: int,
+    ) -> Any:
+        host = self._host
+        try:
+            pending = self._prepare(update, reply, undo, request, attempt)
+        except BaseException:
+            undo()
+            raise
+        if self.in_flight is not None:
+            self.next.items.append(pending)  # goes to the writer once the batch is stored
+            return LATER
+        # Stopping: write from this thread, so that no write is in flight once stopped.
+        if self.writer is not None and not host.stopping and self._send(Batch([pending])):
+            return LATER
+        try:
+            self._commit(pending)
+        except BaseException:
+            self._rewind()
+            undo()
+            raise
+        return update.result
+
+    def hold(self, message: TrackerRequest, value: Any = None, error: Any = None) -> None:
+        """Keep a request's outcome until the writes before it are stored."""
+        assert self.in_flight is not None
+        # Behind the batch in flight if nothing accumulates yet: its writes are all it needs.
+        batch = self.next if self.next.items else self.in_flight
+        batch.items.append(Held(message, value, error))
+
+    @property
+    def queued(self) -> int:
+        """How many requests accumulate behind the batch in flight."""
+        return len(self.next.items)
+
+    def _prepare(
+        self,
+        update: Update,
+        reply: Reply[Any],
+        undo: Callable[[], None],
+        message: TrackerRequest,
+        attempt: int,
+    ) -> Pending:
+        """The write that stores the current State after the last write prepared: a journal
+        entry, or a full snapshot every `snapshot_every` writes (or once the journal holds
+        `snapshot_bytes`)."""
+        host = self._host
+        config, store = host.config, host.store
+        entries, size = self._chain_journal
+        delta = update.delta
+        if (
+            store.supports_journal
+            and entries + 1 < config.snapshot_every
+            and size < config.snapshot_bytes
+            and delta.version == self._chain_version + 1
+        ):
+            write = store.prepare_delta(delta, self._chain_version)
+            journal = entries + 1, size + len(write.blob)
+        else:
+            write = store.prepare_snapshot(host.current, self._chain_version)
+            journal = 0, 0
+        self._chain_version, self._chain_journal = write.version, journal
+        return Pending(
+            write, reply, update.result, undo, message, attempt, delta, update.cause, journal
+        )
+
+    def _rewind(self) -> None:
+        """The chain of prepared writes is back at the last stored version."""
+        self._chain_version, self._chain_journal = self.stored_version, self._stored_journal
+
+    def _send(self, batch: Batch) -> bool:
+        """Hand `batch` to the writer: False if the writer is gone (nothing was sent)."""
+        host = self._host
+        requests = tuple(
+            WriteRequest(pending.write, host.actor_ref, pending.reply, pending.value)
+            for pending in batch.writes
+        )
+        try:
+            self.writer.tell(WriteBatch(host.actor_ref, requests))  # type: ignore[union-attr]
+        except pykka.ActorDeadError:
+            # Only a bug of ours stops the writer early (it logged why): keep every write
+            # durable by committing our own, without group commit.
+            logger.error(  # noqa: TRY400 - the writer's failure was logged with its traceback
+                "tracker %r: the writer actor is gone; writing alone", host.name
+            )
+            self.writer = None
+            return False
+        self.in_flight = batch
+        if host.listened or len(batch.items) > len(requests):
+            self.wake_when_written()  # publish, or answer what is held, once stored
+        return True
+
+    def _commit_here(self, batch: Batch) -> None:
+        """Commit `batch` from this thread, as the writer would (the writer is gone): it is
+        in flight until the tracker's next message, which we send ourselves."""
+        host = self._host
+        self.in_flight = batch
+        writes = batch.writes
+        try:
+            results: list[BaseException | None] = list(
+                host.store.commit([pending.write for pending in writes])
+            )
+        except Exception as exc:  # noqa: BLE001 - told to ourselves, as the writer would
+            results = [exc] * len(writes)
+        requests = tuple(
+            WriteRequest(pending.write, host.actor_ref, pending.reply, pending.value)
+            for pending in writes
+        )
+        answer_batch(WriteBatch(host.actor_ref, requests), results, host.tell)
+        host.tell(Wake())
+
+    def _commit(self, pending: Pending) -> None:
+        """Commit one write from this thread (no writer actor), raising its error."""
+        (error,) = self._host.store.commit([pending.write])
+        if isinstance(error, VersionConflict):
+            raise StaleWrite(error)  # the caller undoes the update and catches up
+        if error is not None:
+            raise error
+        self._settle([pending])
+
+    def _settle(self, items: list[Pending | Held]) -> None:
+        """`items` are stored: publish each version, in order, and answer what was held."""
+        for item in items:
+            if isinstance(item, Held):
+                item.answer()
+                continue
+            self.stored_version = item.write.version
+            self._stored_journal = item.journal
+            self.unsaved = 0
+            self._host.publish(item.delta, item.cause)
+
+    def settle_if_done(self) -> bool:
+        batch = self.in_flight
+        if batch is None or not batch.writes[-1].stored():
+            return False
+        # The writer answered every caller of the batch: it is stored (on failure it tells
+        # us with `Written` and leaves the callers to us).
+        self.in_flight = None
+        self._settle(batch.items)
+        if self.next.items:  # what accumulated meanwhile goes as one batch
+            batch, self.next = self.next, Batch()
+            if self.writer is None or not self._send(batch):
+                self._commit_here(batch)
+        return True
+
+    def take_failed(self, message: Written) -> Failure | None:
+        """The batch in flight was stored up to the write `message` names: settle what was
+        stored, undo everything after it (the accumulated batch too), and return it."""
+        batch = self.in_flight
+        if batch is None:
+            return None  # pragma: no cover - the writer answers each batch once
+        versions = [
+            item.write.version if isinstance(item, Pending) else None for item in batch.items
+        ]
+        if message.version not in versions:
+            return None  # pragma: no cover - as above
+        cut = versions.index(message.version)
+        self.in_flight = None
+        self._settle(batch.items[:cut])
+        failed = batch.items[cut:]
+        later, self.next = self.next.items, Batch()
+        for item in reversed([*failed, *later]):  # newest first: back to the stored State
+            if isinstance(item, Pending):
+                item.undo()
+        self._rewind()
+        carried = [item for item in failed if isinstance(item, Pending)]
+        return Failure(carried, [*failed, *later])
+
+    def take_unsent(self) -> list[Any]:
+        """Undo the accumulated batch (not sent yet) and return its requests, in order."""
+        later, self.next = self.next.items, Batch()
+        for item in reversed(later):
+            if isinstance(item, Pending):
+                item.undo()
+        self._rewind()
+        return [item.message for item in later]
+
+    def unanswered(self) -> list[Any]:
+        """The requests held here that the writer will not answer (for a teardown)."""
+        batch = self.in_flight
+        held = [item for item in batch.items if isinstance(item, Held)] if batch else []
+        return [item.message for item in [*held, *self.next.items]]
+
+    def loaded(self, version: int) -> None:
+        super().loaded(version)
+        self._stored_journal = (0, 0)
+        self._rewind()
+
+    def caught_up(self, version: int) -> None:
+        super().caught_up(version)
+        self._rewind()
+
+    def forget_journal(self) -> None:
+        self._stored_journal = (0, 0)
+        self._rewind()
+
+    def suspended(self) -> None:
+        super().suspended()
+        self.next = Batch()
+        self._rewind()
+
+    def abandon(self, message: Written) -> None:
+        """The writer's answer arriving after we stopped: only the callers are left to tell."""
+        batch, self.in_flight = self.in_flight, None
+        if batch is not None:
+            for pending in batch.writes:
+                reject(pending.reply, message.error)  # a stored one was resolved: no effect
+
+    def wake_when_written(self) -> None:
+        batch = self.in_flight
+        if batch is not None and not batch.wake_requested:
+            batch.wake_requested = True
+            batch.writes[-1].reply.add_done_callback(self._wake)
