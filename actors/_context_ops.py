@@ -8,6 +8,7 @@ naming it wait (see `ContextRegistry`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import pykka
 from actors._cell import Cell, ContextStatus
 from actors._future import Reply, new_reply, reject, resolve
 from actors._handle import ContextTracker
-from actors._messages import Stop
+from actors._messages import Done, Stop
 from actors._requests import (
     LATER,
     ActiveContexts,
@@ -40,6 +41,7 @@ __all__ = [
     "create_context",
     "deactivate",
     "delete_context",
+    "forget_if_gone",
     "get_tracker",
     "list_contexts",
     "start",
@@ -64,8 +66,17 @@ def get_tracker(manager: ManagerActor, request: GetTracker) -> Any:
     return LATER
 
 
+def _not_stored(manager: ManagerActor, name: str) -> None:
+    """Raise `ContextNotFoundError` if `name` turned out not to be stored (its tracker's load
+    said so and it is stopping)."""
+    cell = manager._contexts.get(name)
+    if cell is not None and cell.status is ContextStatus.NONEXISTENT:
+        raise ContextNotFoundError(name)
+
+
 def deactivate(manager: ManagerActor, request: Deactivate) -> Any:
     reply, name = request.reply, request.name
+    _not_stored(manager, name)
     if not manager._is_running(name):
         cell = manager._contexts.get(name)
         if cell is not None and cell.passive:  # passivated: nothing left to stop
@@ -85,6 +96,7 @@ def deactivate(manager: ManagerActor, request: Deactivate) -> Any:
 
 def delete_context(manager: ManagerActor, request: DeleteContext) -> Any:
     reply, name = request.reply, request.name
+    _not_stored(manager, name)
     if not manager._is_running(name):
         cell = manager._contexts.get(name)
         if cell is not None and cell.passive:
@@ -118,6 +130,14 @@ def _deleted(manager: ManagerActor, name: str) -> Callable[[None], None]:
         _forget_context(manager, name)
 
     return forget
+
+
+def forget_if_gone(manager: ManagerActor, name: str) -> None:
+    """Forget `name` if it turned out not to be stored and nothing runs for it (a handle
+    asked for a context never created), so that such calls leave nothing behind."""
+    cell = manager._contexts.get(name)
+    if cell is not None and cell.status is ContextStatus.NONEXISTENT and cell.ref is None:
+        _forget_context(manager, name)
 
 
 def _forget_context(manager: ManagerActor, name: str) -> None:
@@ -156,22 +176,12 @@ def active_contexts(manager: ManagerActor, request: ActiveContexts) -> list[str]
 
 
 def activate(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> None:
-    """Answer `reply` with a handle once `name` has a running tracker."""
-    cell = manager._contexts.get(name)
-    if cell is not None and (cell.ref is not None or cell.passive):
-        start(manager, name, reply)  # running, or known to be stored: no store call
-        return
-    if cell is not None and cell.status is ContextStatus.FAILED:
-        reject(reply, cell.unavailable())
-        return
-
-    def stored(exists: bool) -> Any:
-        if not exists:
-            raise ContextNotFoundError(name)
-        start(manager, name, reply)
-        return LATER
-
-    manager._io(name, reply, partial(manager._store.exists, name), stored)
+    """Answer `reply` with a handle once `name` has a running tracker. The store is not
+    asked first whether the context exists: the tracker's load finds out (one store call
+    instead of two), and a context that is not there is reported by the tracker and stopped
+    by its supervisor (`supervision.on_tracker_failed`), failing `reply` with
+    `ContextNotFoundError`."""
+    start(manager, name, reply)
 
 
 def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> None:
@@ -182,7 +192,11 @@ def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> Non
         reject(reply, cell.unavailable())
         return
     if cell.ref is not None:
-        resolve(reply, ContextTracker(cell))
+        loading = manager._contexts.loading(name)
+        if loading is None:
+            resolve(reply, ContextTracker(cell))
+        else:  # started, not loaded yet: it may not even exist
+            manager._when_done(loading, partial(_on_ready, manager), cell, reply)
         return
     if manager._shutdown.closing:
         reject(reply, ShutdownError("the context manager was shut down"))
@@ -201,12 +215,25 @@ def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> Non
     manager._watch(Watch(name, cell.ref))
     cell.status = ContextStatus.ACTIVE
     cell.failure = None
-    manager._when_done(ready, partial(_on_ready, manager), cell, reply)
+    manager._contexts.set_loading(name, ready)
+    handle = ContextTracker(cell)
+    manager_ref = manager.actor_ref
+
+    def loaded(_: Reply[None]) -> None:
+        # In the tracker's thread: a caller is answered at once (one hop fewer on every
+        # activation); the manager then forgets the load, or answers with the error.
+        if ready.exception() is None:
+            resolve(reply, handle)
+        with contextlib.suppress(pykka.ActorDeadError):
+            manager_ref.tell(Done(partial(_on_ready, manager), (ready, cell, reply)))
+
+    ready.add_done_callback(loaded)
 
 
 def _on_ready(
     manager: ManagerActor, ready: Reply[None], cell: Cell, reply: Reply[ContextTracker]
 ) -> None:
+    manager._contexts.loaded(cell.name, ready)
     error = ready.exception()
     if error is not None:
         reject(reply, error)
@@ -215,9 +242,17 @@ def _on_ready(
 
 
 def stop_tracker(
-    manager: ManagerActor, name: str, error: BaseException, reply: Reply[None], after: ContextStatus
+    manager: ManagerActor,
+    name: str,
+    error: BaseException,
+    reply: Reply[None],
+    after: ContextStatus,
+    *,
+    loaded: bool = True,
 ) -> None:
-    """Stop the tracker of `name` (writing what it has unsaved), then set `after`."""
+    """Stop the tracker of `name` (writing what it has unsaved), then set `after`. Unless
+    the tracker never `loaded` its context (it is not stored), switches to the context
+    asked for before the stop make it current nowhere."""
     stopping = manager._contexts.stopping(name)
     if stopping is None:
         cell = manager._contexts.cells[name]
@@ -231,7 +266,7 @@ def stop_tracker(
             # It stopped itself (passivated) and its Passivated is still on the way:
             # there is nothing left to stop, and nothing unsaved (it wrote that first).
             resolve(stopping, None)
-        manager._when_done(stopping, partial(_on_stopped, manager), cell, ref, after)
+        manager._when_done(stopping, partial(_on_stopped, manager, loaded=loaded), cell, ref, after)
     manager._when_done(stopping, manager._pass_on, reply)
 
 
@@ -241,6 +276,8 @@ def _on_stopped(
     cell: Cell,
     ref: pykka.ActorRef[Any],
     after: ContextStatus,
+    *,
+    loaded: bool,
 ) -> None:
     manager._contexts.set_stopping(cell.name, None)
     if stopping.exception() is not None and not manager._shutdown.closing:
@@ -250,6 +287,10 @@ def _on_stopped(
         cell.status = after
         cell.failure = None
         manager._watch(Unwatch(cell.name, ref))
+    if not loaded or manager._contexts.get(cell.name) is not cell:
+        # It never ran (not stored), or was created since and has a new cell: switches to
+        # it are not this stop's to cancel.
+        return
     manager._restarts.forget(cell.name)
     # A switch to it still under way was asked for before the stop (later calls wait for
     # the stop, see _handle_call): it must not make the stopped context current.

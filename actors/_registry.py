@@ -3,7 +3,8 @@
 Per context it keeps the `Cell` (what handles read to find the tracker), the recovery report
 of its last fallback load, and the transition in flight, if any, as one `Transition` record:
 the deactivation, deletion or store call under way (`pending`: calls naming the context wait
-for it), the stop of its tracker under way (`stopping`), and the calls waiting meanwhile.
+for it), the first load of a tracker just started (`loading`: calls for a handle wait for
+it), the stop of its tracker under way (`stopping`), and the calls waiting meanwhile.
 A record goes as soon as nothing is in flight, so that throwaway contexts leave nothing.
 
 Only the manager actor uses it: no lock, no thread, no waiting.
@@ -25,11 +26,13 @@ __all__ = ["ContextRegistry", "Transition"]
 class Transition:
     """What is in flight for one context."""
 
-    __slots__ = ("pending", "stopping", "waiting")
+    __slots__ = ("loading", "pending", "stopping", "waiting")
 
     def __init__(self) -> None:
         self.pending: Reply[Any] | None = None
         """The deactivation, deletion or store call under way: later calls wait for it."""
+        self.loading: Reply[None] | None = None
+        """The first load of its tracker: handles are given out once it succeeds."""
         self.stopping: Reply[None] | None = None
         """The stop of its tracker under way (one, whoever asked for it)."""
         self.waiting: dict[int, ManagerRequest] = {}
@@ -37,7 +40,12 @@ class Transition:
 
     @property
     def idle(self) -> bool:
-        return self.pending is None and self.stopping is None and not self.waiting
+        return (
+            self.pending is None
+            and self.loading is None
+            and self.stopping is None
+            and not self.waiting
+        )
 
 
 class ContextRegistry:
@@ -85,14 +93,19 @@ class ContextRegistry:
     # -- transitions ------------------------------------------------------------------------
 
     def pending(self, name: str) -> Reply[Any] | None:
-        """The transition of `name` under way that calls wait for, if any."""
+        """The transition of `name` under way that calls wait for, if any: a deactivation,
+        deletion or store call, or the first load of its tracker (which finds out whether
+        it is stored at all)."""
         record = self._transitions.get(name)
-        if record is None or record.pending is None:
+        if record is None:
             return None
-        if record.pending.done():
+        if record.pending is not None and record.pending.done():
             self.end(name, record.pending)
-            return None
-        return record.pending
+        if record.pending is not None:
+            return record.pending
+        if record.loading is not None and not record.loading.done():
+            return record.loading
+        return None
 
     def begin(self, name: str, reply: Reply[Any]) -> None:
         """A transition of `name` is under way until `reply` is settled (then `end()`)."""
@@ -119,6 +132,21 @@ class ContextRegistry:
         """Every call waiting for a transition (to answer when the manager stops)."""
         for record in self._transitions.values():
             yield from record.waiting.values()
+
+    def loading(self, name: str) -> Reply[None] | None:
+        record = self._transitions.get(name)
+        return record.loading if record is not None else None
+
+    def set_loading(self, name: str, ready: Reply[None]) -> None:
+        """The tracker of `name` is loading until `ready` is settled (then `loaded()`)."""
+        self._record(name).loading = ready
+
+    def loaded(self, name: str, ready: Reply[None]) -> None:
+        """The load `ready` of `name` is over (unless another took its place)."""
+        record = self._transitions.get(name)
+        if record is not None and record.loading is ready:
+            record.loading = None
+            self._drop_if_idle(name, record)
 
     def stopping(self, name: str) -> Reply[None] | None:
         record = self._transitions.get(name)

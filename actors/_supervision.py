@@ -26,7 +26,7 @@ from actors._messages import (
 )
 from actors._watcher import Unwatch
 from actors._writer import WriterActor
-from storage import ContextFailedError, RecoveryError, ShutdownError
+from storage import ContextFailedError, ContextNotFoundError, RecoveryError, ShutdownError
 
 if TYPE_CHECKING:
     from actors._supervisor import ManagerActor
@@ -72,6 +72,18 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
     if isinstance(report.error, ContextFailedError):
         # Nothing intact to load: restarting cannot help.
         _give_up(cell, ref, report.error)
+        return
+    if isinstance(report.error, ContextNotFoundError):
+        # Not in the store: never created (an activation asks the load, not the store
+        # first), or deleted by another process. Its callers get the error; it stops.
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(GiveUp(report.error))
+        cell.status = ContextStatus.NONEXISTENT  # what status() says while it stops
+        stopped = new_reply()
+        context_ops.stop_tracker(
+            manager, report.name, report.error, stopped, ContextStatus.NONEXISTENT, loaded=False
+        )
+        manager._when_done(stopped, lambda _: context_ops.forget_if_gone(manager, report.name))
         return
     decision = manager._restarts.failed(report.name)
     if not decision.restart:

@@ -48,6 +48,7 @@ from actors._writer import Written
 from actors._writes import WritePath, make_write_path
 from storage import (
     ContextError,
+    ContextNotFoundError,
     OutcomeUnknownError,
     State,
     Store,
@@ -177,6 +178,8 @@ class TrackerActor(PooledActor):
         self.phase = Loading(self)
         try:
             state = self.load()
+        except ContextNotFoundError as exc:  # not stored: the supervisor stops us
+            return self.suspend(exc)
         except Exception as exc:  # noqa: BLE001 - every failure goes to the supervisor
             logger.warning("tracker %r could not load its context: %r", self.name, exc)
             return self.suspend(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pykka
 import pytest
 
 from actors import (
@@ -19,9 +20,19 @@ from actors import (
     State,
     create_manager,
 )
+from actors._tracker import TrackerActor
 from storage import MemoryStore, SqliteStore
 
-from .conftest import WAIT, make_manager, make_tracker
+from .conftest import WAIT, make_manager, make_tracker, wait_until
+
+
+def manager_sizes(manager: ContextManager) -> dict[str, int]:
+    """The manager actor's tables, read once it has handled what was told to it before."""
+    manager.active_contexts().get(timeout=WAIT)
+    actor = manager._ref._actor_weakref()
+    assert actor is not None
+    return actor._contexts.sizes()
+
 
 BAD_NAMES = ["", ".", "..", "a/b", "spa ce", "\u0430dmin", "x" * 201, None, 42]
 
@@ -105,6 +116,36 @@ def test_get_tracker_of_a_missing_context_raises_context_not_found_error(manager
     with pytest.raises(ContextNotFoundError):
         manager.get_tracker("missing").get(timeout=WAIT)
     assert manager.status("missing").get(timeout=WAIT) is ContextStatus.NONEXISTENT
+
+
+def test_concurrent_get_tracker_calls_of_a_missing_context_all_fail_and_leave_nothing(manager):
+    # Activation asks the tracker's load, not the store first: a second call for the same
+    # name while that load runs must wait for it too, not get a handle to nothing.
+    futures = [manager.get_tracker("missing") for _ in range(10)]
+    for future in futures:
+        with pytest.raises(ContextNotFoundError, match="missing"):
+            future.get(timeout=WAIT)
+    assert manager.active_contexts().get(timeout=WAIT) == []
+    assert wait_until(lambda: not pykka.ActorRegistry.get_by_class(TrackerActor))
+    assert wait_until(lambda: manager_sizes(manager)["cells"] == 0)
+    manager.create_context("missing", {"n": 1}).get(timeout=WAIT)  # and it can come to be
+    assert manager.get_tracker("missing").get(timeout=WAIT).get("n").get(timeout=WAIT) == 1
+
+
+def test_a_context_deleted_by_another_process_while_passive_fails_the_next_call(tmp_path):
+    db = tmp_path / "shared.db"
+    with create_manager(f"sqlite:///{db}", passivate_after=None) as manager:
+        tracker = make_tracker(manager, data={"n": 0})
+        manager.deactivate("ctx").get(timeout=WAIT)
+        manager.get_tracker("ctx").get(timeout=WAIT)  # known to the manager, then gone:
+        manager.deactivate("ctx").get(timeout=WAIT)
+        with SqliteStore(db) as other:
+            other.delete("ctx")
+        with pytest.raises(ContextNotFoundError):
+            manager.get_tracker("ctx").get(timeout=WAIT)
+        with pytest.raises((ContextNotFoundError, ContextInactiveError)):
+            tracker.get("n").get(timeout=WAIT)
+        assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.NONEXISTENT
 
 
 def test_list_contexts_and_active_contexts_are_sorted(manager):

@@ -94,9 +94,15 @@ def test_a_callback_scheduled_by_a_callback_runs_if_due_within_the_same_advance(
 def test_the_system_clock_keeps_one_thread_for_every_delay(clock):
     before = threading.active_count()
     done = threading.Event()
-    count = []
+    count: list[int] = []
+
+    def one() -> None:
+        count.append(1)
+        if len(count) == 200:
+            done.set()
+
     for i in range(200):
-        clock.call_later(0.001 * (i % 7), lambda: (count.append(1), len(count) == 200 and done.set()))
+        clock.call_later(0.001 * (i % 7), one)
     assert done.wait(WAIT)
     assert threading.active_count() == before
 
