@@ -25,9 +25,9 @@ from actors import State, TrackerConfig, create_manager
 from actors import _updates as updates
 from actors._handle import ContextTracker
 from actors._phases import Running
+from actors._pipeline import DurableWrites
 from actors._tracker import TrackerActor
 from actors._writer import WriterActor
-from actors._writes import DurableWrites
 from storage import SqliteStore
 from storage._store import Store
 from tests.benchmarks.__main__ import threaded_rate
