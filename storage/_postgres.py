@@ -1,11 +1,11 @@
 """PostgresStore: contexts in a PostgreSQL database, shared by every process that reaches it.
 
-Tables, the write function and the version stamp are in `storage/_postgres_schema.py`; the
-layout is SQLite's, in one schema per store. Every write is one statement (`write_head`,
-compare-and-set under the context row's lock), and `commit()` sends a batch of them with
-BEGIN and COMMIT in one pipelined round trip: group commit, one WAL flush for the batch.
-Connections come from a `psycopg_pool` pool, each with the store's schema first on its
-`search_path`. Heads that move are announced with NOTIFY; `change_token()` LISTENs on a
+Tables, the write functions and the version stamp are in `storage/_postgres_schema.py`; the
+layout is SQLite's, in one schema per store. Every write is one call of `write_head`
+(compare-and-set under the context row's lock), and `commit()` sends a whole batch as one
+statement (`write_heads`), on an autocommit connection: one transaction, one round trip, one
+WAL flush for the batch. Connections come from a `psycopg_pool` pool, each with the store's
+schema first on its `search_path`. Heads that move are announced with NOTIFY; `change_token()` LISTENs on a
 connection of its own.
 
 psycopg 3 and psycopg_pool are an optional dependency (`pip install
@@ -450,69 +450,43 @@ class PostgresStore(Store):
         return version
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
-        # Group commit: BEGIN, one write_head per write and COMMIT go in one pipelined round
-        # trip, so one WAL flush acknowledges the batch. A stale write is refused alone; an
-        # error of the transaction fails every write.
+        # Group commit: the batch is one statement, `write_heads`, which runs `write_head`
+        # (compare-and-set, write, retention, NOTIFY) for each write in order. On an
+        # autocommit connection one statement is one transaction: one round trip and one WAL
+        # flush acknowledge the batch. A stale write is refused alone; an error of the
+        # statement fails every write.
         #
         # Writes run sorted by context name (a stable sort keeps each context's own order,
         # and writes of different contexts do not depend on each other): every batch then
         # takes its row locks in one global order, so two processes' batches never deadlock.
-        #
-        # Several writes of one context chain (v+1, v+2, ...): one after a refused write of
-        # its context must not be applied (see Store.commit), so such a batch goes in rounds
-        # of at most one write per context, still in one transaction, each round seeing the
-        # outcome of the one before.
         if not writes:
             return []
         order = sorted(range(len(writes)), key=lambda i: writes[i].context)
-        results: list[ContextError | None] = [None] * len(writes)
-        refused: dict[str, ContextError] = {}
+        batch = [writes[i] for i in order]
         with self._connection("commit", writes=True) as conn:
-            with conn.pipeline(), conn.transaction():
-                remaining = order
-                while remaining:
-                    now, later = _one_per_context(writes, remaining)
-                    cursors = [self._write_head(conn, writes[i]) for i in now]
-                    if later:  # the next round depends on this one's outcome
-                        self._outcomes(writes, now, cursors, results, refused)
-                    remaining = [i for i in later if writes[i].context not in refused]
-                    for i in later:
-                        if writes[i].context in refused:
-                            results[i] = refused[writes[i].context]
-            if not later:
-                self._outcomes(writes, now, cursors, results, refused)
-        return results
-
-    def _write_head(self, conn: psycopg.Connection[Any], write: Write) -> psycopg.Cursor[Any]:
-        return conn.execute(
-            "SELECT write_head(%s, %s, %s, %s, %s, %s, %s)",
-            (
-                write.context,
-                write.expected,
-                write.version,
-                write.blob,
-                write.journal,
-                self.retain_heads,
-                self.channel,
-            ),
-        )
-
-    @staticmethod
-    def _outcomes(
-        writes: list[Write],
-        indexes: list[int],
-        cursors: list[psycopg.Cursor[Any]],
-        results: list[ContextError | None],
-        refused: dict[str, ContextError],
-    ) -> None:
-        """Read what `write_head` found for each write of a round into `results`."""
-        for i, cursor in zip(indexes, cursors, strict=True):
-            write, current = writes[i], _one(cursor.fetchone())
+            row = conn.execute(
+                "SELECT write_heads(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[], "
+                "%s::boolean[], %s, %s)",
+                (
+                    [write.context for write in batch],
+                    [write.expected for write in batch],
+                    [write.version for write in batch],
+                    [write.blob for write in batch],
+                    [write.journal for write in batch],
+                    self.retain_heads,
+                    self.channel,
+                ),
+            ).fetchone()
+        assert row is not None  # SELECT of a function returns one row
+        found: list[int | None] = row[0]
+        results: list[ContextError | None] = [None] * len(writes)
+        for i, current in zip(order, found, strict=True):
+            write = writes[i]
             if current is None:
-                results[i] = refused[write.context] = ContextNotFoundError(write.context)
+                results[i] = ContextNotFoundError(write.context)
             elif current != write.expected:
-                error = VersionConflict(write.context, write.expected, current)
-                results[i] = refused[write.context] = error
+                results[i] = VersionConflict(write.context, write.expected, current)
+        return results
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         with self._connection("read journal") as conn:
@@ -681,13 +655,6 @@ def _one_per_context(writes: list[Write], indexes: list[int]) -> tuple[list[int]
         (later if writes[i].context in seen else now).append(i)
         seen.add(writes[i].context)
     return now, later
-
-
-def _one(row: tuple[Any, ...] | None) -> int | None:
-    """The value of `write_head`'s one-column row: the version it found, or None."""
-    assert row is not None  # SELECT of a function returns one row
-    value: int | None = row[0]
-    return value
 
 
 def _connection_params(conninfo: str, timeout: float) -> dict[str, Any]:

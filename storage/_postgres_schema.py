@@ -5,9 +5,9 @@ Everything lives in one PostgreSQL schema (a namespace, `context_runtime` unless
 otherwise), so several stores can share a database and a drop of the schema removes one
 whole store. Every connection of the store puts that schema first on its `search_path`, so
 the statements here name tables without it. The layout is SQLite's (docs/storage.md), in
-PostgreSQL types, plus `write_head`: compare-and-set, the write, retention and the change
-notification in one function, so that one statement (one pipelined round trip in a batch)
-does one write.
+PostgreSQL types, plus two functions: `write_head` does one write (compare-and-set, the
+write, retention and the change notification), and `write_heads` a batch of them in order, so
+that a batch is one statement: one round trip, and in autocommit one transaction.
 """
 
 from __future__ import annotations
@@ -76,6 +76,26 @@ END
 $body$
 """
 
+_WRITE_HEADS = """
+CREATE FUNCTION write_heads(
+    p_names text[], p_expected bigint[], p_versions bigint[], p_blobs bytea[],
+    p_journal boolean[], p_retain integer, p_channel text
+) RETURNS bigint[] LANGUAGE plpgsql AS $body$
+DECLARE
+    v_found bigint[] := '{}';
+BEGIN
+    -- In order: a later write of the same context expects the version an earlier one set.
+    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
+        v_found := v_found || write_head(
+            p_names[i], p_expected[i], p_versions[i], p_blobs[i], p_journal[i], p_retain,
+            p_channel
+        );
+    END LOOP;
+    RETURN v_found;
+END
+$body$
+"""
+
 STATEMENTS: tuple[str, ...] = (
     "CREATE TABLE store_info (application text NOT NULL, schema_version integer NOT NULL)",
     'CREATE TABLE contexts (name text COLLATE "C" PRIMARY KEY, version bigint NOT NULL)',
@@ -92,6 +112,7 @@ STATEMENTS: tuple[str, ...] = (
     "ALTER TABLE journal ALTER COLUMN blob SET STORAGE EXTERNAL",
     "ALTER TABLE recovery_points ALTER COLUMN blob SET STORAGE EXTERNAL",
     _WRITE_HEAD,
+    _WRITE_HEADS,
 )
 """The DDL of a new schema at `SCHEMA_VERSION`, run in order in one transaction (the stamp
 row is inserted after them)."""

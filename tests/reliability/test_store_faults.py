@@ -120,7 +120,10 @@ def test_a_postgres_commit_whose_reply_is_lost_is_unknown_and_the_tracker_learns
     # ("may or may not"); the tracker reads the store before it answers, so memory and store
     # agree at once, whichever it was.
     link = SilentLink(postgres_server.port)
+    # One pooled connection: the pool never opens another in the background, whose reply
+    # could be the one lost instead of the commit's.
     url = postgres_server.url().replace(f":{postgres_server.port}/", f":{link.port}/")
+    url += "&pool_size=1"
     manager = create_manager(url, config=TrackerConfig(watch_interval=None))
     try:
         wait(manager.create_context("ctx", {"n": 0}))
