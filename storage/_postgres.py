@@ -5,8 +5,8 @@ layout is SQLite's, in one schema per store. Every write is one call of `write_h
 (compare-and-set under the context row's lock), and `commit()` sends a whole batch as one
 statement (`write_heads`), on an autocommit connection: one transaction, one round trip, one
 WAL flush for the batch. Connections come from a `psycopg_pool` pool, each with the store's
-schema first on its `search_path`. Heads that move are announced with NOTIFY; `change_token()` LISTENs on a
-connection of its own.
+schema first on its `search_path`. Heads that move are announced with NOTIFY;
+`change_token()` LISTENs on a connection of its own.
 
 psycopg 3 and psycopg_pool are an optional dependency (`pip install
 'context-runtime[postgres]'`); `storage` imports this module only when a PostgresStore is
