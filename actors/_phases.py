@@ -169,8 +169,9 @@ class Phase:
             return self
         error = _as_outcome(message.error)
         rerun = []
+        carried = {id(pending) for pending in failure.carried}
         for item in failure.items:
-            if item in failure.carried and not isinstance(error, VersionConflict):
+            if id(item) in carried and not isinstance(error, VersionConflict):
                 reject(item.reply, error)
             else:
                 rerun.append(item.message)

@@ -89,8 +89,15 @@ class Batch:
     """A context's consecutive writes, and the outcomes held behind them, in order."""
 
     items: list[Pending | Held] = attrs.field(factory=list)
+    last: Pending | None = None
+    """Its newest write: the batch is stored once this one is (looked at on every message)."""
     wake_requested: bool = False
     """Whether its last reply will tell us (`Wake`) once answered."""
+
+    def add(self, item: Pending | Held) -> None:
+        self.items.append(item)
+        if isinstance(item, Pending):
+            self.last = item
 
     @property
     def writes(self) -> list[Pending]:
@@ -141,10 +148,10 @@ class DurableWrites(WritePath):
             undo()
             raise
         if self.in_flight is not None:
-            self.next.items.append(pending)  # goes to the writer once the batch is stored
+            self.next.add(pending)  # goes to the writer once the batch is stored
             return LATER
         # Stopping: write from this thread, so that no write is in flight once stopped.
-        if self.writer is not None and not host.stopping and self._send(Batch([pending])):
+        if self.writer is not None and not host.stopping and self._send(_batch_of(pending)):
             return LATER
         try:
             self._commit(pending)
@@ -159,7 +166,7 @@ class DurableWrites(WritePath):
         assert self.in_flight is not None
         # Behind the batch in flight if nothing accumulates yet: its writes are all it needs.
         batch = self.next if self.next.items else self.in_flight
-        batch.items.append(Held(message, value, error))
+        batch.add(Held(message, value, error))
 
     @property
     def queued(self) -> int:
@@ -264,7 +271,7 @@ class DurableWrites(WritePath):
 
     def settle_if_done(self) -> bool:
         batch = self.in_flight
-        if batch is None or not batch.writes[-1].stored():
+        if batch is None or batch.last is None or not batch.last.stored():
             return False
         # The writer answered every caller of the batch: it is stored (on failure it tells
         # us with `Written` and leaves the callers to us).
@@ -341,6 +348,12 @@ class DurableWrites(WritePath):
 
     def wake_when_written(self) -> None:
         batch = self.in_flight
-        if batch is not None and not batch.wake_requested:
+        if batch is not None and batch.last is not None and not batch.wake_requested:
             batch.wake_requested = True
-            batch.writes[-1].reply.add_done_callback(self._wake)
+            batch.last.reply.add_done_callback(self._wake)
+
+
+def _batch_of(pending: Pending) -> Batch:
+    batch = Batch()
+    batch.add(pending)
+    return batch

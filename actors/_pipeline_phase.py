@@ -120,7 +120,8 @@ class Persisting(Phase):
             # Another process wrote this context: catch up and run them all again.
             self.rerun([item.message for item in failure.items[1:]])
             return Running(t).lost_race(first.message, first.attempt, error)
-        self.rerun([item.message for item in failure.items if item not in failure.carried])
+        carried = {id(pending) for pending in failure.carried}
+        self.rerun([item.message for item in failure.items if id(item) not in carried])
         if not isinstance(error, ContextError):  # unexpected, as if raised here: we fail
             phase = t.fail(first.reply, f"storing version {first.write.version}", error)
             outcome = first.reply.exception()  # what fail() told the first: the same for all

@@ -19,6 +19,7 @@ from actors._messages import (
     Keys,
     Modify,
     Restart,
+    Save,
     SetValue,
     Stop,
     Wake,
@@ -28,6 +29,7 @@ from actors._tracker import TrackerActor
 from actors._writer import WriteBatch, Written, answer_batch
 from actors.testing import ManualClock
 from storage import (
+    ContextBusyError,
     ContextFailedError,
     ContextInactiveError,
     KeyNotFoundError,
@@ -36,6 +38,7 @@ from storage import (
     PersistenceError,
     State,
     VersionConflict,
+    WriteOutcomeUnknownError,
 )
 
 WAIT = 0  # every reply asserted on is answered by the time it is read
@@ -58,12 +61,14 @@ def store() -> MemoryStore:
     return store
 
 
-def _tracker(store: MemoryStore, writer: Recorder | None = None) -> TrackerActor:
+def _tracker(
+    store: MemoryStore, writer: Recorder | None = None, config: TrackerConfig | None = None
+) -> TrackerActor:
     ready = new_reply()
     tracker = TrackerActor(
         "ctx",
         store,
-        TrackerConfig(),
+        config or TrackerConfig(),
         Recorder(),
         ready,
         writer=writer,
@@ -317,3 +322,84 @@ def test_give_up_refuses_what_waits_and_everything_after(store):
         later.reply.result(WAIT)
     tracker.on_receive(Restart())  # too late: a failed context stays failed
     assert isinstance(tracker.phase, Failed)
+
+
+def test_requests_past_the_stash_capacity_behind_a_write_in_flight_are_refused(store):
+    writer = Recorder()
+    tracker = _tracker(store, writer, TrackerConfig(stash_capacity=2))
+    tracker.on_receive(SetValue("a", 1, new_reply()))
+    kept = [SetValue("b", 2, new_reply()), GetValue("b", None, new_reply())]
+    refused = SetValue("c", 3, new_reply())
+    for message in (*kept, refused):
+        tracker.on_receive(message)
+    with pytest.raises(ContextBusyError, match="2 waiting requests"):
+        refused.reply.result(WAIT)
+    _commit(store, writer, tracker)
+    _commit(store, writer, tracker)
+    assert [message.reply.result(WAIT) for message in kept] == [2, 2]
+    assert "c" not in store.read_head("ctx").data
+
+
+def test_a_save_waits_until_nothing_is_in_flight_and_what_follows_stays_behind_it(store):
+    writer = Recorder()
+    tracker = _tracker(store, writer)
+    tracker.on_receive(SetValue("a", 1, new_reply()))
+    tracker.on_receive(SetValue("b", 2, new_reply()))
+    save, after = Save(new_reply()), SetValue("c", 3, new_reply())
+    tracker.on_receive(save)
+    tracker.on_receive(after)
+    _commit(store, writer, tracker)  # a stored, b in flight: the save still waits
+    assert _pending(save, after)
+    assert _versions(writer) == [[2]]
+    _commit(store, writer, tracker)  # nothing in flight: the save runs, then c goes alone
+    assert save.reply.result(WAIT) == 2
+    assert _versions(writer) == [[3]]
+    _commit(store, writer, tracker)
+    assert after.reply.result(WAIT) == 3
+
+
+def test_an_unknown_outcome_fails_the_batch_and_the_store_decides(store):
+    writer = Recorder()
+    tracker = _tracker(store, writer)
+    tracker.on_receive(SetValue("a", 1, new_reply()))
+    carried = [SetValue("b", 2, new_reply()), SetValue("c", 3, new_reply())]
+    for message in carried:
+        tracker.on_receive(message)
+    _commit(store, writer, tracker)
+    (batch,) = writer.told
+    writer.told.clear()
+    # The transaction did commit, but its answer was lost.
+    assert store.commit([request.write for request in batch.requests]) == [None, None]
+    lost = WriteOutcomeUnknownError("the connection broke during COMMIT")
+    tracker.on_receive(Written(batch.requests[0].write.version, lost))
+    for message in carried:
+        with pytest.raises(WriteOutcomeUnknownError):
+            message.reply.result(WAIT)
+    # It read the store before answering: the State is what was stored.
+    assert tracker.current.version == 3
+    assert tracker.current.data == {"n": 0, "a": 1, "b": 2, "c": 3}
+    assert isinstance(tracker.phase, Running)
+
+
+def test_a_bug_failing_a_batch_suspends_and_the_rest_runs_after_the_restart(store):
+    writer = Recorder()
+    tracker = _tracker(store, writer)
+    tracker.on_receive(SetValue("a", 1, new_reply()))
+    carried = [SetValue("b", 2, new_reply()), SetValue("c", 3, new_reply())]
+    for message in carried:
+        tracker.on_receive(message)
+    _commit(store, writer, tracker)
+    later = SetValue("d", 4, new_reply())
+    tracker.on_receive(later)
+    (batch,) = writer.told
+    writer.told.clear()
+    tracker.on_receive(Written(batch.requests[0].write.version, RuntimeError("a bug")))
+    for message in carried:
+        with pytest.raises(OutcomeUnknownError):
+            message.reply.result(WAIT)
+    assert isinstance(tracker.phase, Suspended)
+    assert list(tracker.stash) == [later]
+    tracker.on_receive(Restart())
+    _commit(store, writer, tracker)
+    assert later.reply.result(WAIT) == 2
+    assert store.read_head("ctx").data == {"n": 0, "a": 1, "d": 4}
