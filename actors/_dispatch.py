@@ -36,9 +36,9 @@ from itertools import count
 from typing import Any
 
 import pykka
-from pykka import messages
 
 from actors._exit import start_timer
+from actors._teardown import LateMessages, answer_mailbox
 
 __all__ = ["Dispatcher", "PooledActor"]
 
@@ -175,7 +175,7 @@ class _Mailbox:
             self.schedule()
 
 
-class PooledActor(pykka.Actor):
+class PooledActor(LateMessages, pykka.Actor):
     """A Pykka actor that runs on a `Dispatcher` instead of a thread of its own."""
 
     def __init__(self, dispatcher: Dispatcher, *args: Any, **kwargs: Any) -> None:
@@ -241,26 +241,6 @@ class PooledActor(pykka.Actor):
                 envelope.reply_to.set_exception(info)
 
     def _after_stop(self) -> None:
-        """Stopped: answer whatever is in the mailbox (and whatever comes later, since a
-        put after the stop schedules us again): asks as Pykka does, tells through
-        `on_late_message()`. `on_stop()` may call it to answer them before it ends."""
-        mailbox = self._mailbox
-        while mailbox:
-            message = mailbox.get()
-            if message.reply_to is not None:
-                if isinstance(message.message, messages._ActorStop):
-                    message.reply_to.set(None)
-                else:
-                    message.reply_to.set_exception(
-                        exc_info=(
-                            pykka.ActorDeadError,
-                            pykka.ActorDeadError(f"{self.actor_ref} stopped before handling it"),
-                            None,
-                        )
-                    )
-            else:
-                self.on_late_message(message.message)
-
-    def on_late_message(self, message: Any) -> None:
-        """A message told to us after we stopped (and after `on_stop()` answered what was
-        queued): answer its caller, if it has one. Override; the default drops it."""
+        """Stopped: answer whatever is in the mailbox (actors/_teardown.py), now and
+        whenever a message comes later (a put after the stop schedules us again)."""
+        answer_mailbox(self)

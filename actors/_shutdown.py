@@ -32,6 +32,7 @@ from actors._messages import ListStopping
 from actors._requests import ManagerRequest, Shutdown
 from actors._store_io import CloseIO
 from actors._subscriptions import CloseHub
+from actors._teardown import answer_mailbox
 from actors._watcher import CloseWatcher
 from actors._writer import Drain
 from storage import ShutdownError
@@ -105,27 +106,22 @@ class ShutdownSequence:
             close_hub(manager._hub)  # stopped from outside (pykka.ActorRegistry.stop_all())
         for request in manager._contexts.waiting():
             reject(request.reply, _shut_down())
-        kept = []
-        inbox = manager.actor_inbox
-        while not inbox.empty():
-            envelope = inbox.get()
-            message = envelope.message
-            if isinstance(message, Shutdown):
-                resolve(message.reply, None)  # shut down, as it asked
-            elif isinstance(message, ManagerRequest):
-                reject(message.reply, _shut_down())
-            elif isinstance(message, ListStopping):
-                resolve(message.reply, [])  # every tracker has stopped
-            else:
-                kept.append(envelope)
-        # pykka answers the rest after on_stop(), such as a stop() someone waits on.
-        for envelope in kept:
-            inbox.put(envelope)
+        answer_mailbox(manager)  # through answer_late(), below
         for reply in self._callers:
             if self._outcome is not None:
                 reject(reply, self._outcome)
             else:
                 resolve(reply, None)
+
+    @staticmethod
+    def answer_late(message: Any) -> None:
+        """Answer a message that reached the manager after it stopped."""
+        if isinstance(message, Shutdown):
+            resolve(message.reply, None)  # shut down, as it asked
+        elif isinstance(message, ManagerRequest):
+            reject(message.reply, _shut_down())
+        elif isinstance(message, ListStopping):
+            resolve(message.reply, [])  # every tracker has stopped
 
     def _when_all(self, replies: list[Reply[Any]], then: Callable[[], None]) -> None:
         """Run `then()` in the manager once every one of `replies` is settled."""

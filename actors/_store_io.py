@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import pykka
 
 from actors._future import Reply, reject, resolve
+from actors._teardown import ThreadedActor, answer_mailbox
 from storage import ShutdownError
 
 __all__ = ["CloseIO", "RunIO", "StoreWorker"]
@@ -38,10 +38,8 @@ class CloseIO:
     reply: Reply[None]
 
 
-class StoreWorker(pykka.ThreadingActor):
+class StoreWorker(ThreadedActor):
     """Runs a manager's store calls one at a time, in order; see the module docstring."""
-
-    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,13 +58,12 @@ class StoreWorker(pykka.ThreadingActor):
             self.stop()
 
     def on_stop(self) -> None:
-        # Whatever came after CloseIO (or after a stop from outside) is not run.
-        error = ShutdownError("the context manager was shut down")
-        while not self.actor_inbox.empty():
-            message = self.actor_inbox.get().message
-            if isinstance(message, RunIO):
-                reject(message.reply, error)
-            elif isinstance(message, CloseIO):
-                resolve(message.reply, None)
+        answer_mailbox(self)  # whatever came after CloseIO (or a stop from outside) is not run
         if self._closed is not None:
             resolve(self._closed, None)
+
+    def on_late_message(self, message: Any) -> None:
+        if isinstance(message, RunIO):
+            reject(message.reply, ShutdownError("the context manager was shut down"))
+        elif isinstance(message, CloseIO):
+            resolve(message.reply, None)

@@ -74,6 +74,7 @@ from actors._restart import RestartPolicy
 from actors._shutdown import ShutdownSequence
 from actors._store_io import RunIO, StoreWorker
 from actors._subscriptions import CloseTopic, SubscriptionHub
+from actors._teardown import ThreadedActor
 from actors._timers import Timers
 from actors._watcher import Unwatch, Watch, WatcherActor
 from actors._writer import WriterActor
@@ -91,12 +92,8 @@ _POOL_EXIT = 1.0
 """Seconds a stopping manager waits for its dispatcher's threads to end."""
 
 
-class ManagerActor(pykka.ThreadingActor):
+class ManagerActor(ThreadedActor):
     """Creates, supervises and stops the trackers of one store; see `ContextManager`."""
-
-    # Every actor thread of ours is a daemon, so that a program that never calls shutdown()
-    # still exits; the exit hook (actors/_exit.py) shuts the manager down first.
-    use_daemon_thread = True
 
     def __init__(
         self,
@@ -217,6 +214,9 @@ class ManagerActor(pykka.ThreadingActor):
         self._shutdown.teardown()
         if self._owns_clock:
             self._clock.close()
+
+    def on_late_message(self, message: Any) -> None:
+        self._shutdown.answer_late(message)
 
     def _when_done(self, reply: Reply[Any], callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(reply, *args)` in this actor once `reply` is settled."""

@@ -19,6 +19,7 @@ import pykka
 
 from actors._clock import Clock
 from actors._future import Reply, resolve
+from actors._teardown import ThreadedActor, answer_mailbox
 from actors._timers import Timers
 from storage import ContextError, Store
 
@@ -62,10 +63,8 @@ class StoredVersion:
     version: int
 
 
-class WatcherActor(pykka.ThreadingActor):
+class WatcherActor(ThreadedActor):
     """Polls one store for changes made elsewhere; see the module docstring."""
-
-    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
 
     def __init__(self, store: Store, interval: float, clock: Clock) -> None:
         super().__init__()
@@ -82,8 +81,13 @@ class WatcherActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self._timers.cancel_all()
+        answer_mailbox(self)
         if self._closed is not None:
             resolve(self._closed, None)
+
+    def on_late_message(self, message: Any) -> None:
+        if isinstance(message, CloseWatcher):
+            resolve(message.reply, None)  # closed already
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Watch):
