@@ -24,6 +24,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -146,6 +147,9 @@ class PostgresServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                # A process group of its own: the postmaster and its backends, which
+                # kill() ends together.
+                start_new_session=True,
                 **self._as_user(),
             )  # fmt: skip
         self._wait_until_ready()
@@ -176,7 +180,7 @@ class PostgresServer:
         """Shut down fast (SIGINT: roll back open transactions, checkpoint) and wait."""
         if self.process is None:
             return
-        self.process.send_signal(2)
+        self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout=STARTUP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -185,17 +189,18 @@ class PostgresServer:
         self.process = None
 
     def kill(self) -> None:
-        """SIGKILL the postmaster, as in a crash. Its backends notice and exit on their own;
-        `start()` replays the WAL."""
+        """SIGKILL the postmaster and every backend at once, as in a crash of the server: no
+        shutdown work, nothing flushed that was not; `start()` replays the WAL."""
         assert self.process is not None
-        self.process.kill()
+        group = self.process.pid
+        os.killpg(group, signal.SIGKILL)
         self.process.wait(timeout=STARTUP_TIMEOUT)
         self.process = None
-        # Backends of the killed postmaster may linger a moment and hold the shared memory,
-        # which makes the next start refuse: wait until the pid file's owner is gone.
+        # The backends are reaped by init, a moment later; a start before they are gone
+        # would find the shared memory still in use.
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while _backends_alive(self.data) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def remove(self) -> None:
         """Stop the server and delete its directory."""
@@ -250,18 +255,13 @@ class PostgresServer:
             return "(no log)"
 
 
-def _backends_alive(data: Path) -> bool:
-    """Whether a process of the killed server still runs (its pid file names the postmaster;
-    the backends share its process group)."""
+def _group_alive(group: int) -> bool:
+    """Whether any process of process group `group` still runs."""
     try:
-        pid = int((data / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    try:
-        os.killpg(pid, 0)
+        os.killpg(group, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # a process of another user: alive
         return True
     return True
 
