@@ -127,9 +127,9 @@ class PostgresStore(Store):
             about this long too.
         pool_size: the most connections the store opens for its calls.
         synchronous_commit: PostgreSQL's `synchronous_commit` for the store's connections.
-            `on` (the default) makes a returned write survive a crash of the server's host;
-            `off` may lose the last few hundred milliseconds of acknowledged writes on such
-            a crash (never on a crash of the server process alone), and commits faster.
+            `on` (the default) makes a returned write survive a crash of the server or its
+            host; `off` acknowledges before the WAL flush, so such a crash may lose the last
+            few hundred milliseconds of acknowledged writes (the database stays consistent).
 
     A write is never retried: a write whose reply is lost (the connection broke) raises
     `WriteOutcomeUnknownError` and may or may not have been applied; read the head to know.
