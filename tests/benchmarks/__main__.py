@@ -30,6 +30,7 @@ import attrs
 import pykka
 
 from actors import ContextTracker, State, TrackerConfig, create_manager
+from actors._dispatch import Dispatcher, PooledActor
 from actors._tracker import TrackerActor
 from actors.testing import ManualClock
 from storage import SnapshotCodec, SqliteStore
@@ -134,6 +135,17 @@ class DictActor(pykka.ThreadingActor):
 
     def __init__(self) -> None:
         super().__init__()
+        self.data: dict[str, Any] = {}
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+
+class PooledDictActor(PooledActor):
+    """`DictActor` on our dispatcher instead of a thread of its own."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__(dispatcher)
         self.data: dict[str, Any] = {}
 
     def set(self, key: str, value: Any) -> None:
@@ -253,6 +265,24 @@ def bench_memory_set(seconds: float) -> Row:
         tracker = manager.get_tracker("bench").get()
         ours = rate(lambda: tracker.set("k", 1).get(), seconds)
     return Row("in-memory set, 1 caller", ours, baseline, 0.8)
+
+
+def bench_pool_message(seconds: float, callers: int) -> Row:
+    """What a message costs through the dispatcher against a dedicated thread (Pykka's
+    ThreadingActor): `callers` threads, each asking its own actor (a busy context each)."""
+    dedicated = [DictActor.start().proxy() for _ in range(callers)]
+    baseline = threaded_rate([lambda a=a: a.set("k", 1).get() for a in dedicated], seconds)
+    for actor in dedicated:
+        actor.stop()
+    dispatcher = Dispatcher(16)
+    pooled = [PooledDictActor.start(dispatcher).proxy() for _ in range(callers)]
+    try:
+        ours = threaded_rate([lambda a=a: a.set("k", 1).get() for a in pooled], seconds)
+    finally:
+        for actor in pooled:
+            actor.stop()
+        dispatcher.close(timeout=5)
+    return Row(f"a message: pool vs own thread, {callers} callers", ours, baseline, 1.0)
 
 
 def bench_memory_modify_threads(seconds: float) -> Row:
@@ -412,6 +442,8 @@ def active_contexts(count: int, workdir: Path) -> Row:
 BENCHMARKS: dict[str, Callable[[float, Path], Row]] = {
     "memory-set": lambda s, _: bench_memory_set(s),
     "memory-modify": lambda s, _: bench_memory_modify_threads(s),
+    "pool-message-1": lambda s, _: bench_pool_message(s, 1),
+    "pool-message-16": lambda s, _: bench_pool_message(s, 16),
     "durable-set": bench_durable_set,
     "durable-set-16": bench_durable_set_threads,
     "large-state": bench_large_state,
