@@ -133,3 +133,24 @@ def test_a_shutdown_answers_every_queued_caller_and_loses_nothing_acknowledged(s
             continue  # refused once the tracker stopped: not applied
     assert acknowledged == list(range(1, len(acknowledged) + 1))
     assert sqlite_store.read_head("ctx").data["n"] >= len(acknowledged)
+
+
+def test_two_writers_pipelining_on_one_context_lose_no_increment(db_path):
+    # Two managers on one SQLite file write one context as two processes would: each one's
+    # chains lose races to the other's (a dozen or so a run), are refused whole, catch up and
+    # run again.
+    stores = [SqliteStore(db_path) for _ in range(2)]
+    managers = [make_manager(store, passivate_after=None) for store in stores]
+    managers[0].create_context("hot", {"n": 0}).get()
+    trackers = [manager.get_tracker("hot").get() for manager in managers]
+
+    def work(index: int) -> None:
+        for _ in range(30):
+            trackers[index % 2].modify(_increment).get()
+
+    run_threads(THREADS, work)
+    for manager in managers:
+        manager.shutdown().get()
+    assert stores[0].read_head("hot").data == {"n": THREADS * 30}
+    for store in stores:
+        store.close()
