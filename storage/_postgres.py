@@ -479,13 +479,18 @@ class PostgresStore(Store):
             ).fetchone()
         assert row is not None  # SELECT of a function returns one row
         found: list[int | None] = row[0]
+        # Read as write_heads ran: a write after a refused one of its context was refused
+        # too (Store.commit), though the head it reports may be the version it expected.
         results: list[ContextError | None] = [None] * len(writes)
+        refused: set[str] = set()
         for i, current in zip(order, found, strict=True):
             write = writes[i]
             if current is None:
                 results[i] = ContextNotFoundError(write.context)
-            elif current != write.expected:
+                refused.add(write.context)
+            elif current != write.expected or write.context in refused:
                 results[i] = VersionConflict(write.context, write.expected, current)
+                refused.add(write.context)
         return results
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:

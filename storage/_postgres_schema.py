@@ -6,8 +6,9 @@ otherwise), so several stores can share a database and a drop of the schema remo
 whole store. Every connection of the store puts that schema first on its `search_path`, so
 the statements here name tables without it. The layout is SQLite's (docs/storage.md), in
 PostgreSQL types, plus two functions: `write_head` does one write (compare-and-set, the
-write, retention and the change notification), and `write_heads` a batch of them in order, so
-that a batch is one statement: one round trip, and in autocommit one transaction.
+write, retention and the change notification), and `write_heads` a batch of them in order
+(refusing, as `Store.commit` says, every write after a refused one of its context), so that a
+batch is one statement: one round trip, and in autocommit one transaction.
 """
 
 from __future__ import annotations
@@ -83,13 +84,25 @@ CREATE FUNCTION write_heads(
 ) RETURNS bigint[] LANGUAGE plpgsql AS $body$
 DECLARE
     v_found bigint[] := '{}';
+    v_refused text[] := '{}';
+    v_current bigint;
 BEGIN
     -- In order: a later write of the same context expects the version an earlier one set.
     FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
-        v_found := v_found || write_head(
-            p_names[i], p_expected[i], p_versions[i], p_blobs[i], p_journal[i], p_retain,
-            p_channel
-        );
+        IF p_names[i] = ANY (v_refused) THEN
+            -- A write after a refused one of its context is refused too: the version it
+            -- expects may be there, but as another writer's. Report the head, write nothing.
+            SELECT version INTO v_current FROM contexts WHERE name = p_names[i];
+        ELSE
+            v_current := write_head(
+                p_names[i], p_expected[i], p_versions[i], p_blobs[i], p_journal[i],
+                p_retain, p_channel
+            );
+            IF v_current IS DISTINCT FROM p_expected[i] THEN
+                v_refused := v_refused || p_names[i];
+            END IF;
+        END IF;
+        v_found := v_found || v_current;
     END LOOP;
     RETURN v_found;
 END
