@@ -93,11 +93,15 @@ class Batch:
     """Its newest write: the batch is stored once this one is (looked at on every message)."""
     wake_requested: bool = False
     """Whether its last reply will tell us (`Wake`) once answered."""
+    held: int = 0
+    """How many of its items are held outcomes."""
 
     def add(self, item: Pending | Held) -> None:
         self.items.append(item)
         if isinstance(item, Pending):
             self.last = item
+        else:
+            self.held += 1
 
     @property
     def writes(self) -> list[Pending]:
@@ -170,8 +174,10 @@ class DurableWrites(WritePath):
 
     @property
     def queued(self) -> int:
-        """How many requests accumulate behind the batch in flight."""
-        return len(self.next.items)
+        """How many requests wait behind the writes in flight (bounded by the stash's
+        capacity): the accumulated ones, and the outcomes held."""
+        held = self.in_flight.held if self.in_flight is not None else 0
+        return len(self.next.items) + held
 
     def _prepare(
         self,

@@ -403,3 +403,16 @@ def test_a_bug_failing_a_batch_suspends_and_the_rest_runs_after_the_restart(stor
     _commit(store, writer, tracker)
     assert later.reply.result(WAIT) == 2
     assert store.read_head("ctx").data == {"n": 0, "a": 1, "d": 4}
+
+
+def test_reads_held_behind_a_write_in_flight_count_against_the_stash_capacity(store):
+    writer = Recorder()
+    tracker = _tracker(store, writer, TrackerConfig(stash_capacity=2))
+    tracker.on_receive(SetValue("a", 1, new_reply()))
+    reads = [GetValue("a", None, new_reply()) for _ in range(3)]
+    for message in reads:
+        tracker.on_receive(message)
+    with pytest.raises(ContextBusyError):
+        reads[2].reply.result(WAIT)
+    _commit(store, writer, tracker)
+    assert [message.reply.result(WAIT) for message in reads[:2]] == [1, 1]
