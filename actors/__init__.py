@@ -19,6 +19,7 @@ import logging
 
 from actors._adapter import ContextAdapter, create_adapter
 from actors._cell import ContextStatus
+from actors._change_stream import ChangeStream
 from actors._changes import Change, ChangeCause, CurrentContextChange
 from actors._config import (
     Overflow,
@@ -32,7 +33,7 @@ from actors._future import ContextFuture
 from actors._handle import ContextTracker
 from actors._manager import ContextManager, create_manager
 from actors._recovery import RecoveryReport
-from actors._subscriptions import ChangeStream, Subscription
+from actors._subscription import Subscription
 from storage import (
     ConfigurationError,
     ContextBusyError,

@@ -12,6 +12,7 @@ from typing import Any
 import pykka
 
 from actors._cell import ContextStatus
+from actors._change_stream import ChangeStream
 from actors._changes import CurrentContextChange
 from actors._config import SubscriptionConfig
 from actors._future import ContextFuture, Reply, reject
@@ -26,7 +27,8 @@ from actors._requests import (
     SubscribeCurrent,
     Switch,
 )
-from actors._subscriptions import ChangeStream, Subscription, open_stream, open_subscription
+from actors._subscribe import open_stream, open_subscription
+from actors._subscription import Subscription
 from storage import (
     ContextError,
     InvalidArgumentError,

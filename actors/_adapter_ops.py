@@ -29,7 +29,7 @@ from actors._requests import (
     SubscribeCurrent,
     Switch,
 )
-from actors._subscriptions import Register
+from actors._subscription_messages import Register
 from storage import ContextExistsError, NoCurrentContextError, ShutdownError, State
 
 if TYPE_CHECKING:

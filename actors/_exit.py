@@ -41,7 +41,7 @@ from storage import ContextTimeoutError
 
 if TYPE_CHECKING:
     from actors._manager import ContextManager
-    from actors._subscriptions import Subscription
+    from actors._subscription import Subscription
 
 __all__ = [
     "NAME_TIMEOUT",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from actors._change_stream import ChangeStream
 from actors._changes import Change
 from actors._config import SubscriptionConfig
 from actors._future import ContextFuture, new_reply
@@ -22,13 +23,8 @@ from actors._messages import (
     UpdateState,
 )
 from actors._modify import check_modify_function
-from actors._subscriptions import (
-    ChangeStream,
-    Subscription,
-    hub_registrar,
-    open_stream,
-    open_subscription,
-)
+from actors._subscribe import hub_registrar, open_stream, open_subscription
+from actors._subscription import Subscription
 from storage import (
     ForeignStateError,
     InvalidArgumentError,

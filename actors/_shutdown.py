@@ -31,7 +31,7 @@ from actors._future import Reply, new_reply, reject, resolve
 from actors._messages import ListStopping
 from actors._requests import ManagerRequest, Shutdown
 from actors._store_io import CloseIO
-from actors._subscriptions import CloseHub
+from actors._subscription_messages import CloseHub
 from actors._teardown import answer_mailbox
 from actors._watcher import CloseWatcher
 from actors._writer import Drain

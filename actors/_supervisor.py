@@ -57,6 +57,7 @@ from actors._requests import (
     DeleteContext,
     DeleteRecoveryPoint,
     GetRecoveryReport,
+    GetStats,
     GetTracker,
     Initialize,
     ListContexts,
@@ -72,8 +73,10 @@ from actors._requests import (
 )
 from actors._restart import RestartPolicy
 from actors._shutdown import ShutdownSequence
+from actors._stats import stats
 from actors._store_io import RunIO, StoreWorker
-from actors._subscriptions import CloseTopic, SubscriptionHub
+from actors._subscription_hub import SubscriptionHub
+from actors._subscription_messages import CloseTopic
 from actors._teardown import ThreadedActor
 from actors._timers import Timers
 from actors._watcher import Unwatch, Watch, WatcherActor
@@ -328,6 +331,7 @@ _HANDLERS: dict[type[ManagerRequest], Callable[[ManagerActor, Any], Any]] = {
     DeleteContext: context_ops.delete_context,
     DeleteRecoveryPoint: recovery_ops.delete_recovery_point,
     GetRecoveryReport: recovery_ops.recovery_report,
+    GetStats: stats,
     GetTracker: context_ops.get_tracker,
     Initialize: adapter_ops.initialize,
     ListContexts: context_ops.list_contexts,
