@@ -218,8 +218,7 @@ class DurableWrites(WritePath):
         """Hand `batch` to the writer: False if the writer is gone (nothing was sent)."""
         host = self._host
         requests = tuple(
-            WriteRequest(pending.write, host.actor_ref, pending.reply, pending.value)
-            for pending in batch.writes
+            WriteRequest(pending.write, pending.reply, pending.value) for pending in batch.writes
         )
         try:
             self.writer.tell(WriteBatch(host.actor_ref, requests))  # type: ignore[union-attr]
@@ -249,8 +248,7 @@ class DurableWrites(WritePath):
         except Exception as exc:  # noqa: BLE001 - told to ourselves, as the writer would
             results = [exc] * len(writes)
         requests = tuple(
-            WriteRequest(pending.write, host.actor_ref, pending.reply, pending.value)
-            for pending in writes
+            WriteRequest(pending.write, pending.reply, pending.value) for pending in writes
         )
         answer_batch(WriteBatch(host.actor_ref, requests), results, host.tell)
         host.tell(Wake())

@@ -1,12 +1,15 @@
 """The writer actor: group commit of every tracker's durable writes to one store.
 
-Trackers encode their writes in their own threads and tell the writer. The writer takes
-everything queued in its mailbox at that moment and commits it as one batch (one transaction,
-one fsync on SQLite), then answers each write. A stored write is answered to its caller only,
-saving the hop back through the tracker and the tracker's wake-up: the tracker sees the reply
-done when its next message comes, or asked to be woken by the reply if something waits. A
-write that failed is told to the tracker (`Written`), which undoes it and answers the caller.
-A stale write fails alone; a failed transaction fails exactly the writes in it.
+Trackers encode their writes in their own threads and tell the writer, each a `WriteBatch`
+of its context's consecutive writes (what it accumulated while its previous batch was being
+stored, see `actors/_pipeline.py`). The writer takes every batch queued in its mailbox at that
+moment and commits them as one transaction (one fsync on SQLite), never splitting a batch,
+then answers each write in order. A stored write is answered to its caller only, saving the
+hop back through the tracker and the tracker's wake-up: the tracker sees the batch stored
+when its next message comes, or asked to be woken by its last reply if something waits. The
+first write of a batch that was not stored is told to the tracker (`Written`), which then
+owns it and every write after it: it undoes them and answers their callers. A stale write
+fails its batch from there on alone; a failed transaction fails exactly the writes in it.
 """
 
 from __future__ import annotations
@@ -34,10 +37,9 @@ MAX_BATCH = 512
 
 @attrs.frozen
 class WriteRequest:
-    """A tracker's prepared write, and whom to tell about it."""
+    """A tracker's prepared write, and whose call it answers."""
 
     write: Write
-    tracker: pykka.ActorRef[Any]
     reply: Reply[Any]
     """The caller's reply: resolved with `value` once the write is durable."""
     value: Any
@@ -57,15 +59,19 @@ def answer_batch(batch: WriteBatch, results: list[BaseException | None], tell: A
     """Answer `batch`'s callers in order while their writes are stored; at the first that
     is not, `tell(Written(...))` its tracker and stop: the tracker undoes and answers the
     rest (a write after one that was refused is never stored, see `Store.commit`)."""
-    for request, error in zip(batch.requests, results, strict=True):
-        if error is not None:
-            try:
-                tell(Written(request.write.version, error))
-            except pykka.ActorDeadError:  # stopped: only the callers are left to tell
-                for late in batch.requests[batch.requests.index(request) :]:
-                    reject(late.reply, error)
-            return
-        resolve(request.reply, request.value)
+    for index, (request, error) in enumerate(zip(batch.requests, results, strict=True)):
+        if error is None:
+            # Only the caller is told: the tracker sees the batch stored when its next
+            # message comes (or asked to be woken by the last reply), which saves it a
+            # wake-up per write.
+            resolve(request.reply, request.value)
+            continue
+        try:
+            tell(Written(request.write.version, error))
+        except pykka.ActorDeadError:  # stopped: only the callers are left to tell
+            for late in batch.requests[index:]:
+                reject(late.reply, error)
+        return
 
 
 @attrs.frozen
@@ -93,7 +99,7 @@ class WriterActor(pykka.ThreadingActor):
         self._store = store
         self._supervisor = supervisor
         self._drained: Reply[None] | None = None
-        self._unanswered: deque[WriteRequest | WriteBatch] = deque()
+        self._unanswered: deque[WriteBatch] = deque()
         """The writes of the batch in hand not answered yet: answered if this actor fails."""
 
     def on_receive(self, message: Any) -> None:
@@ -101,18 +107,18 @@ class WriterActor(pykka.ThreadingActor):
             self.stop()
             self._drained = message.reply
             return
-        if not isinstance(message, WriteRequest | WriteBatch):
+        if not isinstance(message, WriteBatch):
             return
-        batch: list[WriteRequest | WriteBatch] = [message]
-        size = _size(message)
+        batch = [message]
+        size = len(message.requests)
         deferred = []
         # Only this thread takes from the inbox, so get() after a non-empty check never waits.
         # A tracker's WriteBatch is taken whole, even past MAX_BATCH: it is one transaction.
         while size < MAX_BATCH and not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, WriteRequest | WriteBatch):
+            if isinstance(envelope.message, WriteBatch):
                 batch.append(envelope.message)
-                size += _size(envelope.message)
+                size += len(envelope.message.requests)
             else:
                 deferred.append(envelope)  # Drain or pykka's stop: handled after this batch
         for envelope in deferred:
@@ -120,8 +126,8 @@ class WriterActor(pykka.ThreadingActor):
         self._unanswered.extend(batch)
         self._commit(batch)
 
-    def _commit(self, batch: list[WriteRequest | WriteBatch]) -> None:
-        writes = [request.write for unit in batch for request in _requests(unit)]
+    def _commit(self, batch: list[WriteBatch]) -> None:
+        writes = [request.write for unit in batch for request in unit.requests]
         try:
             results: list[BaseException | None] = list(self._store.commit(writes))
         except Exception as exc:  # every write of the batch is told
@@ -130,29 +136,10 @@ class WriterActor(pykka.ThreadingActor):
             results = [exc] * len(writes)
         start = 0
         for unit in batch:
-            end = start + _size(unit)
-            self._answer(unit, results[start:end])
+            end = start + len(unit.requests)
+            answer_batch(unit, results[start:end], unit.tracker.tell)
             self._unanswered.popleft()
             start = end
-
-    @staticmethod
-    def _answer(unit: WriteRequest | WriteBatch, results: list[BaseException | None]) -> None:
-        if isinstance(unit, WriteBatch):
-            answer_batch(unit, results, unit.tracker.tell)
-            return
-        WriterActor._answer_one(unit, results[0])
-
-    @staticmethod
-    def _answer_one(request: WriteRequest, error: BaseException | None) -> None:
-        if error is None:
-            # Only the caller is told: the tracker sees the reply done when its next message
-            # comes (or asked to be woken by it), which saves it a wake-up per write.
-            resolve(request.reply, request.value)
-            return
-        try:
-            request.tracker.tell(Written(request.write.version, error))
-        except pykka.ActorDeadError:
-            reject(request.reply, error)
 
     def on_failure(self, *_: object) -> None:
         """A bug of ours failed this actor (pykka logged it): tell the manager, which starts
@@ -164,7 +151,7 @@ class WriterActor(pykka.ThreadingActor):
         error = OutcomeUnknownError("the writer actor failed; the write may or may not be stored")
         while self._unanswered:
             unit = self._unanswered.popleft()
-            self._answer(unit, [error] * _size(unit))
+            answer_batch(unit, [error] * len(unit.requests), unit.tracker.tell)
         self._answer_inbox(error)
 
     def on_stop(self) -> None:
@@ -173,21 +160,12 @@ class WriterActor(pykka.ThreadingActor):
     def _answer_inbox(self, error: BaseException) -> None:
         while not self.actor_inbox.empty():
             message = self.actor_inbox.get().message
-            if isinstance(message, WriteRequest | WriteBatch):
-                requests = _requests(message)
+            if isinstance(message, WriteBatch):
                 with contextlib.suppress(pykka.ActorDeadError):
-                    message.tracker.tell(Written(requests[0].write.version, error))
-                for request in requests:
+                    message.tracker.tell(Written(message.requests[0].write.version, error))
+                for request in message.requests:
                     reject(request.reply, error)
             elif isinstance(message, Drain):
                 resolve(message.reply, None)
         if self._drained is not None:
             resolve(self._drained, None)
-
-
-def _requests(unit: WriteRequest | WriteBatch) -> tuple[WriteRequest, ...]:
-    return unit.requests if isinstance(unit, WriteBatch) else (unit,)
-
-
-def _size(unit: WriteRequest | WriteBatch) -> int:
-    return len(unit.requests) if isinstance(unit, WriteBatch) else 1
