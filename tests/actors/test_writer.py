@@ -17,8 +17,9 @@ from actors import (
     PersistenceError,
     RecoveryError,
 )
-from actors._writer import WriterActor
-from storage import SqliteStore, Store
+from actors._future import new_reply
+from actors._writer import WriteBatch, WriterActor, WriteRequest, Written, answer_batch
+from storage import SqliteStore, Store, VersionConflict
 from storage._store import Write
 
 from .conftest import WAIT, WatchedStore, make_manager, make_tracker
@@ -167,3 +168,36 @@ def test_a_stored_write_reaches_a_subscriber_who_came_while_it_was_in_flight(gat
     change = arrived.get(timeout=WAIT)
     assert (change.new_version, change.changed) == (1, {"n": 1})
     manager.shutdown().get()
+
+
+def _batch(count: int) -> WriteBatch:
+    def write(version: int) -> Write:
+        return Write("ctx", version - 1, version, b"", journal=True)
+
+    tracker: Any = None  # answer_batch is given where to tell
+    requests = tuple(WriteRequest(write(v), new_reply(), v) for v in range(1, count + 1))
+    return WriteBatch(tracker, requests)
+
+
+def test_a_batch_is_answered_in_order_up_to_its_first_write_not_stored():
+    batch = _batch(4)
+    told: list[Any] = []
+    conflict = VersionConflict("ctx", 2, 7)
+    answer_batch(batch, [None, conflict, conflict, conflict], told.append)
+    assert batch.requests[0].reply.result(timeout=0) == 1
+    assert told == [Written(2, conflict)]  # once, for the first write not stored
+    assert not any(request.reply.done() for request in batch.requests[1:])  # the tracker's
+
+
+def test_a_batch_whose_tracker_is_gone_fails_its_callers_from_the_first_write_not_stored():
+    batch = _batch(3)
+
+    def gone(_: Any) -> None:
+        raise pykka.ActorDeadError("stopped")
+
+    error = PersistenceError("disk full")
+    answer_batch(batch, [None, error, error], gone)
+    assert batch.requests[0].reply.result(timeout=0) == 1
+    for request in batch.requests[1:]:
+        with pytest.raises(PersistenceError):
+            request.reply.result(timeout=0)
