@@ -184,6 +184,7 @@ class PostgresStore(Store):
         self._watch_lock = threading.Lock()  # guards the two fields below
         self._listener: psycopg.Connection[Any] | None = None  # change_token()'s connection
         self._changes = 0  # notifications read, plus one per LISTEN
+        self._checking = threading.Lock()  # held while a pool check runs
         with self._translate("open"):
             # One plain connection first: a refused or unreachable server fails here with
             # libpq's own reason, where a pool would only time out.
@@ -270,8 +271,9 @@ class PostgresStore(Store):
         """A pooled connection for one operation, with its errors translated (a write's
         broken connection: outcome unknown).
 
-        A broken connection also has the pool check its idle ones, so that after a server
-        restart one failed call, not one per pooled connection, finds out.
+        A broken connection also has the pool check its idle ones (in the background), so
+        that after a server restart one failed call, not one per pooled connection, finds
+        out.
         """
         if self._closed:
             raise PersistenceError(f"{self!r} is closed")
@@ -284,12 +286,27 @@ class PostgresStore(Store):
                 yield conn
             except psycopg.Error:
                 if conn.broken:
-                    with suppress(*POSTGRES_ERRORS):
-                        self._pool.check()
+                    self._check_pool_soon()
                 raise
             finally:
                 # putconn rolls back anything left open and discards broken connections.
                 self._pool.putconn(conn)
+
+    def _check_pool_soon(self) -> None:
+        """Have the pool test its idle connections and drop the dead ones, in a thread of
+        its own (one at a time): against a server that vanished without a word each test
+        can take `timeout`, which the failing call must not wait out."""
+        if self._checking.acquire(blocking=False):
+            threading.Thread(
+                target=self._check_pool, name="postgres-pool-check", daemon=True
+            ).start()
+
+    def _check_pool(self) -> None:
+        try:
+            with suppress(*POSTGRES_ERRORS):  # a closed pool, a server still down
+                self._pool.check()
+        finally:
+            self._checking.release()
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         """Create the schema and our tables if missing, migrate an older layout, or refuse a
