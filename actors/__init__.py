@@ -33,6 +33,7 @@ from actors._future import ContextFuture
 from actors._handle import ContextTracker
 from actors._manager import ContextManager, create_manager
 from actors._recovery import RecoveryReport
+from actors._stats import ContextStats
 from actors._subscription import Subscription
 from storage import (
     ConfigurationError,
@@ -83,6 +84,7 @@ __all__ = [
     "ContextInactiveError",
     "ContextManager",
     "ContextNotFoundError",
+    "ContextStats",
     "ContextStatus",
     "ContextTimeoutError",
     "ContextTracker",

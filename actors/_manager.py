@@ -26,6 +26,7 @@ from actors._requests import (
     DeleteContext,
     DeleteRecoveryPoint,
     GetRecoveryReport,
+    GetStats,
     GetTracker,
     ListContexts,
     ListRecoveryPoints,
@@ -36,6 +37,7 @@ from actors._requests import (
     Shutdown,
     Status,
 )
+from actors._stats import ContextStats
 from actors._supervisor import ManagerActor
 from storage import (
     ConfigurationError,
@@ -146,6 +148,14 @@ class ContextManager:
     def active_contexts(self) -> ContextFuture[list[str]]:
         """The names of the contexts with a tracker, sorted."""
         return self._request(ActiveContexts)
+
+    def stats(self) -> ContextFuture[list[ContextStats]]:
+        """What the manager is doing: a `ContextStats` per context it knows (running,
+        passivated, failed, or known from an earlier call), sorted by name: status, version,
+        updates not written yet, requests waiting, restarts and the last error. A tracker
+        that does not describe itself within a second (stuck in a store call) is reported
+        with `answered=False` and no figures. Cheap enough to poll from a health endpoint."""
+        return self._request(GetStats)
 
     def save(self, name: str) -> ContextFuture[int]:
         """Write what the context's tracker has unsaved; resolves to the stored version."""

@@ -56,6 +56,8 @@ class ContextRegistry:
         self.cells: dict[str, Cell] = {}
         """Every context known here, by name (read-only outside this class)."""
         self.reports: dict[str, RecoveryReport] = {}
+        self.last_errors: dict[str, str] = {}
+        """The last error that failed each context's tracker (repr), for `stats()`."""
         self._transitions: dict[str, Transition] = {}
 
     def sizes(self) -> dict[str, int]:
@@ -63,6 +65,7 @@ class ContextRegistry:
         return {
             "cells": len(self.cells),
             "reports": len(self.reports),
+            "last errors": len(self.last_errors),
             "transitions": len(self._transitions),
         }
 
@@ -88,6 +91,7 @@ class ContextRegistry:
     def forget(self, name: str) -> Cell | None:
         """A deleted context leaves nothing: its cell (returned) and report go."""
         self.reports.pop(name, None)
+        self.last_errors.pop(name, None)
         return self.cells.pop(name, None)
 
     # -- transitions ------------------------------------------------------------------------

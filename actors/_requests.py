@@ -31,6 +31,7 @@ __all__ = [
     "DeleteContext",
     "DeleteRecoveryPoint",
     "GetRecoveryReport",
+    "GetStats",
     "GetTracker",
     "Initialize",
     "ListContexts",
@@ -132,6 +133,12 @@ class Status(_Named):
 class ActiveContexts(ManagerRequest):
     operation = "active_contexts"
     reply: Reply[list[str]]
+
+
+@attrs.frozen
+class GetStats(ManagerRequest):
+    operation = "stats"
+    reply: Reply[Any]
 
 
 # -- persistence and recovery points --------------------------------------------------------

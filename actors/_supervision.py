@@ -69,6 +69,7 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
     ref = cell.ref if cell is not None else None
     if cell is None or ref is None or ref is not report.tracker or manager._shutdown.closing:
         return  # a report from a tracker already replaced or being shut down
+    manager._contexts.last_errors[report.name] = repr(report.error)
     if isinstance(report.error, ContextFailedError):
         # Nothing intact to load: restarting cannot help.
         _give_up(cell, ref, report.error)

@@ -44,6 +44,7 @@ from actors._messages import (
 from actors._phases import Failed, InjectedCrash, Loading, Phase, Running, Suspended
 from actors._recovery import load_context
 from actors._stash import Stash, refuse
+from actors._stats import Describe, TrackerFigures
 from actors._writer import Written
 from actors._writes import WritePath, make_write_path
 from storage import (
@@ -149,6 +150,9 @@ class TrackerActor(PooledActor):
         if isinstance(message, UseWriter):
             self.writes.writer = message.writer  # a write in flight is still answered
             return
+        if isinstance(message, Describe):
+            resolve(message.reply, self.describe())
+            return
         if isinstance(message, Flush):
             self.writes.timer_fired()
         self._deliver(message)
@@ -170,6 +174,17 @@ class TrackerActor(PooledActor):
             self._deliver(self.stash.pop())
         if self.stash:
             self.writes.wake_when_written()  # the rest waits for this write now
+
+    def describe(self) -> TrackerFigures:
+        """What `manager.stats()` reports about this tracker (values, not our internals)."""
+        behind = len(self._mailbox) + len(self.stash) + getattr(self.writes, "queued", 0)
+        return TrackerFigures(
+            phase=type(self.phase).__name__,
+            version=self.state.version if self.state is not None else None,
+            stored_version=self.writes.stored_version,
+            unsaved=self.writes.unsaved,
+            waiting=behind,
+        )
 
     # -- loading, failing -------------------------------------------------------------------
 
