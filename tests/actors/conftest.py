@@ -18,11 +18,12 @@ import pykka
 import pytest
 
 from actors import ContextManager, ContextTracker, SupervisorConfig, TrackerConfig, create_manager
+from actors._clock import Clock
 from actors._future import new_reply
 from actors._requests import ListContexts
 from actors._supervisor import ManagerActor
 from actors._tracker import TrackerActor
-from actors.testing import FaultyStore
+from actors.testing import FaultyStore, ManualClock
 from storage import SqliteStore, Store
 
 T = TypeVar("T")
@@ -106,10 +107,13 @@ def watched(sqlite_store: SqliteStore) -> WatchedStore:
     return WatchedStore(sqlite_store)
 
 
-def make_manager(store: Store | str | None = None, **config: Any) -> ContextManager:
-    """A manager with fast restarts unless `config` says otherwise."""
+def make_manager(
+    store: Store | str | None = None, *, clock: Clock | None = None, **config: Any
+) -> ContextManager:
+    """A manager with fast restarts unless `config` says otherwise; on `clock` if given (a
+    `ManualClock` the test advances: see `advance_when_scheduled`)."""
     config.setdefault("supervisor", FAST_RESTARTS)
-    return create_manager(store, config=TrackerConfig(**config))
+    return create_manager(store, config=TrackerConfig(**config), clock=clock)
 
 
 def make_tracker(
@@ -158,6 +162,17 @@ def run_threads(count: int, work: Callable[[int], T], timeout: float = WAIT * 3)
     if errors:
         raise errors[0]
     return [results[i] for i in range(count)]
+
+
+def advance_when_scheduled(clock: ManualClock, seconds: float, waiting: int = 1) -> None:
+    """Move `clock` on by `seconds` once at least `waiting` callbacks wait on it.
+
+    An actor schedules its delays from its own thread, a moment after whatever the test saw
+    (a failed read, an answered call): advancing before that would move time past a delay
+    that is not there yet. Call it with no other clock user running (`watch_interval=None`),
+    or count theirs in `waiting`."""
+    assert wait_until(lambda: clock.pending >= waiting), f"nothing scheduled on {clock!r}"
+    clock.advance(seconds)
 
 
 def wait_until(condition: Callable[[], object], timeout: float = WAIT) -> bool:

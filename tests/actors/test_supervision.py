@@ -1,11 +1,13 @@
 """Supervision: a failed tracker is restarted from its last snapshot, a limited number of
-times with backoff, while the manager keeps answering; handles and queued calls survive."""
+times with backoff, while the manager keeps answering; handles and queued calls survive.
+
+Backoffs are waited out on a `ManualClock` the test advances, never in real time; tests of
+anything else restart without backoff."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 import pytest
 
@@ -19,14 +21,32 @@ from actors import (
     SupervisorConfig,
     SyncPolicy,
 )
-from actors.testing import FaultyStore, InjectedCrash, crash
+from actors.testing import FaultyStore, InjectedCrash, ManualClock, crash
 from storage import MemoryStore, PostgresStore, RedisStore, SqliteStore, Store
 
-from .conftest import WAIT, Hold, WatchedStore, hold_manager, make_manager, make_tracker
+from .conftest import (
+    WAIT,
+    Hold,
+    WatchedStore,
+    advance_when_scheduled,
+    hold_manager,
+    make_manager,
+    make_tracker,
+)
 
 DISK_ERROR = sqlite3.OperationalError("disk I/O error")
 
-FAST_LIMIT = SupervisorConfig(max_restarts=2, within_seconds=30.0, backoff_initial=0.01)
+FAST_LIMIT = SupervisorConfig(max_restarts=2, within_seconds=30.0, backoff_initial=0.0)
+"""Restarts without backoff, for tests of what the limit does rather than of time."""
+
+
+def _on_clock(store, config):
+    """A manager on a `ManualClock` whose only timers are restart backoffs."""
+    clock = ManualClock()
+    manager = make_manager(
+        store, supervisor=config, clock=clock, passivate_after=None, watch_interval=None
+    )
+    return manager, clock
 
 
 def test_crash_restarts_the_tracker_from_the_latest_snapshot(watched):
@@ -107,7 +127,7 @@ def _fail_for_good(watched, config):
 
 
 def test_restart_limit_marks_the_context_failed(watched):
-    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=0.01)
+    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=0.0)
     manager, tracker = _fail_for_good(watched, config)
     reads = watched.completed["read_latest"]
 
@@ -137,14 +157,24 @@ def test_zero_max_restarts_fails_at_the_first_crash(watched):
 
 def test_restarts_back_off(watched):
     config = SupervisorConfig(
-        max_restarts=3, within_seconds=30.0, backoff_initial=0.1, backoff_max=1.0
+        max_restarts=3, within_seconds=300.0, backoff_initial=10.0, backoff_max=100.0
     )
-    manager, tracker = _fail_for_good(watched, config)
-    started = time.monotonic()
-    with pytest.raises(RecoveryError):
-        crash(tracker).get(timeout=WAIT)
-    # The first restart waits none, the second 0.1 s, the third 0.2 s.
-    assert time.monotonic() - started >= sum(config.backoff(n) for n in range(3))
+    manager, clock = _on_clock(watched, config)
+    tracker = make_tracker(manager, data={"n": 0})
+    watched.fail("read_latest", DISK_ERROR, times=1000)  # every restart fails
+    reads = watched.completed["read_latest"]
+    crashed = crash(tracker)
+    assert watched.wait_for("read_latest", reads + 1)  # the first restart waits none
+    for restart in (1, 2):  # the second waits 10 s, the third 20 s
+        backoff = config.backoff(restart)
+        advance_when_scheduled(clock, backoff - 0.001)
+        assert clock.pending == 1  # not due yet
+        assert watched.completed["read_latest"] == reads + restart
+        clock.advance(0.001)
+        assert watched.wait_for("read_latest", reads + restart + 1)
+    with pytest.raises(RecoveryError):  # the third restart failed too: the limit
+        crashed.get(timeout=WAIT)
+    assert clock.now() == 30.0
     manager.shutdown().get(timeout=WAIT)
 
 
@@ -185,36 +215,42 @@ class _SignallingStore(WatchedStore):
 
 def test_manager_answers_while_a_tracker_waits_out_a_backoff(sqlite_store):
     store = _SignallingStore(sqlite_store)
-    backoff = 1.0
+    backoff = 10.0
     config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=backoff)
-    manager = make_manager(store, supervisor=config)
+    manager, clock = _on_clock(store, config)
     tracker = make_tracker(manager, data={"n": 0})
     manager.create_context("other").get(timeout=WAIT)
     store.fail("read_latest", DISK_ERROR, times=1)
 
     restarted = crash(tracker)  # restart 1 (at once) fails; restart 2 waits `backoff`
     assert store.read_failed.acquire(timeout=WAIT)
-    started = time.monotonic()
+    # The clock stands still: all of this happens within the backoff.
     assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.ACTIVE
     assert manager.list_contexts().get(timeout=WAIT) == ["ctx", "other"]
     assert manager.active_contexts().get(timeout=WAIT) == ["ctx"]
     other = manager.get_tracker("other").get(timeout=WAIT)
     assert other.set("x", 1).get(timeout=WAIT) == 1
-    assert time.monotonic() - started < backoff
-    assert not restarted.done()  # all that happened within the backoff
+    assert not restarted.done()
 
+    advance_when_scheduled(clock, backoff)
     restarted.get(timeout=WAIT)
     assert tracker.get("n").get(timeout=WAIT) == 0
     manager.shutdown().get(timeout=WAIT)
 
 
 def test_calls_during_a_backoff_are_served_after_the_restart(watched):
-    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=0.2)
-    manager = make_manager(watched, supervisor=config)
+    backoff = 10.0
+    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=backoff)
+    manager, clock = _on_clock(watched, config)
     tracker = make_tracker(manager, data={"n": 0})
     watched.fail("read_latest", DISK_ERROR, times=1)
+    reads = watched.completed["read_latest"]
     restarted = crash(tracker)
+    assert watched.wait_for("read_latest", reads + 1)  # the first restart failed
     sets = [tracker.set("n", n) for n in range(1, 6)]
+    assert manager.status("ctx").get(timeout=WAIT) is ContextStatus.ACTIVE
+    assert not any(future.done() for future in [restarted, *sets])  # held during the backoff
+    advance_when_scheduled(clock, backoff)
     assert [future.get(timeout=WAIT) for future in sets] == [1, 2, 3, 4, 5]
     restarted.get(timeout=WAIT)
     manager.shutdown().get(timeout=WAIT)
@@ -248,13 +284,13 @@ def test_faulty_store_forwards_every_primitive_a_backend_implements():
 
 
 def test_deactivate_during_a_restart_backoff_stops_the_tracker_at_once(watched):
-    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=WAIT * 2)
-    manager = make_manager(watched, supervisor=config)
+    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=10.0)
+    manager, _ = _on_clock(watched, config)  # never advanced: the backoff never ends
     tracker = make_tracker(manager, data={"n": 0})
     tracker.set("n", 1).get(timeout=WAIT)
     watched.fail("read_latest", DISK_ERROR, times=1)
     reads = watched.completed["read_latest"]
-    restarted = crash(tracker)  # the first restart fails; the next waits 2 * WAIT
+    restarted = crash(tracker)  # the first restart fails; the next waits for the clock
     assert watched.wait_for("read_latest", reads + 1)
 
     manager.deactivate("ctx").get(timeout=WAIT)
