@@ -43,6 +43,7 @@ from storage._exceptions import (
     VersionConflict,
     WriteOutcomeUnknownError,
 )
+from storage._history import HistoryEntry, VersionNotKeptError
 from storage._memory import MemoryStore
 from storage._names import MAX_NAME_LENGTH, validate_context_name
 from storage._sqlite import SqliteStore
@@ -70,6 +71,7 @@ __all__ = [
     "Damage",
     "Delta",
     "ForeignStateError",
+    "HistoryEntry",
     "InvalidArgumentError",
     "InvalidContextNameError",
     "InvalidValueError",
@@ -96,6 +98,7 @@ __all__ = [
     "UnsupportedFormatError",
     "UpdateNotAppliedError",
     "VersionConflict",
+    "VersionNotKeptError",
     "WriteOutcomeUnknownError",
     "open_store",
     "validate_context_name",

@@ -35,6 +35,16 @@ from storage._exceptions import (
     UnsupportedFormatError,
     VersionConflict,
 )
+from storage._history import (
+    EARLIEST,
+    HistoryEntry,
+    Kept,
+    check_at,
+    check_limit,
+    check_since,
+    check_version,
+    select,
+)
 from storage._names import validate_context_name
 from storage._state import State, utc_now
 
@@ -553,3 +563,57 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def _delete_recovery_point(self, name: str, point_id: int) -> None: ...
+
+    # -- history: the versions kept, and the State of each (storage/_history.py) -------------
+
+    def history(
+        self, name: str, since: int | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        """The versions of `name` the store still keeps, oldest first, read as of one
+        moment: each with its time, how it is stored and the keys it changed (see
+        `HistoryEntry`). Only versions `since` and above; at most `limit` of them.
+
+        What is kept: the last `retain_heads` snapshots and the journal since the oldest.
+
+        Raises:
+            InvalidArgumentError: `since` is not an int >= 0 or None, `limit` not an int
+                >= 1 or None.
+            ContextNotFoundError: no such context.
+            CorruptSnapshotError: a snapshot or journal entry on the way is damaged.
+        """
+        since, limit = check_since(since), check_limit(limit)
+        return select(self._kept(name).entries(), since, limit)
+
+    def read_at(self, name: str, version: int) -> State:
+        """The State of `name` as of `version`, rebuilt from what is kept (the newest
+        snapshot at or below it, and the journal entries up to it), read as of one moment.
+
+        Raises:
+            InvalidArgumentError: `version` is not an int >= 0.
+            VersionNotKeptError: that version cannot be rebuilt (its `kept` says which can).
+            ContextNotFoundError: no such context.
+            CorruptSnapshotError: a snapshot or journal entry on the way is damaged.
+        """
+        version = check_version(version)
+        return self._kept(name).state_at(version)
+
+    def read_as_of(self, name: str, at: datetime) -> State:
+        """The State of `name` as of moment `at`: its newest kept version made at or before
+        `at` (by `updated_at`), as `read_at` rebuilds it.
+
+        Raises:
+            InvalidArgumentError: `at` is not a timezone-aware datetime.
+            VersionNotKeptError: every kept version was made after `at`.
+            ContextNotFoundError: no such context.
+            CorruptSnapshotError: a snapshot or journal entry on the way is damaged.
+        """
+        at = check_at(at)
+        kept = self._kept(name)
+        return kept.state_at(kept.version_at(at))
+
+    def _kept(self, name: str) -> Kept:
+        """Everything kept of `name`, read as of one moment (every backend's
+        `_read_changes_parts` is such a read)."""
+        name = validate_context_name(name)
+        _, entries, snapshots = self._read_changes_parts(name, EARLIEST)
+        return Kept(self.codec, name, entries, snapshots)
