@@ -15,6 +15,7 @@ import logging
 
 import attrs
 
+from actors._logs import context_fields
 from storage import (
     ContextFailedError,
     CorruptSnapshotError,
@@ -116,5 +117,6 @@ def _rebase(
         source.version + 1,
         head_version,
         damage,
+        extra=context_fields(source.context, repaired.version),
     )
     return repaired, report

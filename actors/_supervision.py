@@ -13,6 +13,7 @@ import pykka
 from actors import _context_ops as context_ops
 from actors._cell import Cell, ContextStatus
 from actors._future import Reply, new_reply, reject
+from actors._logs import context_fields
 from actors._messages import (
     Deliver,
     GiveUp,
@@ -97,7 +98,11 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
         _give_up(cell, ref, error)
         return
     logger.warning(
-        "restarting tracker %r in %.3f s after %r", report.name, decision.delay, report.error
+        "restarting tracker %r in %.3f s after %r",
+        report.name,
+        decision.delay,
+        report.error,
+        extra=context_fields(report.name),
     )
     # At once if the interpreter exits and starts no timer thread (Python 3.12); the
     # tracker may have stopped since it failed: a tell to it must not kill the manager.
@@ -105,7 +110,7 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
 
 
 def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
-    logger.error("%s", error)
+    logger.error("%s", error, extra=context_fields(cell.name))
     cell.status = ContextStatus.FAILED
     cell.failure = error
     with contextlib.suppress(pykka.ActorDeadError):  # stopping anyway: _on_stopped follows
@@ -138,7 +143,7 @@ def on_passivated(manager: ManagerActor, message: Passivated) -> None:
     if cell is not None and cell.ref is message.tracker:
         manager._watch(Unwatch(message.name, message.tracker))
         cell.ref = None  # passive now: status stays ACTIVE
-        logger.debug("passivated idle tracker %r", message.name)
+        logger.debug("passivated idle tracker %r", message.name, extra=context_fields(message.name))
 
 
 def deliver(manager: ManagerActor, message: Deliver) -> None:

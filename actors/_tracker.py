@@ -32,6 +32,7 @@ from actors._clock import Clock, Scheduled
 from actors._config import TrackerConfig
 from actors._dispatch import Dispatcher, PooledActor
 from actors._future import Reply, reject, resolve
+from actors._logs import context_fields
 from actors._messages import (
     Deliver,
     Flush,
@@ -124,6 +125,11 @@ class TrackerActor(PooledActor):
     def listened(self) -> bool:
         return self._publisher.listened
 
+    @property
+    def log_fields(self) -> dict[str, Any]:
+        """`extra=` for our log records: the context and the version we hold."""
+        return context_fields(self.name, self.state.version if self.state is not None else None)
+
     def publish(self, delta: Delta, cause: ChangeCause) -> None:
         """Tell subscribers about an update now stored (batched policy: now accepted)."""
         self._publisher.publish(delta, cause)
@@ -196,9 +202,13 @@ class TrackerActor(PooledActor):
         except ContextNotFoundError as exc:  # not stored: the supervisor stops us
             return self.suspend(exc)
         except Exception as exc:  # noqa: BLE001 - every failure goes to the supervisor
-            logger.warning("tracker %r could not load its context: %r", self.name, exc)
+            logger.warning(
+                "tracker %r could not load its context: %r", self.name, exc, extra=self.log_fields
+            )
             return self.suspend(exc)
-        logger.debug("tracker %r running at version %d", self.name, state.version)
+        logger.debug(
+            "tracker %r running at version %d", self.name, state.version, extra=self.log_fields
+        )
         for waiter in self.restart_waiters:
             resolve(waiter, None)
         self.restart_waiters.clear()
@@ -227,7 +237,9 @@ class TrackerActor(PooledActor):
         by it): the error may have come after the store took the write, so the update may or
         may not be stored. The tracker suspends until its supervisor restarts it from the
         store, which then holds whichever it is."""
-        logger.error("tracker %r failed %s", self.name, doing, exc_info=error)
+        logger.error(
+            "tracker %r failed %s", self.name, doing, exc_info=error, extra=self.log_fields
+        )
         failure = OutcomeUnknownError(
             f"tracker of context {self.name!r} failed {doing}: {error!r}; the update may "
             "or may not be stored; it restarts from the store"
@@ -275,6 +287,7 @@ class TrackerActor(PooledActor):
                     self.name,
                     self.writes.unsaved,
                     exc,
+                    extra=self.log_fields,
                 )
                 error = exc  # replied once stopped, so a shutdown never outlives its trackers
         self.failure = message.error
