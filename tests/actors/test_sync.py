@@ -1,16 +1,16 @@
 """Sync policies: durable writes before acknowledging; batched writes on count, timer, save,
-deactivation and shutdown."""
+deactivation and shutdown. The flush timer runs on a `ManualClock` the test advances."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 import threading
-import time
 
 import pytest
 
 from actors import PersistenceError, SyncPolicy, VersionConflict
+from actors.testing import ManualClock
 from storage import SqliteStore
 
 from .conftest import WAIT, WatchedStore, make_manager, make_tracker
@@ -38,8 +38,8 @@ def test_durable_policy_stores_every_update_before_acknowledging(db_path):
     manager.shutdown().get(timeout=WAIT)
 
 
-def _batched(watched, max_updates, max_delay=NO_TIMER):
-    manager = make_manager(watched, sync=SyncPolicy.batched(max_updates, max_delay))
+def _batched(watched, max_updates, max_delay=NO_TIMER, clock=None):
+    manager = make_manager(watched, sync=SyncPolicy.batched(max_updates, max_delay), clock=clock)
     return manager, make_tracker(manager, data={"n": 0})
 
 
@@ -58,13 +58,17 @@ def test_batched_policy_acknowledges_at_once_and_writes_after_max_updates(watche
 
 
 def test_batched_policy_writes_after_max_delay(watched):
-    manager, tracker = _batched(watched, max_updates=1000, max_delay=0.2)
+    clock = ManualClock()
+    manager, tracker = _batched(watched, max_updates=1000, max_delay=5.0, clock=clock)
     writes = watched.completed["commit"]
-    started = time.monotonic()
-    tracker.set("n", 1).get(timeout=WAIT)
+    tracker.set("n", 1).get(timeout=WAIT)  # arms the timer before it is answered
     tracker.set("n", 2).get(timeout=WAIT)
+    clock.advance(4.99)
+    tracker.get("n").get(timeout=WAIT)  # handled after anything the clock told the tracker
+    assert watched.completed["commit"] == writes  # not yet
+    assert watched.head_version("ctx") == 0
+    clock.advance(0.01)  # max_delay after the first update
     assert watched.wait_for("commit", writes + 1)
-    assert time.monotonic() - started >= 0.2
     assert watched.head_version("ctx") == 2
     assert watched.read_head("ctx").get("n") == 2
     manager.shutdown().get(timeout=WAIT)
@@ -141,15 +145,21 @@ def test_batched_flush_timer_does_not_fire_after_the_updates_were_written(watche
     logger = logging.getLogger("actors")
     logger.addHandler(handler)
     try:
-        manager, tracker = _batched(watched, max_updates=2, max_delay=0.05)
-        tracker.set("n", 1).get(timeout=WAIT)
+        clock = ManualClock()
+        manager, tracker = _batched(watched, max_updates=2, max_delay=5.0, clock=clock)
+        tracker.set("n", 1).get(timeout=WAIT)  # arms the timer
         if trigger == "count":
             tracker.set("n", 2).get(timeout=WAIT)
         else:
             tracker.save().get(timeout=WAIT)
-        # The timer fires 0.05 s after the first update; wait for ten times that.
-        assert not handler.seen.wait(0.5), [r.getMessage() for r in handler.records]
+        writes = watched.completed["commit"]
+        clock.advance(50.0)  # well past the timer's time: it would fire now
+        # Handled after the timer's Flush, had it fired; and after anything it re-armed.
+        assert tracker.get("n").get(timeout=WAIT) == (2 if trigger == "count" else 1)
+        clock.advance(50.0)
         assert tracker.save().get(timeout=WAIT) == watched.head_version("ctx")
+        assert watched.completed["commit"] == writes
+        assert not handler.seen.is_set(), [r.getMessage() for r in handler.records]
         manager.shutdown().get(timeout=WAIT)
     finally:
         logger.removeHandler(handler)
