@@ -31,7 +31,7 @@ from actors import (
     create_adapter,
 )
 from actors._tracker import TrackerActor
-from actors.testing import crash
+from actors.testing import ManualClock, crash
 
 from .conftest import WAIT, make_manager, make_tracker, run_threads, wait_until
 
@@ -85,18 +85,23 @@ def replay(state: State, changes) -> tuple[dict, dict]:
 
 # -- order, content, causes -------------------------------------------------------------------
 
+FLUSH_DELAY = 1.0
+
 STORES = {
-    "sqlite-group-commit": lambda db: make_manager(f"sqlite:///{db}"),
-    "memory": lambda db: make_manager(),
-    "sqlite-batched": lambda db: make_manager(
-        f"sqlite:///{db}", sync=SyncPolicy.batched(max_updates=7, max_delay=0.05)
+    "sqlite-group-commit": lambda db, clock: make_manager(f"sqlite:///{db}", clock=clock),
+    "memory": lambda db, clock: make_manager(clock=clock),
+    "sqlite-batched": lambda db, clock: make_manager(
+        f"sqlite:///{db}",
+        sync=SyncPolicy.batched(max_updates=7, max_delay=FLUSH_DELAY),
+        clock=clock,
     ),
 }
 
 
 @pytest.mark.parametrize("store", sorted(STORES))
 def test_every_change_arrives_once_in_version_order_under_8_writer_threads(store, db_path):
-    manager = STORES[store](db_path)
+    clock = ManualClock()  # moved on by one writer: batched flushes come between updates
+    manager = STORES[store](db_path, clock)
     tracker = make_tracker(manager, data={"start": True})
     first, second = Collector(), Collector()
     big = SubscriptionConfig(buffer_size=10_000)
@@ -107,6 +112,8 @@ def test_every_change_arrives_once_in_version_order_under_8_writer_threads(store
     def work(thread: int) -> None:
         for i in range(40):
             tracker.set(f"t{thread}", i).get(timeout=WAIT)
+            if thread == 0:
+                clock.advance(FLUSH_DELAY)
         tracker.delete(f"t{thread}").get(timeout=WAIT)
 
     run_threads(8, work)
@@ -476,7 +483,8 @@ def test_subscriptions_survive_a_crash_and_restart(manager, tracker):
 
 
 def test_subscriptions_survive_passivation_and_deactivation(db_path):
-    manager = make_manager(f"sqlite:///{db_path}", passivate_after=0.1)
+    clock, period = ManualClock(), 60.0
+    manager = make_manager(f"sqlite:///{db_path}", passivate_after=period, clock=clock)
     tracker = make_tracker(manager, data={"n": 0})
     collector = Collector()
     tracker.subscribe(collector).get(timeout=WAIT)
@@ -485,7 +493,11 @@ def test_subscriptions_survive_passivation_and_deactivation(db_path):
     def live_trackers() -> int:
         return len(pykka.ActorRegistry.get_by_class(TrackerActor))
 
-    assert wait_until(lambda: live_trackers() == 0)
+    def passivated() -> bool:  # idle for a period at a time, until the tracker has stopped
+        clock.advance(period)
+        return live_trackers() == 0
+
+    assert wait_until(passivated)
     tracker.set("n", 2).get(timeout=WAIT)  # a new tracker incarnation
     assert live_trackers() == 1
     manager.deactivate("ctx").get(timeout=WAIT)
