@@ -18,7 +18,7 @@ from actors import (
 )
 from actors._messages import GiveUp
 from actors._tracker import TrackerActor
-from actors.testing import FaultyStore, crash
+from actors.testing import FaultyStore, ManualClock, crash
 from storage import MemoryStore
 
 from .conftest import WAIT, Hold, hold_manager, make_manager, make_tracker
@@ -66,14 +66,16 @@ def test_shutdown_of_a_failed_tracker(watched):
 
 
 def test_shutdown_does_not_wait_out_a_restart_backoff(watched):
-    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=WAIT * 2)
-    manager = make_manager(watched, supervisor=config)
+    config = SupervisorConfig(max_restarts=3, within_seconds=30.0, backoff_initial=10.0)
+    # Time stands still: a shutdown that waited for the backoff would never end.
+    manager = make_manager(watched, supervisor=config, clock=ManualClock())
     tracker = make_tracker(manager)
     watched.fail("read_latest", DISK_ERROR, times=1)
-    restarted = crash(tracker)  # the first restart fails; the next waits 2 * WAIT
-    assert watched.wait_for("read_latest", watched.completed["read_latest"] + 1)
+    reads = watched.completed["read_latest"]
+    restarted = crash(tracker)  # the first restart fails; the next waits for the clock
+    assert watched.wait_for("read_latest", reads + 1)
     queued = tracker.get("n")
-    manager.shutdown().get(timeout=WAIT)  # well before the backoff ends
+    manager.shutdown().get(timeout=WAIT)
     with pytest.raises(ShutdownError):
         restarted.get(timeout=WAIT)
     with pytest.raises(ShutdownError):
