@@ -47,6 +47,7 @@ from storage import (
     CorruptSnapshotError,
     Damage,
     ForeignStateError,
+    HistoryEntry,
     InvalidArgumentError,
     InvalidContextNameError,
     InvalidValueError,
@@ -67,6 +68,7 @@ from storage import (
     UnsupportedFormatError,
     UpdateNotAppliedError,
     VersionConflict,
+    VersionNotKeptError,
     WriteOutcomeUnknownError,
 )
 
@@ -93,6 +95,7 @@ __all__ = [
     "CurrentContextChange",
     "Damage",
     "ForeignStateError",
+    "HistoryEntry",
     "InvalidArgumentError",
     "InvalidContextNameError",
     "InvalidValueError",
@@ -120,6 +123,7 @@ __all__ = [
     "UnsupportedFormatError",
     "UpdateNotAppliedError",
     "VersionConflict",
+    "VersionNotKeptError",
     "WriteOutcomeUnknownError",
     "create_adapter",
     "create_manager",

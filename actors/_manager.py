@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -31,7 +32,9 @@ from actors._requests import (
     ListContexts,
     ListRecoveryPoints,
     LoadContext,
+    LoadVersion,
     ManagerRequest,
+    ReadHistory,
     RestoreRecoveryPoint,
     SaveContext,
     Shutdown,
@@ -42,6 +45,8 @@ from actors._supervisor import ManagerActor
 from storage import (
     ConfigurationError,
     ContextError,
+    HistoryEntry,
+    InvalidArgumentError,
     RecoveryPoint,
     ShutdownError,
     SnapshotCodec,
@@ -50,6 +55,7 @@ from storage import (
     open_store,
     validate_context_name,
 )
+from storage._history import check_at, check_limit, check_since, check_version
 from storage._store import recovery_point_id
 
 __all__ = ["ContextManager", "create_manager"]
@@ -161,9 +167,62 @@ class ContextManager:
         """Write what the context's tracker has unsaved; resolves to the stored version."""
         return self._named(SaveContext, "save", name)
 
-    def load(self, name: str) -> ContextFuture[State]:
-        """The State as stored (what a restart would recover), read from the store."""
-        return self._named(LoadContext, "load", name)
+    # -- load, history and point-in-time reads (actors/_history_ops.py) --------------------
+
+    def load(
+        self, name: str, *, version: int | None = None, at: datetime | None = None
+    ) -> ContextFuture[State]:
+        """The State as stored, read from the store: the head (what a restart would
+        recover); with `version`, that version; with `at`, the newest version made at or
+        before that moment (by `updated_at`). An old version is rebuilt from what the store
+        keeps (see `history()`); reads never write.
+
+        What a running tracker has not stored yet (a batched sync policy) is not read: save()
+        first to include it.
+
+        Raises (through the future): `InvalidContextNameError`, `InvalidArgumentError`
+        (`version` not an int >= 0, `at` not a timezone-aware datetime, or both given),
+        `ContextNotFoundError`, `VersionNotKeptError` (that version, or any version at or
+        before `at`, is no longer kept: its `kept` lists the versions that are),
+        `CorruptSnapshotError`, `PersistenceError`.
+        """
+        if version is None and at is None:
+            return self._named(LoadContext, "load", name)
+        try:
+            validate_context_name(name)
+            if version is not None and at is not None:
+                msg = f"pass version= or at=, not both; got version={version!r}, at={at!r}"
+                raise InvalidArgumentError(msg)
+            version = None if version is None else check_version(version)
+            at = None if at is None else check_at(at)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what="manager.load()")
+        return self._request(partial(LoadVersion, name, version, at))
+
+    def history(
+        self, name: str, since_version: int | None = None, limit: int | None = None
+    ) -> ContextFuture[list[HistoryEntry]]:
+        """The versions of `name` the store still keeps, oldest first: each a `HistoryEntry`
+        with its version, `updated_at`, how it is stored (`kind`: "journal" or "snapshot")
+        and the keys it changed (unknown, None, for the oldest kept snapshot). Only versions
+        `since_version` and above; at most `limit` of them (None: all).
+
+        How far back it reaches: the store keeps its last `retain_heads` snapshots and the
+        journal since the oldest of them (docs/history.md). It shows what is stored: updates
+        a running tracker has not stored yet (a batched sync policy) are not in it.
+
+        Raises (through the future): `InvalidContextNameError`, `InvalidArgumentError`
+        (`since_version` not an int >= 0 or None, `limit` not an int >= 1 or None),
+        `ContextNotFoundError`, `CorruptSnapshotError`, `PersistenceError`.
+        """
+        try:
+            validate_context_name(name)
+            since, most = check_since(since_version), check_limit(limit)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what="manager.history()")
+        return self._request(partial(ReadHistory, name, since, most))
+
+    # -- recovery points --------------------------------------------------------------------
 
     def create_recovery_point(
         self, name: str, label: str | None = None

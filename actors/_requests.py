@@ -11,6 +11,7 @@ errors) and one handler registered for it in the manager (see actors/_supervisor
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 import attrs
@@ -37,7 +38,9 @@ __all__ = [
     "ListContexts",
     "ListRecoveryPoints",
     "LoadContext",
+    "LoadVersion",
     "ManagerRequest",
+    "ReadHistory",
     "RestoreRecoveryPoint",
     "SaveContext",
     "Shutdown",
@@ -197,6 +200,30 @@ class GetRecoveryReport(_Named):
     waits = False
     name: str
     reply: Reply[Any]
+
+
+# -- history and point-in-time reads (actors/_history_ops.py) ---------------------------------
+
+
+@attrs.frozen
+class ReadHistory(_Named):
+    operation = "history"
+    waits = False
+    name: str
+    since: int | None
+    limit: int | None
+    reply: Reply[Any]
+
+
+@attrs.frozen
+class LoadVersion(_Named):
+    operation = "load"
+    waits = False
+    name: str
+    version: int | None
+    """The version to read, or None to read the newest made at or before `at`."""
+    at: datetime | None
+    reply: Reply[State]
 
 
 # -- adapters -------------------------------------------------------------------------------

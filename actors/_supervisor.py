@@ -22,6 +22,7 @@ import pykka
 
 from actors import _adapter_ops as adapter_ops
 from actors import _context_ops as context_ops
+from actors import _history_ops as history_ops
 from actors import _recovery_ops as recovery_ops
 from actors import _supervision as supervision
 from actors._cell import Cell
@@ -63,7 +64,9 @@ from actors._requests import (
     ListContexts,
     ListRecoveryPoints,
     LoadContext,
+    LoadVersion,
     ManagerRequest,
+    ReadHistory,
     RestoreRecoveryPoint,
     SaveContext,
     Shutdown,
@@ -337,6 +340,8 @@ _HANDLERS: dict[type[ManagerRequest], Callable[[ManagerActor, Any], Any]] = {
     ListContexts: context_ops.list_contexts,
     ListRecoveryPoints: recovery_ops.list_recovery_points,
     LoadContext: recovery_ops.load,
+    LoadVersion: history_ops.load_version,
+    ReadHistory: history_ops.history,
     RestoreRecoveryPoint: recovery_ops.restore_recovery_point,
     SaveContext: recovery_ops.save,
     Shutdown: ManagerActor._op_shutdown,

@@ -53,7 +53,14 @@ def test_each_request_names_the_context_it_acts_on():
 
 def test_queries_do_not_wait_behind_a_transition():
     queries = {kind for kind in _request_types() if not kind.waits}
-    assert queries == {Status, LoadContext, ListRecoveryPoints, _requests.GetRecoveryReport}
+    assert queries == {
+        Status,
+        LoadContext,
+        ListRecoveryPoints,
+        _requests.GetRecoveryReport,
+        _requests.ReadHistory,
+        _requests.LoadVersion,
+    }
 
 
 @attrs.frozen
