@@ -26,7 +26,7 @@ from actors._handle import ContextTracker
 from actors._messages import Crash
 from actors._tracker import InjectedCrash
 from storage import ContextError, InvalidArgumentError, PersistenceError, RecoveryPoint, Store
-from storage._store import Write
+from storage._store import ContextExport, Write
 
 __all__ = ["FaultyStore", "InjectedCrash", "ManualClock", "crash"]
 
@@ -40,12 +40,14 @@ OPERATIONS = frozenset(
         "delete",
         "delete_recovery_point",
         "exists",
+        "export_context",
         "head_version",
         "list_contexts",
         "list_recovery_points",
         "list_versions",
         "change_token",
         "head_versions",
+        "import_context",
         "read_head",
         "read_journal",
         "read_changes",
@@ -77,7 +79,8 @@ class FaultyStore(Store):
     `change_token`, `commit` (every snapshot and journal write, batched or not),
     `read_journal`, `delete`, `exists`, `list_contexts`, `list_versions`, `read_version`,
     `create_recovery_point`, `list_recovery_points`, `read_recovery_point`,
-    `delete_recovery_point`. Every primitive a backend implements is forwarded through one
+    `delete_recovery_point`, `export_context` and `import_context` (what a copy between
+    stores reads and writes). Every primitive a backend implements is forwarded through one
     of them, so a fault test runs the same path as production.
 
     What callers see of an injected error: a `ContextError` as it is; an `InjectedCrash` as
@@ -171,6 +174,14 @@ class FaultyStore(Store):
     def change_token(self) -> object | None:
         """The inner store's change token (see `Store.change_token`)."""
         return self._run("change_token", self.inner.change_token)
+
+    def _export_context(self, name: str) -> ContextExport:
+        return self._run("export_context", lambda: self.inner._export_context(name))
+
+    def _import_context(self, export: ContextExport, *, replace: bool) -> list[int]:
+        return self._run(
+            "import_context", lambda: self.inner._import_context(export, replace=replace)
+        )
 
     def _delete(self, name: str) -> None:
         self._run("delete", lambda: self.inner._delete(name))

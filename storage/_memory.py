@@ -21,7 +21,7 @@ from storage._exceptions import (
     SnapshotNotFoundError,
     VersionConflict,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
+from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
 
 __all__ = ["MemoryStore"]
 
@@ -137,6 +137,36 @@ class MemoryStore(Store):
             newest = max(context.heads)
             entries = sorted((v, blob) for v, blob in context.journal.items() if v > newest)
             return context.version, newest, context.heads[newest], entries
+
+    def _export_context(self, name: str) -> ContextExport:
+        with self._lock:  # one moment: no write of another thread in between
+            context = self._get(name)
+            return ContextExport(
+                name,
+                context.version,
+                tuple(context.heads.items()),
+                tuple(context.journal.items()),
+                tuple(context.points.values()),
+            )
+
+    def _import_context(self, export: ContextExport, *, replace: bool) -> list[int]:
+        with self._lock:
+            if self._closed:
+                raise PersistenceError("memory store is closed")
+            if export.name in self._contexts and not replace:
+                raise ContextExistsError(export.name)
+            point_ids = list(
+                range(self._next_point_id, self._next_point_id + len(export.recovery_points))
+            )
+            self._next_point_id += len(point_ids)
+            points = {
+                point_id: (attrs.evolve(point, point_id=point_id), blob)
+                for point_id, (point, blob) in zip(point_ids, export.recovery_points, strict=True)
+            }
+            self._contexts[export.name] = _Context(
+                export.head, dict(export.snapshots), dict(export.journal), points
+            )
+            return point_ids
 
     def _delete(self, name: str) -> None:
         with self._lock:

@@ -61,13 +61,15 @@ from storage._redis_scripts import (
     CREATE_RECOVERY_POINT,
     DELETE,
     DELETE_RECOVERY_POINT,
+    EXPORT_CONTEXT,
+    IMPORT_CONTEXT,
     READ_CHANGES,
     READ_HEAD,
     READ_JOURNAL,
     READ_LATEST,
     UPGRADE_SCHEMA,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
+from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
 
 __all__ = [
     "DEFAULT_CHANGE_SILENCE",
@@ -242,6 +244,8 @@ class RedisStore(Store):
         self._delete_script = self._client.register_script(DELETE)
         self._create_point_script = self._client.register_script(CREATE_RECOVERY_POINT)
         self._delete_point_script = self._client.register_script(DELETE_RECOVERY_POINT)
+        self._export_script = self._client.register_script(EXPORT_CONTEXT)
+        self._import_script = self._client.register_script(IMPORT_CONTEXT)
         try:
             self._check_schema()
         except BaseException:
@@ -565,6 +569,64 @@ class RedisStore(Store):
                 f"context {name!r}: no snapshot at or below head version {int(head)}"
             )
         return int(head), int(newest), blob, _entries(cast("list[bytes]", flat))
+
+    def _export_context(self, name: str) -> ContextExport:
+        # One script: every key of the context as of one moment, whatever other clients write.
+        keys = self._keys(name, "meta", "heads", "journal", "points", "point_blobs")
+        with self._translate("export"):
+            reply = self._export_script(keys, [], self._client)
+        if reply is None:
+            raise ContextNotFoundError(name)
+        head, snapshots, entries, _, *flat = cast("list[Any]", reply)
+        split = 2 * (snapshots + entries)
+        triples = zip(flat[split::3], flat[split + 1 :: 3], flat[split + 2 :: 3], strict=True)
+        recovery_points = []
+        for point_id, info, blob in triples:
+            if blob is None:
+                raise CorruptSnapshotError(
+                    f"context {name!r}: recovery point {int(point_id)} has no snapshot"
+                )
+            recovery_points.append((self._point_info(name, int(point_id), info), blob))
+        return ContextExport(
+            name,
+            int(head),
+            tuple(_entries(flat[: 2 * snapshots])),
+            tuple(_entries(flat[2 * snapshots : split])),
+            tuple(recovery_points),
+        )
+
+    def _import_context(self, export: ContextExport, *, replace: bool) -> list[int]:
+        name = export.name
+        count = len(export.recovery_points)
+        args: list[str | bytes | int] = [
+            int(replace),
+            _decimal(export.head),
+            self.channel,
+            name,
+            len(export.snapshots),
+            len(export.journal),
+            count,
+        ]
+        for version, blob in (*export.snapshots, *export.journal):
+            args += [_decimal(version), blob]
+        with self._translate("import", writes=True) as client:
+            # The ids come first, from the store's counter (a script may not touch keys of
+            # two slots): a refused import leaves a gap in the ids, as create does.
+            last = int(client.incrby(f"{self.prefix}:point_id", count)) if count else 0
+            point_ids = list(range(last - count + 1, last + 1))
+            for point_id, (point, blob) in zip(point_ids, export.recovery_points, strict=True):
+                info = orjson.dumps(
+                    {
+                        "version": point.version,
+                        "label": point.label,
+                        "created_at": point.created_at.isoformat(),
+                    }
+                )
+                args += [point_id, info, blob]
+            imported = self._import_script(self._all_keys(name), args, client)
+        if not imported:
+            raise ContextExistsError(name)
+        return point_ids
 
     def _delete(self, name: str) -> None:
         with self._translate("delete", writes=True):

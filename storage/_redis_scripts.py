@@ -20,6 +20,8 @@ __all__ = [
     "CREATE_RECOVERY_POINT",
     "DELETE",
     "DELETE_RECOVERY_POINT",
+    "EXPORT_CONTEXT",
+    "IMPORT_CONTEXT",
     "READ_CHANGES",
     "READ_HEAD",
     "READ_JOURNAL",
@@ -191,6 +193,63 @@ if not newest then return {head, false, false} end
 return append_entries({head, newest, redis.call('HGET', KEYS[2], newest)}, KEYS[3], newest, head)
 """
 )
+
+EXPORT_CONTEXT = (
+    _GREATER
+    + """
+-- KEYS: meta, heads, journal, points, point_blobs
+-- Everything of one context as of one moment: the head version, the counts of snapshots,
+-- journal entries and recovery points, then the snapshots and the journal entries at or
+-- below the head as version, blob pairs, then the points as id, info, blob triples.
+local head = redis.call('HGET', KEYS[1], 'version')
+if not head then return false end
+local reply = {head, 0, 0, 0}
+for i, key in ipairs({KEYS[2], KEYS[3]}) do
+  for _, version in ipairs(redis.call('HKEYS', key)) do
+    if not greater(version, head) then
+      reply[#reply + 1] = version
+      reply[#reply + 1] = redis.call('HGET', key, version)
+      reply[i + 1] = reply[i + 1] + 1
+    end
+  end
+end
+local points = redis.call('HGETALL', KEYS[4])
+for i = 1, #points, 2 do
+  reply[#reply + 1] = points[i]
+  reply[#reply + 1] = points[i + 1]
+  reply[#reply + 1] = redis.call('HGET', KEYS[5], points[i]) or false
+  reply[4] = reply[4] + 1
+end
+return reply
+"""
+)
+
+IMPORT_CONTEXT = """
+-- KEYS: meta, heads, points, point_blobs, journal
+-- ARGV: replace (1 or 0), head, channel, name, snapshots, entries, points, then the
+-- snapshots and the journal entries as version, blob pairs and the points as id, info, blob
+-- The meta key, which makes the context visible, is written last and deleted first: a
+-- script the server fails half way leaves the context missing or whole.
+if redis.call('EXISTS', KEYS[1]) == 1 and ARGV[1] ~= '1' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+local at = 8
+for _ = 1, tonumber(ARGV[5]) do
+  redis.call('HSET', KEYS[2], ARGV[at], ARGV[at + 1])
+  at = at + 2
+end
+for _ = 1, tonumber(ARGV[6]) do
+  redis.call('HSET', KEYS[5], ARGV[at], ARGV[at + 1])
+  at = at + 2
+end
+for _ = 1, tonumber(ARGV[7]) do
+  redis.call('HSET', KEYS[4], ARGV[at], ARGV[at + 2])
+  redis.call('HSET', KEYS[3], ARGV[at], ARGV[at + 1])
+  at = at + 3
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[2])
+redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[2])
+return 1
+"""
 
 DELETE = """
 -- KEYS: meta, heads, points, point_blobs, journal   ARGV: channel, name

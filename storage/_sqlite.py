@@ -28,7 +28,7 @@ from storage._exceptions import (
     UnsupportedFormatError,
     VersionConflict,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
+from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
 
 __all__ = [
     "APPLICATION_ID",
@@ -463,6 +463,68 @@ class SqliteStore(Store):
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         with self._read("read journal") as conn:
             return _select_journal_after(conn, name, after)
+
+    def _export_context(self, name: str) -> ContextExport:
+        # One read transaction: every table as of one moment, whatever another connection
+        # commits (and compacts) meanwhile; in WAL mode it holds up no writer.
+        with self._read("export") as conn:
+            conn.execute("BEGIN")
+            try:
+                head = _select_head_version(conn, name)
+                snapshots = conn.execute(
+                    "SELECT version, blob FROM snapshots WHERE context = ?", (name,)
+                ).fetchall()
+                journal = conn.execute(
+                    "SELECT version, blob FROM journal WHERE context = ?", (name,)
+                ).fetchall()
+                points = conn.execute(
+                    "SELECT point_id, version, label, created_at, blob FROM recovery_points "
+                    "WHERE context = ?",
+                    (name,),
+                ).fetchall()
+            finally:
+                conn.execute("ROLLBACK")  # read only: nothing to keep
+        return ContextExport(
+            name,
+            head,
+            tuple(snapshots),
+            tuple(journal),
+            tuple(
+                (RecoveryPoint(name, pid, v, label, datetime.fromisoformat(created)), blob)
+                for pid, v, label, created, blob in points
+            ),
+        )
+
+    def _import_context(self, export: ContextExport, *, replace: bool) -> list[int]:
+        name = export.name
+        with self._transaction("import") as conn:
+            if _select_exists(conn, name):
+                if not replace:
+                    raise ContextExistsError(name)
+                # Replaced whole, in this transaction: nothing of the old context stays.
+                conn.execute("DELETE FROM contexts WHERE name = ?", (name,))
+                conn.execute("DELETE FROM snapshots WHERE context = ?", (name,))
+                conn.execute("DELETE FROM journal WHERE context = ?", (name,))
+                conn.execute("DELETE FROM recovery_points WHERE context = ?", (name,))
+            conn.execute("INSERT INTO contexts (name, version) VALUES (?, ?)", (name, export.head))
+            conn.executemany(
+                "INSERT INTO snapshots (context, version, blob) VALUES (?, ?, ?)",
+                [(name, version, blob) for version, blob in export.snapshots],
+            )
+            conn.executemany(
+                "INSERT INTO journal (context, version, blob) VALUES (?, ?, ?)",
+                [(name, version, blob) for version, blob in export.journal],
+            )
+            point_ids = []
+            for point, blob in export.recovery_points:
+                cursor = conn.execute(
+                    "INSERT INTO recovery_points (context, version, label, created_at, blob) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (name, point.version, point.label, point.created_at.isoformat(), blob),
+                )
+                assert cursor.lastrowid is not None
+                point_ids.append(cursor.lastrowid)
+        return point_ids
 
     def _delete(self, name: str) -> None:
         with self._transaction("delete") as conn:

@@ -51,6 +51,7 @@ from storage._state import State, utc_now
 __all__ = [
     "DEFAULT_RETAIN_HEADS",
     "Changes",
+    "ContextExport",
     "Damage",
     "RecoveryPoint",
     "Store",
@@ -121,6 +122,28 @@ class Changes:
     steps: tuple[Delta | State, ...] | None
     """One per version after the one asked about, in order: its `Delta`, or its `State`
     where a snapshot was written instead; None if one of them is no longer kept."""
+
+
+@attrs.frozen
+class ContextExport:
+    """Everything a store keeps of one context as of one moment, as stored (encoded blobs):
+    what `Store.export_context` reads and `Store.import_context` writes.
+
+    The head is the newest snapshot with the journal entries after it applied, as everywhere
+    in a store; older snapshots and the entries between them are the history the store still
+    keeps (`retain_heads`).
+    """
+
+    name: str
+    head: int
+    """The head version."""
+    snapshots: tuple[tuple[int, bytes], ...]
+    """The retained head snapshots, (version, blob), oldest first."""
+    journal: tuple[tuple[int, bytes], ...]
+    """The journal entries, (version, blob), oldest first."""
+    recovery_points: tuple[tuple[RecoveryPoint, bytes], ...]
+    """The recovery points with their snapshots, oldest (lowest id) first. Their ids are the
+    exporting store's; `import_context` gives them new ones."""
 
 
 @attrs.frozen
@@ -452,6 +475,103 @@ class Store(abc.ABC):
         name = validate_context_name(name)
         self._delete_recovery_point(name, recovery_point_id(name, point))
 
+    def export_context(self, name: str) -> ContextExport:
+        """Everything stored of context `name`: its head version, retained snapshots, journal
+        entries and recovery points, as encoded blobs, read as of one moment.
+
+        Another connection's write, retention or compaction meanwhile is wholly in the
+        export or not at all, so the export is one consistent state of the context (what
+        `copy_store` copies). Nothing above the head is included.
+
+        Raises:
+            ContextNotFoundError: no such context.
+        """
+        name = validate_context_name(name)
+        export = self._export_context(name)
+        # Sorted and cut at the head here, once, whatever order a backend reads them in.
+        return ContextExport(
+            name,
+            export.head,
+            tuple(sorted(e for e in export.snapshots if e[0] <= export.head)),
+            tuple(sorted(e for e in export.journal if e[0] <= export.head)),
+            tuple(sorted(export.recovery_points, key=lambda p: p[0].point_id)),
+        )
+
+    def import_context(
+        self, export: ContextExport, *, replace: bool = False
+    ) -> list[RecoveryPoint]:
+        """Store `export` (from `export_context` of this or any store) as context
+        `export.name`, in one transaction: the same head, snapshots and journal entries,
+        byte for byte, and its recovery points with new ids of this store.
+
+        Every blob is decoded first, with this store's codec, so nothing this store could
+        not read is written. The store's `retain_heads` applies from its next write on: an
+        export of a store that keeps more snapshots arrives with all of them.
+
+        With `replace`, a context of that name is replaced whole (its snapshots, journal and
+        recovery points deleted) in the same transaction; without, it is refused. On Redis,
+        which does not roll a script back, a server failing half way leaves the context
+        missing or complete, never a mix.
+
+        Returns:
+            The new recovery points, in the order of `export.recovery_points`.
+
+        Raises:
+            ContextExistsError: the context exists and `replace` is false; nothing written.
+            InvalidArgumentError: `export` is not one consistent context: no snapshot, a
+                version above the head, journal entries that do not lead from the newest
+                snapshot to the head, or a recovery point of another context.
+            CorruptSnapshotError: a blob is damaged or holds another record; nothing written.
+            UnsupportedFormatError: a blob is of a format this store's codec cannot read.
+            StateError: the export holds journal entries and this store keeps no journal.
+        """
+        export = self._checked_export(export)
+        point_ids = self._import_context(export, replace=bool(replace))
+        return [
+            RecoveryPoint(export.name, point_id, point.version, point.label, point.created_at)
+            for point_id, (point, _) in zip(point_ids, export.recovery_points, strict=True)
+        ]
+
+    def _checked_export(self, export: ContextExport) -> ContextExport:
+        """`export` sorted, once its shape is checked and every blob decoded."""
+        if not isinstance(export, ContextExport):  # callers may be untyped
+            msg = f"import_context takes a ContextExport, not {type(export).__name__}"  # type: ignore[unreachable]
+            raise InvalidArgumentError(msg)
+        name = validate_context_name(export.name)
+        snapshots = sorted(export.snapshots)
+        journal = sorted(export.journal)
+        points = sorted(export.recovery_points, key=lambda p: p[0].point_id)
+
+        def refuse(problem: str) -> InvalidArgumentError:
+            return InvalidArgumentError(
+                f"export of context {name!r} (head {export.head}): {problem}"
+            )
+
+        if not snapshots:
+            raise refuse("it holds no snapshot")
+        above = [v for v, _ in (*snapshots, *journal) if v > export.head]
+        if above:
+            raise refuse(f"version {above[0]} is above the head")
+        newest = snapshots[-1][0]
+        tail = [v for v, _ in journal if v > newest]
+        if tail != list(range(newest + 1, export.head + 1)):
+            raise refuse(
+                f"the journal entries after the newest snapshot ({newest}) are {tail}, "
+                f"not every version up to the head"
+            )
+        if journal and not self.supports_journal:
+            raise StateError(f"{type(self).__name__} keeps no journal; {name!r} has one")
+        for point, _ in points:
+            if point.context != name:
+                raise refuse(f"recovery point {point.point_id} is of context {point.context!r}")
+        for version, blob in snapshots:
+            self.codec.decode(blob, context=name, version=version)
+        for version, blob in journal:
+            self.codec.decode_delta(blob, context=name, version=version)
+        for point, blob in points:
+            self.codec.decode(blob, context=name, version=point.version)
+        return ContextExport(name, export.head, tuple(snapshots), tuple(journal), tuple(points))
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the backend's connections; the store must not be used afterwards."""
@@ -534,6 +654,16 @@ class Store(abc.ABC):
         head = self._head_version(name)
         newest, blob = self._read_head(name)
         return head, newest, blob, self._read_journal(name, newest)
+
+    @abc.abstractmethod
+    def _export_context(self, name: str) -> ContextExport:
+        """Everything of `name` as of one moment (a transaction, a script, a lock); in any
+        order, and may include what lies above the head: `export_context` sorts and cuts."""
+
+    @abc.abstractmethod
+    def _import_context(self, export: ContextExport, *, replace: bool) -> list[int]:
+        """Write a checked, sorted `export` in one transaction (refusing an existing context
+        unless `replace`) and return the new ids of its recovery points, in order."""
 
     @abc.abstractmethod
     def _delete(self, name: str) -> None: ...
