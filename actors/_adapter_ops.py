@@ -88,7 +88,7 @@ def _switch(
     else:
 
         def stored(_: None) -> Any:
-            context_ops.start(manager, name, activated)
+            context_ops.activate(manager, name, activated)
             return LATER
 
         manager._io(name, activated, prepare, stored)

@@ -44,7 +44,6 @@ __all__ = [
     "forget_if_gone",
     "get_tracker",
     "list_contexts",
-    "start",
     "status",
     "stop_tracker",
 ]
@@ -61,8 +60,7 @@ def create_context(manager: ManagerActor, request: CreateContext) -> Any:
 
 
 def get_tracker(manager: ManagerActor, request: GetTracker) -> Any:
-    reply, name = request.reply, request.name
-    activate(manager, name, reply)
+    activate(manager, request.name, request.reply, request.seed)
     return LATER
 
 
@@ -175,18 +173,14 @@ def active_contexts(manager: ManagerActor, request: ActiveContexts) -> list[str]
     )
 
 
-def activate(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> None:
-    """Answer `reply` with a handle once `name` has a running tracker. The store is not
-    asked first whether the context exists: the tracker's load finds out (one store call
-    instead of two), and a context that is not there is reported by the tracker and stopped
-    by its supervisor (`supervision.on_tracker_failed`), failing `reply` with
-    `ContextNotFoundError`."""
-    start(manager, name, reply)
-
-
-def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> None:
-    """Start the tracker of `name`, which is stored, unless one runs; answer `reply`
-    with a handle once it has loaded."""
+def activate(
+    manager: ManagerActor, name: str, reply: Reply[ContextTracker], seed: State | None = None
+) -> None:
+    """Answer `reply` with a handle once `name` has a running tracker, starting one unless
+    one runs. The store is not asked first whether the context exists: the tracker's load
+    finds out (one store call instead of two). A context that is not there is created by the
+    tracker as `seed` if given; otherwise the tracker reports it and its supervisor stops it
+    (`supervision.on_tracker_failed`), failing `reply` with `ContextNotFoundError`."""
     cell = manager._cell(name)
     if cell.status is ContextStatus.FAILED:
         reject(reply, cell.unavailable())
@@ -211,6 +205,7 @@ def start(manager: ManagerActor, name: str, reply: Reply[ContextTracker]) -> Non
         changes=cell.changes,
         clock=manager._clock,
         dispatcher=manager._dispatcher,
+        seed=seed,
     )
     manager._watch(Watch(name, cell.ref))
     cell.status = ContextStatus.ACTIVE

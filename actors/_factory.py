@@ -14,7 +14,7 @@ from actors._config import TrackerConfig
 from actors._dispatch import Dispatcher
 from actors._future import Reply
 from actors._tracker import TrackerActor
-from storage import ConfigurationError, Store
+from storage import ConfigurationError, State, Store
 
 __all__ = ["ContextTrackerFactory"]
 
@@ -61,6 +61,7 @@ class ContextTrackerFactory:
         changes: Topic | None = None,
         clock: Clock,
         dispatcher: Dispatcher,
+        seed: State | None = None,
     ) -> pykka.ActorRef[Any]:
         """Start the tracker actor of context `name`; `ready` resolves once it has loaded.
         With a `writer`, its durable writes go through that group-commit actor; with
@@ -75,4 +76,5 @@ class ContextTrackerFactory:
             changes=changes,
             clock=clock,
             dispatcher=dispatcher,
+            seed=seed,
         )

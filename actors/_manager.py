@@ -131,9 +131,41 @@ class ContextManager:
             return ContextFuture.failed(exc, what="context manager.create_context()")
         return self._request(partial(CreateContext, state))
 
-    def get_tracker(self, name: str) -> ContextFuture[ContextTracker]:
-        """The tracker handle of `name`, activating the context if it is inactive."""
-        return self._named(GetTracker, "get_tracker", name)
+    def get_tracker(
+        self,
+        name: str,
+        *,
+        create: bool = False,
+        data: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ContextFuture[ContextTracker]:
+        """The tracker handle of `name`, activating the context if it is inactive.
+
+        With `create=True`, a context that is not stored is created first (at version 0,
+        holding `data` and `metadata`) by the tracker as it loads: one store call for "get
+        or create", the pattern of a web handler whose first request for an id makes it.
+        If another process creates it at the same moment, its context is loaded instead.
+
+        Raises (through the future): `ContextNotFoundError` (not stored, and not `create`),
+        `InvalidContextNameError`, `InvalidValueError` (`data` or `metadata` a State cannot
+        hold), `InvalidArgumentError` (`data` or `metadata` without `create`),
+        `ContextFailedError`, `PersistenceError`.
+        """
+        what = "manager.get_tracker()"
+        if not create:
+            if data is not None or metadata is not None:
+                given = "data" if data is not None else "metadata"
+                error = InvalidArgumentError(
+                    f"{given}= is the content of a context created by get_tracker(create=True);"
+                    f" it was given without create=True for context {name!r}"
+                )
+                return ContextFuture.failed(error, what=what)
+            return self._named(GetTracker, "get_tracker", name)
+        try:
+            seed = State.new(validate_context_name(name), data, metadata)
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what=what)
+        return self._request(partial(GetTracker, seed.context, seed=seed))
 
     def deactivate(self, name: str) -> ContextFuture[None]:
         """Write what the tracker has unsaved, then stop it."""

@@ -102,6 +102,8 @@ class GetTracker(_Named):
     operation = "get_tracker"
     name: str
     reply: Reply[Any]
+    seed: State | None = None
+    """Create the context as this State if it is not stored (`create=True`)."""
 
 
 @attrs.frozen

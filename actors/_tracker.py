@@ -50,6 +50,7 @@ from actors._writer import Written
 from actors._writes import WritePath, make_write_path
 from storage import (
     ContextError,
+    ContextExistsError,
     ContextNotFoundError,
     OutcomeUnknownError,
     State,
@@ -92,8 +93,10 @@ class TrackerActor(PooledActor):
         changes: Topic | None = None,
         clock: Clock,
         dispatcher: Dispatcher,
+        seed: State | None = None,
     ) -> None:
         super().__init__(dispatcher)
+        self._seed = seed  # created by the first load if the context is not stored
         self.name = name
         self.clock = clock
         self.store = store
@@ -215,8 +218,20 @@ class TrackerActor(PooledActor):
         return Running(self)
 
     def load(self) -> State:
-        """Make the store's newest intact State ours (see `load_context`)."""
-        state, report = load_context(self.store, self.name)
+        """Make the store's newest intact State ours (see `load_context`); the first load
+        creates the context as `seed` if it is not stored and a seed was given."""
+        seed, self._seed = self._seed, None
+        try:
+            state, report = load_context(self.store, self.name)
+        except ContextNotFoundError:
+            if seed is None:
+                raise
+            try:
+                self.store.create(seed)
+            except ContextExistsError:  # another process created it first: theirs it is
+                state, report = load_context(self.store, self.name)
+            else:
+                state, report = seed.snapshot(), None
         if report is not None:
             self.supervisor.tell(Recovered(report))
         self._publisher.announce(state, report, running=self.state is not None)

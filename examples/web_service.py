@@ -37,11 +37,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from actors import (
-    ContextExistsError,
-    ContextManager,
     ContextNotFoundError,
     ContextTimeoutError,
-    ContextTracker,
     InvalidArgumentError,
     ShutdownError,
     State,
@@ -72,16 +69,6 @@ def cart(state: State) -> dict[str, Any]:
     return {"cart_id": state.context, "version": state.version, "items": dict(state.items())}
 
 
-async def cart_tracker(manager: ContextManager, cart_id: str) -> ContextTracker:
-    """The tracker of cart `cart_id`, creating the cart on first use."""
-    try:
-        return await manager.get_tracker(cart_id)
-    except ContextNotFoundError:
-        with contextlib.suppress(ContextExistsError):  # another request or worker was first
-            await manager.create_context(cart_id)
-        return await manager.get_tracker(cart_id)
-
-
 # `:path` hands the id to the library whole ("../x" included): it validates every name.
 @app.get("/carts/{cart_id:path}")
 async def read_cart(cart_id: str, request: Request) -> dict[str, Any]:
@@ -91,7 +78,9 @@ async def read_cart(cart_id: str, request: Request) -> dict[str, Any]:
 
 @app.post("/carts/{cart_id:path}/items")
 async def add_item(cart_id: str, addition: Addition, request: Request) -> dict[str, Any]:
-    tracker = await cart_tracker(request.state.manager, cart_id)
+    # Creates the cart on first use, in one store call, however many requests or worker
+    # processes race to it.
+    tracker = await request.state.manager.get_tracker(cart_id, create=True)
 
     def add(state: State) -> None:  # runs in the cart's actor, on the newest State
         state.set(addition.item, state.get(addition.item, 0) + addition.quantity)

@@ -12,6 +12,7 @@ from actors import (
     ContextNotFoundError,
     ContextStatus,
     ContextTracker,
+    InvalidArgumentError,
     InvalidContextNameError,
     InvalidValueError,
     PersistenceError,
@@ -367,3 +368,30 @@ def test_inactive_context_error_names_the_context(manager):
     manager.deactivate("ctx").get(timeout=WAIT)
     with pytest.raises(ContextInactiveError, match="'ctx'"):
         tracker.get("n").get(timeout=WAIT)
+
+
+def test_get_tracker_with_create_makes_a_missing_context_once(wait, manager):
+    futures = [manager.get_tracker("new", create=True, data={"n": 1}) for _ in range(10)]
+    trackers = [future.get(timeout=WAIT) for future in futures]
+    assert all(tracker == trackers[0] for tracker in trackers)
+    state = wait(trackers[0].get_state())
+    assert (state.version, dict(state.items())) == (0, {"n": 1})
+    assert manager.list_contexts().get(timeout=WAIT) == ["new"]
+    assert trackers[0].set("n", 2).get(timeout=WAIT) == 1
+
+
+def test_get_tracker_with_create_loads_a_stored_context_unchanged(wait, manager):
+    manager.create_context("old", {"n": 5}, {"owner": "ada"}).get(timeout=WAIT)
+    tracker = wait(manager.get_tracker("old", create=True, data={"n": 0}))
+    state = tracker.get_state().get(timeout=WAIT)
+    assert (state.version, state.get("n"), state.metadata) == (0, 5, {"owner": "ada"})
+
+
+def test_get_tracker_refuses_data_without_create_and_bad_seeds(wait, manager):
+    with pytest.raises(InvalidArgumentError, match="without create=True for context 'x'"):
+        wait(manager.get_tracker("x", data={"n": 1}))
+    with pytest.raises(InvalidValueError):
+        wait(manager.get_tracker("x", create=True, data={"n": object()}))
+    with pytest.raises(InvalidContextNameError):
+        wait(manager.get_tracker("a/b", create=True))
+    assert manager.list_contexts().get(timeout=WAIT) == []
