@@ -86,12 +86,20 @@ def timed_rate(op: Callable[[], float], seconds: float) -> float:
 
 
 def threaded_rate(ops: list[Callable[[], object]], seconds: float) -> float:
-    """Total calls per second of one thread per op, all started together.
+    """Total calls per second of one thread per op, all started together (see
+    `threaded_calls`)."""
+    return threaded_calls(ops, seconds)[0]
+
+
+def threaded_calls(ops: list[Callable[[], object]], seconds: float) -> tuple[float, list[int]]:
+    """One thread per op, all started together after 5 warm-up calls each; returns the timed
+    calls per second and every thread's count of acknowledged calls (warm-up included).
 
     A call that fails stops the measurement with that error (after every thread has
     stopped): a benchmark must never hang or report a rate of failures.
     """
-    counts = [0] * len(ops)
+    done = [0] * len(ops)
+    timed = [0] * len(ops)
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(ops) + 1)
     stop = threading.Event()
@@ -101,12 +109,12 @@ def threaded_rate(ops: list[Callable[[], object]], seconds: float) -> float:
         try:
             for _ in range(5):
                 op()
-            barrier.wait(timeout=60)
-            n = 0
+                done[index] += 1
+            barrier.wait(timeout=120)
             while not stop.is_set():
                 op()
-                n += 1
-            counts[index] = n
+                done[index] += 1
+                timed[index] += 1
         except BaseException as exc:
             errors.append(exc)
             stop.set()
@@ -116,15 +124,16 @@ def threaded_rate(ops: list[Callable[[], object]], seconds: float) -> float:
     for thread in threads:
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):  # a thread failed: see errors
-        barrier.wait(timeout=60)
+        barrier.wait(timeout=120)  # every thread warm: the clock starts
     start = time.perf_counter()
-    stop.wait(seconds)
+    stop.wait(seconds)  # returns early only if a thread failed
     stop.set()
     for thread in threads:
         thread.join(timeout=60)
+    elapsed = time.perf_counter() - start
     if errors:
         raise errors[0]
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(timed) / elapsed, done
 
 
 # -- baselines ----------------------------------------------------------------------------------

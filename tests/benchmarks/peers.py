@@ -31,7 +31,6 @@ The table gives ours/peer ratios: above 1 means ours is faster.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -50,6 +49,7 @@ from typing import Any
 import pykka
 
 from actors import create_manager
+from tests.benchmarks.__main__ import threaded_calls
 
 THREADS = 16
 KEYS_PER_CONTEXT = 100
@@ -448,47 +448,6 @@ def available_peers(names: list[str] | None, directory: Path) -> tuple[list[Peer
 # -- running the workloads --------------------------------------------------------------------
 
 
-def run_threads(ops: list[Callable[[], None]], seconds: float) -> tuple[float, list[int]]:
-    """One thread per op, all started together after 3 warm-up calls each; returns timed
-    calls per second and every thread's total of acknowledged calls (warm-up included)."""
-    done = [0] * len(ops)
-    timed = [0] * len(ops)
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(ops) + 1)
-    stop = threading.Event()
-
-    def loop(index: int) -> None:
-        op = ops[index]
-        try:
-            for _ in range(3):
-                op()
-                done[index] += 1
-            barrier.wait(timeout=120)
-            while not stop.is_set():
-                op()
-                done[index] += 1
-                timed[index] += 1
-        except BaseException as exc:
-            errors.append(exc)
-            stop.set()
-            barrier.abort()
-
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(ops))]
-    for thread in threads:
-        thread.start()
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait(timeout=120)  # every thread warm: the clock starts
-    start = time.perf_counter()
-    stop.wait(seconds)  # returns early only if a thread failed
-    stop.set()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise errors[0]
-    return sum(timed) / elapsed, done
-
-
 def _fresh(peer: Peer, workdir: Path, label: str) -> Path:
     directory = workdir / f"{peer.name}-{label}"
     directory.mkdir()
@@ -510,7 +469,7 @@ def workload_one(peer: Peer, workdir: Path, seconds: float, failures: list[str],
     _fresh(peer, workdir, tag)
     try:
         peer.seed({"rec": small_record()})
-        rate, done = run_threads([lambda: peer.update("rec", bump)], seconds)
+        rate, done = threaded_calls([lambda: peer.update("rec", bump)], seconds)
         _check_counts(peer, {"rec": done[0]}, failures, "1 caller")
     finally:
         peer.close()
@@ -523,7 +482,7 @@ def workload_own(peer: Peer, workdir: Path, seconds: float, failures: list[str],
     try:
         peer.seed({key: small_record() for key in keys})
         ops = [lambda key=key: peer.update(key, bump) for key in keys]
-        rate, done = run_threads(ops, seconds)
+        rate, done = threaded_calls(ops, seconds)
         _check_counts(peer, dict(zip(keys, done, strict=True)), failures, "own contexts")
     finally:
         peer.close()
@@ -534,7 +493,7 @@ def workload_hot(peer: Peer, workdir: Path, seconds: float, failures: list[str],
     _fresh(peer, workdir, tag)
     try:
         peer.seed({"hot": small_record()})
-        rate, done = run_threads([lambda: peer.update("hot", bump)] * THREADS, seconds)
+        rate, done = threaded_calls([lambda: peer.update("hot", bump)] * THREADS, seconds)
         _check_counts(peer, {"hot": sum(done)}, failures, "hot context")
     finally:
         peer.close()
@@ -584,7 +543,7 @@ def verify_all(peers: list[Peer], workdir: Path) -> dict[str, str]:
         _fresh(peer, workdir, "verify")
         try:
             peer.seed({"v": small_record()})
-            run_threads([lambda peer=peer: peer.update("v", bump)] * 2, 0.05)
+            threaded_calls([lambda peer=peer: peer.update("v", bump)] * 2, 0.05)
             notes[peer.name] = peer.verify()
         finally:
             peer.close()
