@@ -82,6 +82,8 @@ class FaultyStore(Store):
     `delete_recovery_point`, `export_context` and `import_context` (what a copy between
     stores reads and writes). Every primitive a backend implements is forwarded through one
     of them, so a fault test runs the same path as production.
+    `history`, `read_at` and `read_as_of` read everything kept of a context in one
+    `read_changes` (the one-moment read a catch-up makes): fail that to fail them.
 
     What callers see of an injected error: a `ContextError` as it is; an `InjectedCrash` as
     it is, i.e. as an unexpected exception (a bug, say) that fails the tracker; anything else

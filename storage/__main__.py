@@ -10,11 +10,14 @@ take, its recovery points and when it was last written. Piped into a reader that
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from storage._exceptions import ContextError
+from storage._history import HistoryEntry, VersionNotKeptError
 from storage._inspect import ContextSummary, summarize, verify
 from storage._store import Store
 from storage._url import open_store
@@ -69,6 +72,93 @@ def _when(summary: ContextSummary) -> str:
     return summary.updated_at.isoformat() if summary.updated_at else "DAMAGED"
 
 
+# -- history and show: the versions a store keeps, and the State of one --------------------
+
+HISTORY_COMMANDS = frozenset({"history", "show"})
+"""The subcommands `_run_history_command` runs."""
+
+
+def _add_history_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = commands.add_parser(
+        "history",
+        help="list the versions of a context the store keeps: version, time, kind, keys changed",
+    )
+    history.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
+    history.add_argument("name", help="the context")
+    history.add_argument("--since", type=int, metavar="N", help="versions N and above only")
+    history.add_argument("--limit", type=int, metavar="N", help="at most N versions")
+    show = commands.add_parser(
+        "show", help="print a context's State as JSON: the head, or a kept older version"
+    )
+    show.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
+    show.add_argument("name", help="the context")
+    moment = show.add_mutually_exclusive_group()
+    moment.add_argument("--version", type=int, metavar="N", help="version N, if still kept")
+    moment.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        metavar="TIME",
+        help="the newest version made at or before TIME (ISO 8601, with its offset)",
+    )
+
+
+def _run_history_command(args: argparse.Namespace) -> int:
+    """`history URL NAME [--since N] [--limit N]`, or `show URL NAME [--version N | --at T]`.
+
+    Exit status: 0; 1 if the version asked for is no longer kept (the message says which
+    are); 2 if the store cannot be opened or another error stops it.
+    """
+    try:
+        store = open_store(args.url)
+    except (ContextError, ValueError, ImportError) as exc:
+        print(f"cannot open the store: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "history":
+            for entry in store.history(args.name, args.since, args.limit):
+                print(_history_line(entry))
+        else:
+            if args.version is not None:
+                state = store.read_at(args.name, args.version)
+            elif args.at is not None:
+                state = store.read_as_of(args.name, args.at)
+            else:
+                state = store.read_head(args.name)
+            print(json.dumps(store.codec.unstructure(state), indent=2, ensure_ascii=False))
+    except VersionNotKeptError as exc:
+        print(f"not kept: {exc}", file=sys.stderr)
+        return 1
+    except ContextError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as `ls` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
+    finally:
+        store.close()
+    return 0
+
+
+def _history_line(entry: HistoryEntry) -> str:
+    """One version: `VERSION  TIME  KIND  KEYS CHANGED`."""
+    if entry.changed is None:
+        keys = "full snapshot"
+    else:
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("set", entry.changed),
+                ("removed", entry.removed),
+                ("metadata set", entry.metadata_changed or ()),
+                ("metadata removed", entry.metadata_removed),
+            )
+            if names
+        ]
+        keys = "; ".join(parts) or "no change"
+    return f"{entry.version:>8}  {entry.updated_at.isoformat()}  {entry.kind:<8}  {keys}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__)
@@ -78,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("ls", help="list contexts, or one context in detail")
     listing.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
     listing.add_argument("name", nargs="?", help="a context to show in detail")
+    _add_history_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in HISTORY_COMMANDS:
+        return _run_history_command(args)
     try:
         store = open_store(args.url)
     except (ContextError, ValueError, ImportError) as exc:

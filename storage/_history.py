@@ -103,7 +103,7 @@ class VersionNotKeptError(ContextError, LookupError):
         self.version = version
         self.at = at
         self.kept = tuple(kept)
-        wanted = f"version {version}" if at is None else f"a version at or before {at.isoformat()}"
+        wanted = f"version {version}" if at is None else f"version made at or before {at}"
         ranges = ", ".join(
             str(low) if low == high else f"{low}-{high}" for low, high in kept_ranges(self.kept)
         )

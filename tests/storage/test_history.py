@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,8 @@ from storage import (
     Delta,
     HistoryEntry,
     InvalidArgumentError,
+    SnapshotCodec,
+    SqliteStore,
     State,
     Store,
     VersionNotKeptError,
@@ -219,3 +225,82 @@ def test_bad_arguments_are_refused(store: Store, call: str, bad: Any) -> None:
     }
     with pytest.raises(InvalidArgumentError):
         calls[call]()
+
+
+# -- python -m storage history / show ---------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "storage", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> tuple[str, Writer]:
+    """A SQLite store keeping two snapshots of context "ctx": 3 and 5, and journal entry 4."""
+    store = SqliteStore(tmp_path / "history.db", retain_heads=2)
+    w = Writer(store, a=0, b=0)
+    w.journal(a=1)  # 1
+    w.journal("b", c=1)  # 2
+    w.snapshot(a=3)  # 3
+    w.journal(a=4)  # 4
+    w.snapshot(a=5)  # 5: snapshots 3 and 5 kept, 0 dropped with journal 1..3
+    store.close()
+    return f"sqlite:///{tmp_path / 'history.db'}", w
+
+
+def test_cli_history_prints_one_line_per_kept_version(sqlite_url: tuple[str, Writer]) -> None:
+    url, _ = sqlite_url
+
+    result = cli("history", url, "ctx")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [
+        ["3", at(3).isoformat(), "snapshot"],
+        ["4", at(4).isoformat(), "journal"],
+        ["5", at(5).isoformat(), "snapshot"],
+    ]
+    assert lines[0].endswith("full snapshot")
+    assert lines[1].endswith("set a")
+    assert lines[2].endswith("set a")
+    since = cli("history", url, "ctx", "--since", "4", "--limit", "1")
+    assert [line.split()[0] for line in since.stdout.splitlines()] == ["4"]
+
+
+def test_cli_show_prints_a_kept_version_as_json(sqlite_url: tuple[str, Writer]) -> None:
+    url, w = sqlite_url
+
+    head = cli("show", url, "ctx")
+    four = cli("show", url, "ctx", "--version", "4")
+    at_four = cli("show", url, "ctx", "--at", (at(4) + timedelta(seconds=1)).isoformat())
+
+    assert head.returncode == four.returncode == at_four.returncode == 0, head.stderr
+    codec = SnapshotCodec()
+    assert json.loads(head.stdout) == json.loads(json.dumps(codec.unstructure(w.written[5])))
+    assert json.loads(four.stdout) == json.loads(json.dumps(codec.unstructure(w.written[4])))
+    assert at_four.stdout == four.stdout
+
+
+def test_cli_refuses_what_is_not_kept(sqlite_url: tuple[str, Writer]) -> None:
+    url, _ = sqlite_url
+
+    gone = cli("show", url, "ctx", "--version", "1")
+    before = cli("show", url, "ctx", "--at", at(2).isoformat())
+    missing = cli("history", url, "nope")
+    bad = cli("history", url, "ctx", "--limit", "0")
+
+    assert gone.returncode == before.returncode == 1
+    assert "versions kept: 3-5" in gone.stderr
+    assert "versions kept: 3-5" in before.stderr
+    assert missing.returncode == bad.returncode == 2
+    assert "nope" in missing.stderr
+    assert "limit" in bad.stderr
