@@ -12,7 +12,7 @@ current contexts, recovery points) with the model, and every rule checks the val
 its call returned.
 
 The default run is short (`MODEL_EXAMPLES`, 25 examples of up to 30 steps, a few seconds). A
-longer search (500 examples, under a minute):
+longer search (500 examples, a few minutes; the test's timeout grows with `MODEL_EXAMPLES`):
 
     MODEL_EXAMPLES=500 uv run pytest tests/reliability/test_model.py
 """
@@ -656,9 +656,15 @@ class ContextModel(RuleBasedStateMachine):
                 self._check_state(tracker.get_state().get(), current)
 
 
+EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "25"))
+
+SECONDS_PER_EXAMPLE = 1.0
+"""The time budget of one example (30 steps), about three times what one takes on a busy
+machine: the run's timeout grows with `MODEL_EXAMPLES` instead of pyproject's 60 s."""
+
 ContextModel.TestCase.settings = settings(
-    max_examples=int(os.environ.get("MODEL_EXAMPLES", "25")),
-    stateful_step_count=30,
-    deadline=None,
+    max_examples=EXAMPLES, stateful_step_count=30, deadline=None
 )
-TestContextModel = ContextModel.TestCase
+TestContextModel = pytest.mark.timeout(max(60.0, EXAMPLES * SECONDS_PER_EXAMPLE))(
+    ContextModel.TestCase
+)
