@@ -30,6 +30,10 @@ from actors import (
     SyncPolicy,
     create_adapter,
 )
+from actors._changes import Publish, Topic
+from actors._future import new_reply
+from actors._subscription_hub import SubscriptionHub
+from actors._subscription_messages import CloseHub, Register
 from actors._tracker import TrackerActor
 from actors.testing import ManualClock, crash
 
@@ -463,6 +467,42 @@ def test_shutdown_ends_every_subscription_and_iterator(db_path):
     with pytest.raises(ShutdownError):
         adapter.subscribe_current(Collector()).get(timeout=WAIT)
     assert wait_until(lambda: pykka.ActorRegistry.get_all() == [])
+
+
+class _BlockingOutlet:
+    """A subscriber whose first delivery holds the hub until `release` is set."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def offer(self, items, *, end):
+        self.entered.set()
+        assert self.release.wait(WAIT)
+        return True
+
+
+def test_a_stopped_hub_answers_what_is_left_in_its_mailbox():
+    hub = SubscriptionHub.start(WAIT)
+    topic = Topic("ctx", hub)
+    busy = Subscription("ctx", SubscriptionConfig(), WAIT)
+    busy._outlet = outlet = _BlockingOutlet()
+    registered = new_reply()
+    hub.tell(Register(topic, busy, registered))
+    assert registered.result(WAIT) is busy
+    hub.tell(Publish(topic, "change"))
+    assert outlet.entered.wait(WAIT)  # the hub is busy: what follows stays in its mailbox
+    hub.stop(block=False)
+    late = Subscription("ctx", SubscriptionConfig(), WAIT)
+    late_registered, closed = new_reply(), new_reply()
+    hub.tell(Register(topic, late, late_registered))
+    hub.tell(CloseHub(closed))
+    outlet.release.set()
+
+    with pytest.raises(ShutdownError):
+        late_registered.result(WAIT)
+    assert closed.result(WAIT) is None
+    assert not topic.live  # the busy subscription was ended too
 
 
 # -- across tracker incarnations --------------------------------------------------------------
