@@ -14,6 +14,7 @@ import pytest
 
 from storage import (
     ContextNotFoundError,
+    CorruptSnapshotError,
     Delta,
     HistoryEntry,
     InvalidArgumentError,
@@ -23,7 +24,8 @@ from storage import (
     Store,
     VersionNotKeptError,
 )
-from tests.storage.test_store_contract import backend  # noqa: F401 - a fixture, found by name
+from tests.storage.test_store_contract import Backend
+from tests.storage.test_store_contract import backend as backend  # noqa: PLC0414 - a fixture
 from tests.storage.test_store_contract import make_store as make_store  # noqa: PLC0414 - a fixture
 from tests.storage.test_store_contract import store as store  # noqa: PLC0414 - a fixture
 
@@ -304,3 +306,18 @@ def test_cli_refuses_what_is_not_kept(sqlite_url: tuple[str, Writer]) -> None:
     assert missing.returncode == bad.returncode == 2
     assert "nope" in missing.stderr
     assert "limit" in bad.stderr
+
+
+def test_damage_on_the_way_is_reported_not_skipped(store: Store, backend: Backend) -> None:
+    w = Writer(store, n=0)
+    w.journal(n=1)
+    w.snapshot(n=2)
+    w.journal(n=3)
+    backend.corrupt(store, "ctx", 0)
+
+    with pytest.raises(CorruptSnapshotError):
+        store.history("ctx")
+    with pytest.raises(CorruptSnapshotError):
+        store.read_at("ctx", 1)
+    # What does not need the damaged snapshot still reads.
+    assert store.read_at("ctx", 3) == w.written[3]
