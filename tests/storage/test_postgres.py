@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -290,6 +291,15 @@ def test_change_token_of_a_closed_store_raises(postgres_server: PostgresServer) 
         store.change_token()
 
 
+def token_becomes(store: PostgresStore, wanted: Callable[[object], bool]) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if wanted(store.change_token()):
+            return True
+        time.sleep(0.01)  # what the listener reads arrives on its own
+    return False
+
+
 def wait_for_new_token(store: PostgresStore, old: object) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -456,15 +466,20 @@ def test_kill_9_under_load_fails_calls_in_time_and_loses_nothing_acknowledged() 
         workers = [threading.Thread(target=load, args=(i,)) for i in range(threads)]
         for worker in workers:
             worker.start()
+        listening = store.change_token()
         time.sleep(1.0)
         server.kill()
         killed_at = time.monotonic()
         time.sleep(1.0)  # calls fail meanwhile
         with lock:
             during = len(failures)
+        # The listener reads what arrived before the server died, then finds it gone:
+        # None, poll the heads. After the restart it listens again, with a new token.
+        assert token_becomes(store, lambda token: token is None)
         server.start()
         restarted_at = time.monotonic()
         time.sleep(1.5)
+        assert token_becomes(store, lambda token: token not in (None, listening))
         stop.set()
         for worker in workers:
             worker.join(timeout=30)
