@@ -10,7 +10,20 @@ from __future__ import annotations
 import logging
 import typing
 
+from storage._backup import (
+    BackupExistsError,
+    BackupReport,
+    BackupVerificationError,
+    backup_sqlite,
+)
 from storage._codec import FORMAT_VERSION, JOURNAL_FORMAT_VERSION, SnapshotCodec
+from storage._copy import (
+    CopiedContext,
+    CopyReport,
+    CopyVerificationError,
+    DestinationExistsError,
+    copy_store,
+)
 from storage._delta import Delta
 from storage._exceptions import (
     ConfigurationError,
@@ -48,7 +61,7 @@ from storage._memory import MemoryStore
 from storage._names import MAX_NAME_LENGTH, validate_context_name
 from storage._sqlite import SqliteStore
 from storage._state import State
-from storage._store import Damage, RecoveryPoint, Store
+from storage._store import ContextExport, Damage, RecoveryPoint, Store
 from storage._url import open_store
 
 if typing.TYPE_CHECKING:
@@ -59,17 +72,25 @@ __all__ = [
     "FORMAT_VERSION",
     "JOURNAL_FORMAT_VERSION",
     "MAX_NAME_LENGTH",
+    "BackupExistsError",
+    "BackupReport",
+    "BackupVerificationError",
     "ConfigurationError",
     "ContextBusyError",
     "ContextError",
     "ContextExistsError",
+    "ContextExport",
     "ContextFailedError",
     "ContextInactiveError",
     "ContextNotFoundError",
     "ContextTimeoutError",
+    "CopiedContext",
+    "CopyReport",
+    "CopyVerificationError",
     "CorruptSnapshotError",
     "Damage",
     "Delta",
+    "DestinationExistsError",
     "ForeignStateError",
     "HistoryEntry",
     "InvalidArgumentError",
@@ -100,6 +121,8 @@ __all__ = [
     "VersionConflict",
     "VersionNotKeptError",
     "WriteOutcomeUnknownError",
+    "backup_sqlite",
+    "copy_store",
     "open_store",
     "validate_context_name",
 ]

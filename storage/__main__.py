@@ -1,10 +1,17 @@
-"""`python -m storage verify URL` and `python -m storage ls URL [NAME]`: check and list a store.
+"""`python -m storage verify|ls|backup|copy`: check, list, back up and copy stores.
 
-`verify` decodes every retained snapshot, journal entry and recovery point of every context, prints
-each damaged one, and exits 1 if any is damaged (2 if the store cannot be opened). `ls` shows
-each context's head version (its newest snapshot with the journal after it), the bytes that
-take, its recovery points and when it was last written. Piped into a reader that stops early
-(`| head`), either stops quietly with status 141.
+`verify URL` decodes every retained snapshot, journal entry and recovery point of every
+context, prints each damaged one, and exits 1 if any is damaged (2 if the store cannot be
+opened). `ls URL [NAME]` shows each context's head version (its newest snapshot with the
+journal after it), the bytes that take, its recovery points and when it was last written.
+Piped into a reader that stops early (`| head`), either stops quietly with status 141.
+
+`backup SQLITE_URL FILE [--force]` copies a SQLite store's file as of one moment while
+writers run, and verifies the copy. `copy SRC_URL DST_URL [--context NAME ...] [--replace]`
+copies contexts between any two stores, each as of one moment, and verifies each. Both exit
+1 when they refuse to overwrite (an existing FILE; a context that exists in the
+destination) or a copy does not verify, and 2 when a store cannot be opened or another error
+stops them. docs/operations.md has the how-to.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import urlsplit
 
-from storage._exceptions import ContextError
+from storage._backup import BackupExistsError, BackupVerificationError, backup_sqlite
+from storage._copy import CopyVerificationError, DestinationExistsError, copy_store
+from storage._exceptions import ContextError, ContextExistsError
 from storage._history import HistoryEntry, VersionNotKeptError
 from storage._inspect import ContextSummary, summarize, verify
 from storage._store import Store
-from storage._url import open_store
+from storage._url import _PASSWORD, open_store
 
 BROKEN_PIPE_STATUS = 141
 """Exit status when stdout's reader went away: 128 + SIGPIPE, as a tool killed by it has."""
@@ -70,6 +80,85 @@ def _ls(store: Store, name: str | None) -> int:
 
 def _when(summary: ContextSummary) -> str:
     return summary.updated_at.isoformat() if summary.updated_at else "DAMAGED"
+
+
+REFUSED_STATUS = 1
+"""Exit status of a backup or copy that refused to overwrite, or whose copy did not verify."""
+
+ERROR_STATUS = 2
+"""Exit status when a store cannot be opened or another error stops a command."""
+
+
+def _shown(url: str) -> str:
+    """`url` as messages show it: without its password."""
+    return _PASSWORD.sub(r"\1:***@", url, count=1)
+
+
+def _backup(url: str, file: str, *, force: bool) -> int:
+    if urlsplit(url).scheme != "sqlite":
+        # Checked before opening: a backup of another store would connect for nothing.
+        print(
+            f"error: backup copies a SQLite file and {_shown(url)!r} is not a sqlite:/// URL; copy "
+            f"the contexts instead: python -m storage copy SRC_URL sqlite:///{file}",
+            file=sys.stderr,
+        )
+        return ERROR_STATUS
+    try:
+        store = open_store(url)
+    except (ContextError, ValueError, ImportError) as exc:
+        print(f"cannot open {url}: {exc}", file=sys.stderr)
+        return ERROR_STATUS
+    try:
+        report = backup_sqlite(store, file, force=force)
+    except (BackupExistsError, BackupVerificationError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return REFUSED_STATUS
+    except ContextError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ERROR_STATUS
+    finally:
+        store.close()
+    print(
+        f"backed up {report.contexts} context(s) to {report.path} ({report.size} bytes); "
+        "every snapshot, journal entry and recovery point in it intact"
+    )
+    return 0
+
+
+def _copy(source_url: str, destination_url: str, names: list[str] | None, *, replace: bool) -> int:
+    stores: list[Store] = []
+    try:
+        for url in (source_url, destination_url):
+            try:
+                stores.append(open_store(url))
+            except (ContextError, ValueError, ImportError) as exc:
+                print(f"cannot open {_shown(url)}: {exc}", file=sys.stderr)
+                return ERROR_STATUS
+        source, destination = stores
+        try:
+            report = copy_store(
+                source,
+                destination,
+                names,
+                replace=replace,
+                progress=lambda done: print(f"copied {done}", flush=True),
+            )
+        except (DestinationExistsError, ContextExistsError, CopyVerificationError) as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return REFUSED_STATUS
+        except ContextError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return ERROR_STATUS
+        for name in report.vanished:
+            print(f"skipped {name}: deleted in the source during the copy")
+        print(
+            f"{len(report.copied)} context(s) copied, {report.records} record(s); each "
+            "verified: the destination holds the versions read from the source, intact"
+        )
+        return 0
+    finally:
+        for store in stores:
+            store.close()
 
 
 # -- history and show: the versions a store keeps, and the State of one --------------------
@@ -161,36 +250,75 @@ def _history_line(entry: HistoryEntry) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m storage",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("verify", help="check every snapshot and recovery point")
     check.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
     listing = commands.add_parser("ls", help="list contexts, or one context in detail")
     listing.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
     listing.add_argument("name", nargs="?", help="a context to show in detail")
+    backup = commands.add_parser(
+        "backup", help="copy a SQLite store's file as of one moment, while writers run"
+    )
+    backup.add_argument("url", help="the SQLite store, e.g. sqlite:///contexts.db")
+    backup.add_argument("file", help="the backup file to write")
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    copying = commands.add_parser(
+        "copy", help="copy contexts between any two stores, each as of one moment"
+    )
+    copying.add_argument("source", help="store URL to copy from")
+    copying.add_argument("destination", help="store URL to copy to")
+    copying.add_argument(
+        "--context",
+        dest="contexts",
+        action="append",
+        metavar="NAME",
+        help="copy this context (repeat for more); default: every context",
+    )
+    copying.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace contexts that exist in the destination (else the copy is refused)",
+    )
     _add_history_commands(commands)
     args = parser.parse_args(argv)
     if args.command in HISTORY_COMMANDS:
         return _run_history_command(args)
     try:
-        store = open_store(args.url)
-    except (ContextError, ValueError, ImportError) as exc:
-        print(f"cannot open {args.url}: {exc}", file=sys.stderr)
-        return 2
+        if args.command == "backup":
+            return _backup(args.url, args.file, force=args.force)
+        if args.command == "copy":
+            return _copy(args.source, args.destination, args.contexts, replace=args.replace)
+        return _inspect(args.url, getattr(args, "name", None), verifying=args.command == "verify")
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _inspect(url: str, name: str | None, *, verifying: bool) -> int:
+    """`verify URL` (`verifying`), or `ls URL [NAME]`."""
     try:
-        if args.command == "verify":
-            return _verify(store)
-        return _ls(store, args.name)
+        store = open_store(url)
+    except (ContextError, ValueError, ImportError) as exc:
+        print(f"cannot open {_shown(url)}: {exc}", file=sys.stderr)
+        return ERROR_STATUS
+    try:
+        return _verify(store) if verifying else _ls(store, name)
     except ContextError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # The reader went away (`... | head`): stop quietly, as other tools do. Later writes
-        # to stdout, including the flush at exit, go nowhere instead of raising again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return BROKEN_PIPE_STATUS
+        return ERROR_STATUS
     finally:
         store.close()
+
+
+def _reader_gone() -> int:
+    # The reader went away (`... | head`): stop quietly, as other tools do. Later writes to
+    # stdout, including the flush at exit, go nowhere instead of raising again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return BROKEN_PIPE_STATUS
 
 
 if __name__ == "__main__":
