@@ -52,7 +52,7 @@ from storage._postgres_schema import (
     SCHEMA_VERSION,
     STATEMENTS,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, RecoveryPoint, Store, Write
+from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
@@ -564,6 +564,72 @@ class PostgresStore(Store):
             )
         entries = sorted((version, blob) for kind, version, blob in rows if kind == 2)
         return heads[0], newest[0][0], newest[0][1], entries
+
+    def _export_context(self, name: str) -> ContextExport:
+        # One statement: every table as of one moment, whatever another connection commits
+        # (and compacts) meanwhile. Kinds: 0 the head, 1 snapshots, 2 journal, 3 points.
+        with self._connection("export") as conn:
+            rows = conn.execute(
+                "SELECT 0, version, NULL::bytea, NULL::bigint, NULL::text, NULL::timestamptz "
+                "FROM contexts WHERE name = %(n)s "
+                "UNION ALL SELECT 1, version, blob, NULL, NULL, NULL FROM snapshots "
+                "WHERE context = %(n)s "
+                "UNION ALL SELECT 2, version, blob, NULL, NULL, NULL FROM journal "
+                "WHERE context = %(n)s "
+                "UNION ALL SELECT 3, version, blob, point_id, label, created_at "
+                "FROM recovery_points WHERE context = %(n)s",
+                {"n": name},
+            ).fetchall()
+        heads = [version for kind, version, *_ in rows if kind == 0]
+        if not heads:
+            raise ContextNotFoundError(name)
+        return ContextExport(
+            name,
+            heads[0],
+            tuple((version, blob) for kind, version, blob, *_ in rows if kind == 1),
+            tuple((version, blob) for kind, version, blob, *_ in rows if kind == 2),
+            tuple(
+                (RecoveryPoint(name, point_id, version, label, created_at), blob)
+                for kind, version, blob, point_id, label, created_at in rows
+                if kind == 3
+            ),
+        )
+
+    def _import_context(self, export: ContextExport, *, replace: bool) -> list[int]:
+        name = export.name
+        with self._connection("import", writes=True) as conn, conn.transaction():
+            if replace:
+                # Replaced whole, in this transaction: nothing of the old context stays.
+                conn.execute("DELETE FROM contexts WHERE name = %s", (name,))
+                conn.execute("DELETE FROM snapshots WHERE context = %s", (name,))
+                conn.execute("DELETE FROM journal WHERE context = %s", (name,))
+                conn.execute("DELETE FROM recovery_points WHERE context = %s", (name,))
+            inserted = conn.execute(
+                "INSERT INTO contexts (name, version) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (name, export.head),
+            ).rowcount
+            if inserted == 0:
+                raise ContextExistsError(name)
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO snapshots (context, version, blob) VALUES (%s, %s, %s)",
+                    [(name, version, blob) for version, blob in export.snapshots],
+                )
+                cursor.executemany(
+                    "INSERT INTO journal (context, version, blob) VALUES (%s, %s, %s)",
+                    [(name, version, blob) for version, blob in export.journal],
+                )
+            point_ids = []
+            for point, blob in export.recovery_points:
+                row = conn.execute(
+                    "INSERT INTO recovery_points (context, version, label, created_at, blob) "
+                    "VALUES (%s, %s, %s, %s, %s) RETURNING point_id",
+                    (name, point.version, point.label, point.created_at, blob),
+                ).fetchone()
+                assert row is not None  # INSERT ... RETURNING of one row
+                point_ids.append(row[0])
+            conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+        return point_ids
 
     def _delete(self, name: str) -> None:
         with self._connection("delete", writes=True) as conn, conn.transaction():
