@@ -6,9 +6,10 @@ chaining of other actors' replies back to itself (`Done`). It never waits on ano
 when an operation needs a tracker's answer (activation, deactivation, shutdown), it chains a
 callback on the tracker's reply that comes back as a `Done` message, and answers its own
 caller then. Its parts (docs/architecture.md, "The manager's parts"): the requests
-(`_requests`), their handlers (`_context_ops`, `_recovery_ops`, `_adapter_ops`), the
-`ContextRegistry`, the `RestartPolicy`, supervision and passivation (`_supervision`),
-`Currents`, the `ShutdownSequence` and `Timers`. `ContextManager` is its facade.
+(`_requests`), their handlers (`_context_ops`, `_recovery_ops`, `_history_ops`,
+`_adapter_ops`), the `ContextRegistry`, the `RestartPolicy`, supervision and passivation
+(`_supervision`), `Currents`, the `ShutdownSequence` and `Timers`. `ContextManager` is its
+facade.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixture
 from tests.storage.test_store_contract import backend  # noqa: F401 - a fixture, found by name
 from tests.storage.test_store_contract import make_store as make_store  # noqa: PLC0414 - a fixture
 
-from .conftest import make_manager
+from .conftest import make_manager, run_threads
 
 Wait = Callable[[Any], Any]
 
@@ -163,3 +163,33 @@ def test_a_store_failure_reaches_the_caller(wait: Wait) -> None:
         assert [e.version for e in wait(manager.history("ctx"))] == [0]
     finally:
         manager.shutdown().get()
+
+
+def test_concurrent_callers_restores_and_deletes_each_read_back_as_acknowledged(
+    on_store: Callable[..., ContextManager], wait: Wait
+) -> None:
+    # Callers in threads make the tracker pipeline its writes (chains of journal entries and
+    # snapshots stored as one batch); a restore and removed keys are versions like others.
+    manager = on_store(snapshot_every=4)
+    acked = {0: manager.create_context("ctx", {"items": [], "n": 0}).get()}
+    tracker = manager.get_tracker("ctx").get()
+    point = manager.create_recovery_point("ctx").get()
+
+    def work(thread: int) -> list[State]:
+        return [tracker.modify(add(thread * 100 + i)).get() for i in range(8)]
+
+    for states in run_threads(4, work):
+        acked.update((state.version, state) for state in states)
+    restored = manager.restore_recovery_point("ctx", point).get()
+    acked[restored.version] = restored
+    removed = tracker.modify(lambda state: state.delete("n")).get()
+    acked[removed.version] = removed
+
+    entries = wait(manager.history("ctx"))
+
+    kept = [entry.version for entry in entries]
+    assert kept == list(range(kept[0], removed.version + 1))
+    assert entries[-1].removed == ("n",)
+    assert entries[-2].changed == ("items", "n")  # the restore: back to version 0's contents
+    for version in kept:
+        assert wait(manager.load("ctx", version=version)) == acked[version]
