@@ -206,8 +206,11 @@ def activate(
         clock=manager._clock,
         dispatcher=manager._dispatcher,
         seed=seed,
+        metrics=manager._metrics,
     )
     manager._watch(Watch(name, cell.ref))
+    manager._metrics.activations.add(1)
+    manager._metrics.active.add(1)
     cell.status = ContextStatus.ACTIVE
     cell.failure = None
     manager._contexts.set_loading(name, ready)
@@ -282,6 +285,7 @@ def _on_stopped(
         cell.status = after
         cell.failure = None
         manager._watch(Unwatch(cell.name, ref))
+        manager._metrics.active.add(-1)
     if not loaded or manager._contexts.get(cell.name) is not cell:
         # It never ran (not stored), or was created since and has a new cell: switches to
         # it are not this stop's to cancel.

@@ -38,6 +38,7 @@ from typing import Any
 import pykka
 
 from actors._exit import start_timer
+from actors._metrics import Histogram
 from actors._teardown import LateMessages, answer_mailbox
 
 __all__ = ["Dispatcher", "PooledActor"]
@@ -52,12 +53,21 @@ _names = count()
 class Dispatcher:
     """A bounded pool of daemon threads running `PooledActor`s, a slice at a time."""
 
-    def __init__(self, threads: int, *, throughput: int = 64, name: str = "context") -> None:
+    def __init__(
+        self,
+        threads: int,
+        *,
+        throughput: int = 64,
+        name: str = "context",
+        queued: Histogram | None = None,
+    ) -> None:
         if threads < 1:
             msg = f"a dispatcher needs at least one thread, not {threads}"
             raise ValueError(msg)
         self.threads = threads
         self.throughput = throughput
+        self.queued = queued
+        """Where each slice records how many messages its actor had waiting, if anywhere."""
         self._name = f"{name}-pool-{next(_names)}"
         self._ready: queue.SimpleQueue[PooledActor | None] = queue.SimpleQueue()
         # A slot per thread not started yet, and an item per thread waiting for work: single
@@ -209,6 +219,9 @@ class PooledActor(LateMessages, pykka.Actor):
             if not self._started:
                 self._started = True
                 self._actor_loop_setup()
+            queued = self._dispatcher.queued
+            if queued is not None:
+                queued.record(len(mailbox))
             budget = self._dispatcher.throughput
             while budget and mailbox and not self.actor_stopped.is_set():
                 self._handle_envelope(mailbox.get())

@@ -18,6 +18,7 @@ from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture, Reply, new_reply, reject, resolve
 from actors._handle import ContextTracker
 from actors._messages import ListStopping
+from actors._metrics import instruments_for
 from actors._recovery import RecoveryReport
 from actors._requests import (
     ActiveContexts,
@@ -334,6 +335,7 @@ def create_manager(
     factory: ContextTrackerFactory | None = None,
     config: TrackerConfig | None = None,
     clock: Clock | None = None,
+    meter_provider: Any = None,
     **overrides: Any,
 ) -> ContextManager:
     """Start a context manager on `store`: a `Store`, a store URL for `open_store()` (which
@@ -351,6 +353,10 @@ def create_manager(
     `clock` is where the manager and its trackers read the time and wait out every delay
     (backoffs, batched flushes, passivation); by default the real one. Tests pass
     `actors.testing.ManualClock()` and advance it instead of sleeping.
+
+    `meter_provider` is the OpenTelemetry `MeterProvider` its metrics go to (the `metrics`
+    extra; docs/operations.md lists them); by default the global one, which records nothing
+    until an SDK is configured.
 
     Raises:
         ConfigurationError: an unknown option or a bad value; `factory` together with
@@ -404,6 +410,7 @@ def create_manager(
             group_commit,
             clock or own_clock,
             owns_clock=own_clock is not None,
+            metrics=instruments_for(meter_provider),
         )
     except BaseException:
         # Nobody else will close what was opened here.

@@ -73,6 +73,7 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
     manager._contexts.last_errors[report.name] = repr(report.error)
     if isinstance(report.error, ContextFailedError):
         # Nothing intact to load: restarting cannot help.
+        manager._metrics.give_ups.add(1)
         _give_up(cell, ref, report.error)
         return
     if isinstance(report.error, ContextNotFoundError):
@@ -95,8 +96,10 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
             f"error: {report.error!r}"
         )
         error.__cause__ = report.error
+        manager._metrics.give_ups.add(1)
         _give_up(cell, ref, error)
         return
+    manager._metrics.restarts.add(1)
     logger.warning(
         "restarting tracker %r in %.3f s after %r",
         report.name,
@@ -143,6 +146,8 @@ def on_passivated(manager: ManagerActor, message: Passivated) -> None:
     if cell is not None and cell.ref is message.tracker:
         manager._watch(Unwatch(message.name, message.tracker))
         cell.ref = None  # passive now: status stays ACTIVE
+        manager._metrics.passivations.add(1)
+        manager._metrics.active.add(-1)
         logger.debug("passivated idle tracker %r", message.name, extra=context_fields(message.name))
 
 

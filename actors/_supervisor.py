@@ -45,6 +45,7 @@ from actors._messages import (
     TrackerFailed,
     WriterFailed,
 )
+from actors._metrics import NO_METRICS, Instruments
 from actors._registry import ContextRegistry
 from actors._requests import (
     DEFAULT_CONTEXT,
@@ -111,11 +112,13 @@ class ManagerActor(ThreadedActor):
         clock: Clock,
         *,
         owns_clock: bool = False,
+        metrics: Instruments = NO_METRICS,
     ) -> None:
         super().__init__()
         self._store = store
         self._clock = clock  # every delay and idle time of the manager and its trackers
         self._owns_clock = owns_clock  # made for it by create_manager(): closed when it stops
+        self._metrics = metrics
         self._group_commit = group_commit
         self._writer: pykka.ActorRef[Any] | None = None  # started in on_start
         self._factory = factory
@@ -137,7 +140,9 @@ class ManagerActor(ThreadedActor):
         self._hub = SubscriptionHub.start(self._config.exit_timeout)
         self._io_worker = StoreWorker.start()
         # The threads its trackers share; closed once they have all stopped.
-        self._dispatcher = Dispatcher(self._config.tracker_threads, name="tracker")
+        self._dispatcher = Dispatcher(
+            self._config.tracker_threads, name="tracker", queued=metrics.queued
+        )
         self._dispatcher.prestart()
         self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
 

@@ -42,6 +42,7 @@ from actors._messages import (
     TrackerFailed,
     UseWriter,
 )
+from actors._metrics import NO_METRICS, Instruments
 from actors._phases import Failed, InjectedCrash, Loading, Phase, Running, Suspended
 from actors._recovery import load_context
 from actors._stash import Stash, refuse
@@ -94,8 +95,10 @@ class TrackerActor(PooledActor):
         clock: Clock,
         dispatcher: Dispatcher,
         seed: State | None = None,
+        metrics: Instruments = NO_METRICS,
     ) -> None:
         super().__init__(dispatcher)
+        self.metrics = metrics
         self._seed = seed  # created by the first load if the context is not stored
         self.name = name
         self.clock = clock

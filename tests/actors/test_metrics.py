@@ -1,0 +1,84 @@
+"""Metrics: read with the OpenTelemetry SDK's in-memory reader after a known workload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from actors import create_manager
+from actors.testing import FaultyStore, ManualClock, crash
+from storage import MemoryStore
+
+from .conftest import FAST_RESTARTS, WAIT, wait_until
+
+
+@pytest.fixture
+def reader():
+    return InMemoryMetricReader()
+
+
+def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
+    """Each metric's value: a sum's total, a histogram's (count, sum)."""
+    values: dict[str, Any] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "context_runtime"
+            for metric in scope.metrics:
+                points = list(metric.data.data_points)
+                if hasattr(points[0], "bucket_counts"):
+                    values[metric.name] = (
+                        sum(p.count for p in points),
+                        sum(p.sum for p in points),
+                    )
+                else:
+                    values[metric.name] = sum(p.value for p in points)
+                values[f"{metric.name} unit"] = metric.unit
+    return values
+
+
+def test_activations_passivations_restarts_and_active_contexts_are_counted(reader):
+    clock = ManualClock()
+    provider = MeterProvider(metric_readers=[reader])
+    store = FaultyStore(MemoryStore())
+    manager = create_manager(store, clock=clock, meter_provider=provider, supervisor=FAST_RESTARTS)
+    for name in ("a", "b", "c"):
+        manager.create_context(name, {"n": 0}).get(timeout=WAIT)
+    trackers = [manager.get_tracker(name).get(timeout=WAIT) for name in ("a", "b", "c")]
+    for tracker in trackers:
+        tracker.set("n", 1).get(timeout=WAIT)
+    crash(trackers[0]).get(timeout=WAIT)
+    values = collect(reader)
+    assert values["context_runtime.activations"] == 3
+    assert values["context_runtime.contexts.active"] == 3
+    assert values["context_runtime.restarts"] == 1
+    assert values["context_runtime.restarts unit"] == "{restart}"
+    count, _ = values["context_runtime.mailbox.queued"]
+    assert count >= 3 * 2  # every tracker was given a thread for its load and its set
+
+    manager.deactivate("c").get(timeout=WAIT)
+    period = manager.config.passivate_after or 0.0
+
+    def passivated() -> bool:
+        clock.advance(period)
+        return collect(reader).get("context_runtime.passivations") == 2
+
+    assert wait_until(passivated)
+    values = collect(reader)
+    assert values["context_runtime.contexts.active"] == 0
+    trackers[0].get("n").get(timeout=WAIT)  # reactivated by the call
+    values = collect(reader)
+    assert values["context_runtime.activations"] == 4
+    assert values["context_runtime.contexts.active"] == 1
+    manager.shutdown().get(timeout=WAIT)
+    assert collect(reader)["context_runtime.contexts.active"] == 0
+    store.close()
+
+
+def test_without_a_provider_nothing_is_recorded_and_nothing_fails():
+    with create_manager() as manager:
+        manager.create_context("x").get(timeout=WAIT)
+        manager.get_tracker("x").get(timeout=WAIT).set("n", 1).get(timeout=WAIT)
