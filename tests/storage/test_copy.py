@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from actors import create_manager
 from storage import (
     ContextExistsError,
     ContextExport,
@@ -412,6 +413,55 @@ def test_copy_under_a_live_writer_is_a_consistent_version_of_each_context(
     # Later contexts were copied after the writer had moved them on.
     assert copied[-1].version > 4
     assert all(done.version <= written_during[done.name] for done in copied)
+
+
+def test_copy_while_a_manager_updates_the_source_is_a_consistent_version(
+    stores: Stores,
+) -> None:
+    # The runtime as the writer: trackers doing modify increments, each stored as the
+    # runtime stores it (journal entries, snapshots when it compacts), at version n.
+    source = stores.new("sqlite")
+    destination = stores.new("redis")
+    manager = create_manager(stores.same(source))
+    names = ["a", "b", "c"]
+    for name in names:
+        manager.create_context(name, {"n": 0}).get(timeout=WAIT)
+    trackers = [manager.get_tracker(name).get(timeout=WAIT) for name in names]
+    rounds = [0]
+    progress = threading.Condition()
+    stop = threading.Event()
+
+    def increment(state: State) -> None:
+        state.set("n", state.get("n") + 1)
+
+    def work() -> None:
+        while not stop.is_set():
+            for tracker in trackers:
+                tracker.modify(increment).get(timeout=WAIT)
+            with progress:
+                rounds[0] += 1
+                progress.notify_all()
+
+    def rounds_reach(wanted: int) -> None:
+        with progress:
+            assert progress.wait_for(lambda: rounds[0] >= wanted, WAIT)
+
+    worker = threading.Thread(target=work, name="modify-loop")
+    worker.start()
+    try:
+        rounds_reach(3)
+        report = copy_store(source, destination, progress=lambda done: rounds_reach(rounds[0] + 2))
+    finally:
+        stop.set()
+        worker.join(WAIT)
+        manager.shutdown().get(timeout=WAIT)
+
+    assert [c.name for c in report.copied] == names
+    assert verify(destination) == []
+    for done in report.copied:
+        assert done.version >= 3
+        assert_consistent_copy(source, destination, done.name)
+    assert report.copied[-1].version > report.copied[0].version  # copied while it ran
 
 
 def test_copy_refuses_contexts_that_exist_in_the_destination_and_writes_nothing(
