@@ -96,7 +96,7 @@ class PostgresServer:
     def __init__(self, bin_dir: Path | None = None) -> None:
         self.user = _server_user()
         # Not pytest's tmp_path: its directories are root's alone (mode 0700).
-        self.directory = Path(tempfile.mkdtemp(prefix="context-runtime-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="context-runtime-pg-", dir=_base_dir()))
         self.bin_dir = self._reachable(bin_dir or postgres_bin_dir())
         self.data = self.directory / "data"
         self.log = self.directory / "postgres.log"
@@ -265,6 +265,20 @@ class PostgresServer:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
         except OSError:
             return "(no log)"
+
+
+def _base_dir() -> str:
+    """Where the server's temporary directory goes: the usual temporary directory, unless
+    we are root and another user could not reach into it (a TMPDIR under /root), then
+    /tmp or /var/tmp."""
+    usual = tempfile.gettempdir()
+    if os.geteuid() != 0:
+        return usual
+    for candidate in (usual, "/tmp", "/var/tmp"):
+        path = Path(candidate).resolve()
+        if path.is_dir() and all(p.stat().st_mode & 0o001 for p in (path, *path.parents)):
+            return str(path)
+    return usual
 
 
 def _group_alive(group: int) -> bool:
