@@ -28,7 +28,9 @@ from storage._exceptions import (
     PersistenceError,
     UnsupportedFormatError,
 )
+from storage._memory import MemoryStore
 from storage._names import validate_context_name
+from storage._sqlite import SqliteStore
 from storage._store import ContextExport, RecoveryPoint, Store
 
 __all__ = [
@@ -130,8 +132,9 @@ def copy_store(
     between a context's import and its check is reported as a difference.
 
     Raises:
-        InvalidArgumentError: `source` and `destination` are the same store object, or a
-            name is not a valid context name.
+        InvalidArgumentError: `source` and `destination` are the same store (the same
+            object, SQLite file, Redis server and prefix, or PostgreSQL database and
+            schema), or a name is not a valid context name.
         ContextNotFoundError: a context named in `contexts` is not in the source (checked
             before anything is written).
         DestinationExistsError: without `replace`, contexts to copy exist in the destination;
@@ -143,7 +146,9 @@ def copy_store(
             is damaged (or the journal does not reach the head); nothing of that context was
             written, the contexts before it stay copied.
     """
-    if source is destination:
+    if _same_data(source, destination):
+        # Copied onto itself, a context would at best come back unchanged, and with
+        # `replace` it could undo what a writer stored between its export and its import.
         msg = f"source and destination are the same store ({source!r}); copy to another"
         raise InvalidArgumentError(msg)
     if contexts is None:
@@ -182,6 +187,19 @@ def copy_store(
         if progress is not None:
             progress(done)
     return CopyReport(tuple(copied), tuple(vanished))
+
+
+def _same_data(one: Store, other: Store) -> bool:
+    """Whether two store objects keep the same data: the same object or SQLite file, or
+    (Redis, PostgreSQL) the same place by their repr, which names the server and database
+    with the prefix or schema."""
+    if one is other:
+        return True
+    if isinstance(one, SqliteStore) and isinstance(other, SqliteStore):
+        return one.path.resolve() == other.path.resolve()
+    if isinstance(one, MemoryStore) or type(one) is not type(other):
+        return False
+    return repr(one) == repr(other)
 
 
 _CHUNK = 500

@@ -65,6 +65,11 @@ def test_backup_under_a_live_writer_is_one_moment_of_every_context(
         for name in names:
             assert_consistent_copy(source, backup, name)
             assert backup.head_version(name) >= before[name].version
+        # One moment of every context at once: the writer moves them on in turn, so at any
+        # moment the heads are k+1 up to some context and k after it.
+        heads = [backup.head_version(name) for name in names]
+        assert heads == sorted(heads, reverse=True)
+        assert heads[0] - heads[-1] <= 1
     checked = run_cli("verify", f"sqlite:///{target}")
     assert checked.returncode == 0, checked.stdout
 

@@ -551,11 +551,14 @@ def test_a_copy_that_does_not_read_back_the_same_is_reported(
         copy_store(source, destination)
 
 
-def test_copy_to_the_same_store_object_is_refused(stores: Stores) -> None:
-    store = stores.new("memory")
+@pytest.mark.parametrize("kind", KINDS)
+def test_copy_onto_the_same_store_is_refused(stores: Stores, kind: str) -> None:
+    store = stores.new(kind)
     fill(store, "a", 1)
-    with pytest.raises(InvalidArgumentError, match="same store"):
-        copy_store(store, store, replace=True)
+    for other in (store, stores.same(store)):
+        with pytest.raises(InvalidArgumentError, match="same store"):
+            copy_store(store, other, replace=True)
+    assert [c.name for c in copy_store(store, stores.new(kind)).copied] == ["a"]
 
 
 def test_a_context_deleted_in_the_source_during_the_copy_is_skipped(stores: Stores) -> None:
