@@ -28,10 +28,11 @@ from actors._config import (
     SyncPolicy,
     TrackerConfig,
 )
+from actors._create import create_manager
 from actors._factory import ContextTrackerFactory
 from actors._future import ContextFuture
 from actors._handle import ContextTracker
-from actors._manager import ContextManager, create_manager
+from actors._manager import ContextManager
 from actors._recovery import RecoveryReport
 from actors._stats import ContextStats
 from actors._subscription import Subscription

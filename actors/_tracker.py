@@ -1,8 +1,9 @@
 """The tracker actor, which owns one context's State (callers hold a `ContextTracker` handle).
 
 A tracker handles one message at a time, so its State needs no lock. This module is the
-shell: it owns the State, the stash and the teardown, and hands every message to its current
-phase (`actors/_phases.py`, whose docstring draws them), which returns the next one.
+shell: it owns the State and the stash, and hands every message to its current phase
+(`actors/_phases.py`, whose docstring draws them), which returns the next one. How it stops
+and what it answers once stopped is in `actors/_stopping.py`.
 
 What a phase does not handle now (requests, and Stop while a write is in flight or a retry
 waits) goes to a bounded stash (`TrackerConfig.stash_capacity`; a request arriving at a full
@@ -23,9 +24,9 @@ import logging
 from functools import partial
 from typing import Any
 
-import attrs
 import pykka
 
+from actors import _stopping as stopping
 from actors._catch_up import Publisher, refresh
 from actors._changes import ChangeCause, Topic
 from actors._clock import Clock, Scheduled
@@ -34,9 +35,7 @@ from actors._dispatch import Dispatcher, PooledActor
 from actors._future import Reply, reject, resolve
 from actors._logs import context_fields
 from actors._messages import (
-    Deliver,
     Flush,
-    Passivated,
     Recovered,
     Stop,
     TrackerFailed,
@@ -45,36 +44,21 @@ from actors._messages import (
 from actors._metrics import NO_METRICS, Instruments
 from actors._phases import Failed, InjectedCrash, Loading, Phase, Running, Suspended
 from actors._recovery import load_context
-from actors._stash import Stash, refuse
+from actors._stash import Stash
 from actors._stats import Describe, TrackerFigures
-from actors._writer import Written
 from actors._writes import WritePath, make_write_path
 from storage import (
-    ContextError,
     ContextExistsError,
     ContextNotFoundError,
     OutcomeUnknownError,
     State,
     Store,
-    UpdateNotAppliedError,
 )
 from storage._delta import Delta
 
 __all__ = ["InjectedCrash", "TrackerActor"]
 
 logger = logging.getLogger("actors.tracker")
-
-
-@attrs.define(eq=False)
-class StopOrder:
-    """Why and how the tracker is stopping (pykka's stop message is queued meanwhile)."""
-
-    reply: Reply[None] | None
-    """Resolved once stopped; None for a passivation."""
-    passivating: bool
-    """Passivating: what comes after the stop is handed back to the manager, not refused."""
-    error: ContextError | None = None
-    """A forced stop's failed final write, replied once stopped."""
 
 
 class TrackerActor(PooledActor):
@@ -110,7 +94,7 @@ class TrackerActor(PooledActor):
         self.state: State | None = None  # None unless loaded: the store is the truth
         self.stash = Stash(name, config.stash_capacity)
         self.failure: BaseException | None = None  # what answers requests we will not handle
-        self.stop_order: StopOrder | None = None
+        self.stop_order: stopping.StopOrder | None = None
         self.last_request = clock.now()
         # Replies waiting for the next successful (re)start: activation and crash().
         self.restart_waiters: list[Reply[None]] = [ready]
@@ -270,7 +254,7 @@ class TrackerActor(PooledActor):
         """The supervisor gave up: refuse everything held; a Stop held still stops us."""
         self.failure = error
         stops = self.stash.take_stops()
-        self._fail_all(error)
+        stopping.fail_all(self, error)
         failed = self.phase = Failed(self)
         for stop in stops:
             failed.stop(stop)
@@ -286,95 +270,19 @@ class TrackerActor(PooledActor):
             return self.suspend(exc)
         return None
 
-    # -- stopping ---------------------------------------------------------------------------
+    # -- stopping (actors/_stopping.py) ----------------------------------------------------
 
     def handle_stop(self, message: Stop, *, flush: bool) -> None:
-        """Write what is unsaved (if `flush`: we hold a State), then stop. If the write
-        fails, a Stop that is not forced fails and we keep running, so nothing acknowledged
-        is lost."""
-        error = self.stop_order.error if self.stop_order is not None else None
-        if flush and self.writes.unsaved:
-            try:
-                self.writes.flush()
-            except ContextError as exc:
-                if not message.force:
-                    reject(message.reply, exc)
-                    return
-                logger.error(  # noqa: TRY400 - the traceback adds nothing to exc's text
-                    "tracker %r stopped with %d unsaved updates: %s",
-                    self.name,
-                    self.writes.unsaved,
-                    exc,
-                    extra=self.log_fields,
-                )
-                error = exc  # replied once stopped, so a shutdown never outlives its trackers
-        self.failure = message.error
-        # A stop asked for outranks a passivation we decided on and have not finished: the
-        # stop is answered once we are stopped, and what comes after it is refused with its
-        # error rather than handed back to be served by a new tracker.
-        self.stop_order = StopOrder(message.reply, passivating=False, error=error)
-        # pykka's stop message goes to the back of the inbox: requests already queued are
-        # still handled; on_stop() answers anything that arrives after it.
-        self.stop()
+        stopping.handle_stop(self, message, flush=flush)
 
     def passivate_if_idle(self, idle_since: float) -> None:
-        """Stop to free our thread if idle since `idle_since`, with nothing held or unsaved."""
-        if self.stash or self.stopping or self.last_request >= idle_since:
-            return
-        if self.writes.unsaved:
-            try:
-                self.writes.flush()
-            except ContextError:
-                return  # stay, and keep the unsaved updates; the next tick tries again
-        self.stop_order = StopOrder(None, passivating=True)
-        self.stop()  # requests already queued are handled first
+        stopping.passivate_if_idle(self, idle_since)
 
     def on_stop(self) -> None:
-        self.writes.close()
-        order = self.stop_order
-        if order is not None and order.passivating:
-            # What came in after our stop goes back to the manager, which starts a new
-            # tracker for it (see on_late_message); then we say we are gone.
-            self._after_stop()
-            self.supervisor.tell(Passivated(self.name, self.actor_ref))
-            return
-        self._fail_all(self._refusal())
-        self._after_stop()  # every queued caller is answered before the stop is
-        if order is not None and order.reply is not None:
-            if order.error is not None:
-                reject(order.reply, order.error)
-            resolve(order.reply, None)
+        stopping.stopped(self)
 
     def on_failure(self, *_: object) -> None:  # pragma: no cover - only on a bug of ours
-        self.writes.close()
-        self.failure = self.failure or UpdateNotAppliedError(
-            f"tracker of context {self.name!r} died before handling the call"
-        )
-        self._fail_all(self.failure)
+        stopping.died(self)
 
     def on_late_message(self, message: Any) -> None:
-        """Stopped: answer whoever waits on `message`; passivated, hand it back instead."""
-        order = self.stop_order
-        if isinstance(message, Written):
-            self.writes.abandon(message)
-        elif order is not None and order.passivating:
-            if isinstance(message, Stop):
-                resolve(message.reply, None)  # stopped already
-            elif getattr(message, "reply", None) is not None:
-                self.supervisor.tell(Deliver(self.name, message))
-        elif getattr(message, "reply", None) is not None:
-            refuse(message, self._refusal())
-
-    def _refusal(self) -> BaseException:
-        return self.failure or UpdateNotAppliedError(
-            f"tracker of context {self.name!r} stopped before handling the call"
-        )
-
-    def _fail_all(self, error: BaseException) -> None:
-        """Answer everything held back: the phase's, the stash and restart waiters."""
-        for message in self.phase.held():
-            refuse(message, error)
-        self.stash.refuse_all(error)
-        for waiter in self.restart_waiters:
-            reject(waiter, error)
-        self.restart_waiters.clear()
+        stopping.answer_late(self, message)
