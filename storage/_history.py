@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import attrs
 
@@ -125,30 +125,30 @@ def kept_ranges(versions: Iterable[int]) -> list[tuple[int, int]]:
 # -- arguments --------------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_since(since: object) -> int | None:
     """`since` as history's lowest version, or raise `InvalidArgumentError`."""
-    if since is None or (_is_int(since) and since >= 0):  # type: ignore[operator]
-        return since  # type: ignore[return-value]
+    if since is None or (_is_int(since) and since >= 0):
+        return since
     msg = f"since_version must be a version (an int >= 0) or None, not {since!r}"
     raise InvalidArgumentError(msg)
 
 
 def check_limit(limit: object) -> int | None:
     """`limit` as history's largest count, or raise `InvalidArgumentError`."""
-    if limit is None or (_is_int(limit) and limit >= 1):  # type: ignore[operator]
-        return limit  # type: ignore[return-value]
+    if limit is None or (_is_int(limit) and limit >= 1):
+        return limit
     msg = f"limit must be a whole number of at least 1 or None, not {limit!r}"
     raise InvalidArgumentError(msg)
 
 
 def check_version(version: object) -> int:
     """`version` as a version to read, or raise `InvalidArgumentError`."""
-    if _is_int(version) and version >= 0:  # type: ignore[operator]
-        return version  # type: ignore[return-value]
+    if _is_int(version) and version >= 0:
+        return version
     msg = f"version must be an int >= 0, not {version!r}"
     raise InvalidArgumentError(msg)
 
@@ -165,8 +165,8 @@ def check_at(at: object) -> datetime:
 
 
 class Kept:
-    """What a store keeps of one context, as one read returned it: the head version, and
-    the journal entries and snapshots (version, blob) at or below it."""
+    """What a store keeps of one context, as one read returned it: the journal entries and
+    the snapshots (version, blob) at or below the head."""
 
     def __init__(
         self,
