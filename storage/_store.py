@@ -6,7 +6,9 @@ number of labelled recovery points. The *head* is the newest version: the newest
 with the journal entries after it applied. Every write is atomic, and the only way to move
 the head is compare-and-set on its version, so concurrent writers (threads or processes) can
 never both install the same next version. Writes can be batched: `commit()` applies many in
-one transaction (group commit) and reports the outcome of each.
+one transaction (group commit) and reports the outcome of each. `export_context()` reads
+everything kept of one context as of one moment, and `import_context()` writes such an export
+in one transaction: what copying contexts between stores is made of (`storage/_copy.py`).
 
 Backends subclass `Store` and implement the blob-level primitives (`_create`, `_read_head`,
 ...). The base class validates names, encodes and decodes States, and checks versions, so
@@ -16,6 +18,7 @@ those rules are written once for every backend.
 from __future__ import annotations
 
 import abc
+import itertools
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -519,8 +522,8 @@ class Store(abc.ABC):
         Raises:
             ContextExistsError: the context exists and `replace` is false; nothing written.
             InvalidArgumentError: `export` is not one consistent context: no snapshot, a
-                version above the head, journal entries that do not lead from the newest
-                snapshot to the head, or a recovery point of another context.
+                version above the head or twice, journal entries that do not lead from the
+                newest snapshot to the head, or a recovery point of another context.
             CorruptSnapshotError: a blob is damaged or holds another record; nothing written.
             UnsupportedFormatError: a blob is of a format this store's codec cannot read.
             StateError: the export holds journal entries and this store keeps no journal.
@@ -549,6 +552,11 @@ class Store(abc.ABC):
 
         if not snapshots:
             raise refuse("it holds no snapshot")
+        for kind, records in (("snapshot", snapshots), ("journal entry", journal)):
+            versions = [v for v, _ in records]  # sorted: a repeated version is adjacent
+            repeated = [a for a, b in itertools.pairwise(versions) if a == b]
+            if repeated:
+                raise refuse(f"it holds {kind} version {repeated[0]} more than once")
         above = [v for v, _ in (*snapshots, *journal) if v > export.head]
         if above:
             raise refuse(f"version {above[0]} is above the head")

@@ -8,11 +8,13 @@ are checked that way, record by record, besides `verify` and the versions of bot
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from storage import (
     DestinationExistsError,
     InvalidArgumentError,
     MemoryStore,
+    PersistenceError,
     PostgresStore,
     RedisStore,
     SqliteStore,
@@ -314,6 +317,7 @@ def test_import_refuses_an_inconsistent_or_damaged_export(stores: Stores, kind: 
         "no snapshot": ContextExport("ctx", 5, (), good.journal, ()),
         "above the head": ContextExport("ctx", 4, good.snapshots, good.journal, ()),
         "gap": ContextExport("ctx", 5, good.snapshots, good.journal[:-2] + good.journal[-1:], ()),
+        "twice": ContextExport("ctx", 5, good.snapshots, good.journal + good.journal[:1], ()),
     }
     for problem, export in bad.items():
         with pytest.raises(InvalidArgumentError, match="'ctx'"):
@@ -328,6 +332,26 @@ def test_import_refuses_an_inconsistent_or_damaged_export(stores: Stores, kind: 
     with pytest.raises(CorruptSnapshotError):  # a blob of another context
         store.import_context(ContextExport("other", 5, good.snapshots, good.journal, ()))
     assert store.list_contexts() == []
+
+
+def test_an_import_that_fails_half_way_leaves_the_old_context_as_it_was(stores: Stores) -> None:
+    store = stores.new("sqlite")
+    fill(store, "ctx", 6, points=2)
+    before = store.export_context("ctx")
+    source = stores.new("memory")
+    fill(source, "ctx", 3, points=1)
+    assert isinstance(store, SqliteStore)
+    # A failure after the old rows are deleted and the new snapshots written.
+    with closing(sqlite3.connect(store.path)) as conn, conn:
+        conn.execute(
+            "CREATE TRIGGER fail_points BEFORE INSERT ON recovery_points "
+            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+
+    with pytest.raises(PersistenceError, match="injected failure"):
+        store.import_context(source.export_context("ctx"), replace=True)
+
+    assert store.export_context("ctx") == before
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
