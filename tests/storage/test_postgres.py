@@ -134,10 +134,14 @@ def test_a_second_open_reads_the_stamp_and_writes_nothing(postgres_server: Postg
     schema = fresh_schema()
     with PostgresStore(postgres_server.conninfo, schema=schema) as store:
         store.create(State.new("ctx", {"n": 1}))
-    with postgres_server.connect() as conn:
-        conn.execute(f"REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC")
-    with PostgresStore(postgres_server.conninfo, schema=schema) as store:
+    # Every transaction read-only (libpq's options, passed on from the URL): an open that
+    # wrote anything would fail.
+    read_only = "options=-c%20default_transaction_read_only%3Don"
+    with open_store(f"{postgres_server.url(schema)}&{read_only}") as store:
+        assert setting(store, "default_transaction_read_only") == "on"
         assert store.read_head("ctx").get("n") == 1
+        with pytest.raises(PersistenceError, match="read-only transaction"):
+            advance(store, "ctx")
     with postgres_server.connect() as conn:
         row = conn.execute(f"SELECT application, schema_version FROM {schema}.store_info")
         assert row.fetchall() == [("context-runtime", SCHEMA_VERSION)]
