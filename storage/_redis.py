@@ -615,14 +615,11 @@ class RedisStore(Store):
             last = int(client.incrby(f"{self.prefix}:point_id", count)) if count else 0
             point_ids = list(range(last - count + 1, last + 1))
             for point_id, (point, blob) in zip(point_ids, export.recovery_points, strict=True):
-                info = orjson.dumps(
-                    {
-                        "version": point.version,
-                        "label": point.label,
-                        "created_at": point.created_at.isoformat(),
-                    }
-                )
-                args += [point_id, info, blob]
+                args += [
+                    point_id,
+                    _point_record(point.version, point.label, point.created_at),
+                    blob,
+                ]
             imported = self._import_script(self._all_keys(name), args, client)
         if not imported:
             raise ContextExistsError(name)
@@ -681,9 +678,7 @@ class RedisStore(Store):
         self, name: str, version: int, label: str | None, created_at: datetime, blob: bytes
     ) -> int:
         keys = self._keys(name, "meta", "points", "point_blobs")
-        info = orjson.dumps(
-            {"version": version, "label": label, "created_at": created_at.isoformat()}
-        )
+        info = _point_record(version, label, created_at)
         with self._translate("create recovery point", writes=True) as client:
             # The id comes first, from a counter of its own (a script may not touch keys of
             # two slots), so a point for a missing context leaves a gap in the ids.
@@ -738,6 +733,11 @@ class RedisStore(Store):
             deleted = self._delete_point_script(keys, [field], self._client)
         if not deleted:
             raise RecoveryPointNotFoundError(name, point_id)
+
+
+def _point_record(version: int, label: str | None, created_at: datetime) -> bytes:
+    """A recovery point's record in `<prefix>:{name}:points`, as `_point_info` reads it."""
+    return orjson.dumps({"version": version, "label": label, "created_at": created_at.isoformat()})
 
 
 def _entries(flat: list[bytes]) -> list[tuple[int, bytes]]:
