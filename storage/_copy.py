@@ -134,7 +134,7 @@ def copy_store(
     Raises:
         InvalidArgumentError: `source` and `destination` are the same store (the same
             object, SQLite file, Redis server and prefix, or PostgreSQL database and
-            schema), or a name is not a valid context name.
+            schema), `contexts` is a str, or a name is not a valid context name.
         ContextNotFoundError: a context named in `contexts` is not in the source (checked
             before anything is written).
         DestinationExistsError: without `replace`, contexts to copy exist in the destination;
@@ -150,6 +150,9 @@ def copy_store(
         # Copied onto itself, a context would at best come back unchanged, and with
         # `replace` it could undo what a writer stored between its export and its import.
         msg = f"source and destination are the same store ({source!r}); copy to another"
+        raise InvalidArgumentError(msg)
+    if isinstance(contexts, str):  # iterated, it would name one context per character
+        msg = f"contexts is an iterable of names, not one str: write [{contexts!r}]"
         raise InvalidArgumentError(msg)
     if contexts is None:
         names, named = source.list_contexts(), False

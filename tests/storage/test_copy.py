@@ -538,6 +538,8 @@ def test_copy_of_named_contexts_copies_only_those(stores: Stores) -> None:
     with pytest.raises(ContextNotFoundError, match="'nope'"):
         copy_store(source, destination, ["b", "nope"])
     assert destination.list_contexts() == ["a", "c"]  # checked before anything was written
+    with pytest.raises(InvalidArgumentError, match=r"\['b'\]"):
+        copy_store(source, destination, "b")
 
 
 def test_copy_stops_at_a_damaged_context_with_nothing_of_it_written(stores: Stores) -> None:
