@@ -104,7 +104,13 @@ def backup_sqlite(source: Store, target: str | Path, *, force: bool = False) -> 
     try:
         _copy_pages(source, partial)
         contexts = _verified(partial)
-        _install(partial, target, force=force)
+        try:
+            _install(partial, target, force=force)
+        except BackupExistsError:
+            raise
+        except OSError as exc:  # a directory in the way, no permission, a full disk
+            msg = f"cannot write the backup to {str(target)!r}: {exc}"
+            raise PersistenceError(msg) from exc
     finally:
         for leftover in (partial, *(Path(f"{partial}{s}") for s in ("-wal", "-shm", "-journal"))):
             with contextlib.suppress(FileNotFoundError):

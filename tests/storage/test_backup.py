@@ -15,6 +15,7 @@ from storage import (
     BackupVerificationError,
     InvalidArgumentError,
     MemoryStore,
+    PersistenceError,
     SqliteStore,
     Store,
     backup_sqlite,
@@ -89,6 +90,17 @@ def test_backup_refuses_an_existing_file_unless_forced(stores: Stores, tmp_path:
     backup_sqlite(source, target, force=True)
     with SqliteStore(target) as backup:
         assert backup.read_head("a") == source.read_head("a")
+    assert leftovers(tmp_path) == []
+
+
+def test_backup_onto_a_directory_fails_with_a_persistence_error(
+    stores: Stores, tmp_path: Path
+) -> None:
+    source = stores.new("sqlite")
+    fill(source, "a", 1)
+    (tmp_path / "in-the-way").mkdir()
+    with pytest.raises(PersistenceError, match="in-the-way"):
+        backup_sqlite(source, tmp_path / "in-the-way", force=True)
     assert leftovers(tmp_path) == []
 
 
