@@ -42,6 +42,7 @@ from actors._config import Overflow
 from actors._exit import track_subscription
 from actors._future import Reply, reject, resolve
 from actors._messages import Wake
+from actors._metrics import NO_METRICS, Instruments
 from actors._subscription import Subscription
 from actors._subscription_messages import CloseHub, CloseTopic, Demand, Register, Unsubscribe
 from actors._teardown import ThreadedActor, answer_mailbox
@@ -68,9 +69,10 @@ class SubscriptionHub(ThreadedActor):
 
     `exit_timeout` is its manager's: how long the exit hook lets a callback finish."""
 
-    def __init__(self, exit_timeout: float) -> None:
+    def __init__(self, exit_timeout: float, metrics: Instruments = NO_METRICS) -> None:
         super().__init__()
         self._exit_timeout = exit_timeout
+        self._metrics = metrics
         self._topics: dict[Topic, list[_Entry]] = {}
         self._entries: dict[Subscription[Any], _Entry] = {}
         self._closing: Reply[None] | None = None
@@ -160,6 +162,7 @@ class SubscriptionHub(ThreadedActor):
         first, _, count = entry.gap or (dropped, dropped, 0)
         entry.gap = first, dropped, count + 1
         subscription.dropped += 1
+        self._metrics.drops.add(1)
         entry.buffer.append(item)
 
     def _on_demand(self, message: Demand) -> None:

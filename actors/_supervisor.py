@@ -137,7 +137,7 @@ class ManagerActor(ThreadedActor):
         self._shutdown = ShutdownSequence(self)
         # The subscriptions to our contexts and adapters live in the hub, so they outlive
         # every tracker; each adapter's switches are published to a topic of its own.
-        self._hub = SubscriptionHub.start(self._config.exit_timeout)
+        self._hub = SubscriptionHub.start(self._config.exit_timeout, metrics)
         self._io_worker = StoreWorker.start()
         # The threads its trackers share; closed once they have all stopped.
         self._dispatcher = Dispatcher(

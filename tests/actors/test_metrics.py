@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from actors import create_manager
+from actors import Overflow, SubscriptionConfig, create_manager
 from actors.testing import FaultyStore, ManualClock, crash
 from storage import MemoryStore
 
@@ -82,3 +83,25 @@ def test_without_a_provider_nothing_is_recorded_and_nothing_fails():
     with create_manager() as manager:
         manager.create_context("x").get(timeout=WAIT)
         manager.get_tracker("x").get(timeout=WAIT).set("n", 1).get(timeout=WAIT)
+
+
+def test_subscription_drops_are_counted(reader):
+    provider = MeterProvider(metric_readers=[reader])
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(_change: object) -> None:
+        entered.set()
+        release.wait(WAIT)
+
+    with create_manager(meter_provider=provider) as manager:
+        manager.create_context("c", {"n": 0}).get(timeout=WAIT)
+        tracker = manager.get_tracker("c").get(timeout=WAIT)
+        config = SubscriptionConfig(buffer_size=4, overflow=Overflow.DROP_OLDEST)
+        subscription = tracker.subscribe(slow, config).get(timeout=WAIT)
+        tracker.set("n", 1).get(timeout=WAIT)
+        assert entered.wait(WAIT)  # the callback now blocks on version 1
+        for n in range(2, 21):
+            tracker.set("n", n).get(timeout=WAIT)
+        assert wait_until(lambda: subscription.dropped == 15)
+        release.set()
+        assert wait_until(lambda: collect(reader).get("context_runtime.subscription.drops") == 15)
