@@ -54,7 +54,8 @@ class Instruments:
         self.updates: _Counter = counter(
             "context_runtime.updates",
             unit="{update}",
-            description="Updates applied to contexts and acknowledged to their callers",
+            description="Updates applied to contexts' States (each is then stored, or undone "
+            "and its caller told; one run again after a lost race counts again)",
         )
         self.reads: _Counter = counter(
             "context_runtime.reads", unit="{read}", description="Reads answered by trackers"

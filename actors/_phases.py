@@ -197,6 +197,7 @@ def apply_update(
     t: TrackerActor, update: updates.Update, message: TrackerRequest, attempt: int
 ) -> Any:
     """Make `update` the current State and store it (undone if the write fails)."""
+    t.metrics.updates.add(1)
     current = t.current
     if update.state is None:
         undo = updates.apply_in_place(current, update.delta)
@@ -227,6 +228,8 @@ class Running(Phase):
             result = self._run(message)
             if isinstance(result, updates.Update):
                 result = apply_update(t, result, message, attempt)
+            elif type(message) in REQUESTS:
+                t.metrics.reads.add(1)
         except StaleWrite as exc:
             # Another process wrote this context: the store is the truth. Catch up, run again.
             return self.lost_race(message, attempt, exc.conflict)
@@ -270,6 +273,7 @@ class Running(Phase):
         """Another process wrote the context under us: reload, and run the request again on
         the fresh State (`modify` re-runs its function, `set` re-applies, and `update_state`
         now fails with `VersionConflict` by itself, as its version is stale)."""
+        self.t.metrics.conflicts.add(1)
         suspended = self.t.refresh_quietly()
         if suspended is not None:
             reject(message.reply, conflict)
@@ -277,6 +281,7 @@ class Running(Phase):
         if attempt >= MAX_CONFLICT_RETRIES:
             reject(message.reply, conflict)
             return self
+        self.t.metrics.retries.add(1)
         if attempt < 3:
             return self.request(message, attempt + 1)
         # Lost several races in a row: back off a random moment (jitter, as in any optimistic

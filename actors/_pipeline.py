@@ -21,7 +21,9 @@ the phase runs again what was not answered.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -30,6 +32,7 @@ import pykka
 from actors._changes import ChangeCause
 from actors._future import Reply, reject, resolve
 from actors._messages import TrackerRequest, Wake
+from actors._metrics import Histogram
 from actors._updates import Update
 from actors._writer import WriteBatch, WriteRequest, Written, answer_batch
 from actors._writes import LATER, StaleWrite, WriteHost, WritePath
@@ -151,6 +154,8 @@ class DurableWrites(WritePath):
         except BaseException:
             undo()
             raise
+        # What its caller waits, less the hop here: recorded when the write is answered.
+        reply.add_done_callback(partial(_timed, host.metrics.write_duration, time.perf_counter()))
         if self.in_flight is not None:
             self.next.add(pending)  # goes to the writer once the batch is stored
             return LATER
@@ -361,3 +366,9 @@ def _batch_of(pending: Pending) -> Batch:
     batch = Batch()
     batch.add(pending)
     return batch
+
+
+def _timed(histogram: Histogram, started: float, reply: Reply[Any]) -> None:
+    """A write's reply callback: record how long it took, if it was stored."""
+    if not reply.cancelled() and reply.exception() is None:
+        histogram.record(time.perf_counter() - started)

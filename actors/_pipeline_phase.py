@@ -66,6 +66,8 @@ class Persisting(Phase):
             result = pure(t.current, message)
             if isinstance(result, updates.Update):
                 result = apply_update(t, result, message, 1)  # accumulates: LATER
+            else:
+                t.metrics.reads.add(1)
         except ContextError as exc:
             writes.hold(message, error=exc)
         except updates.UserFunctionError as exc:

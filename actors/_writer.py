@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -24,6 +25,7 @@ import pykka
 
 from actors._future import Reply, reject, resolve
 from actors._messages import WriterFailed
+from actors._metrics import NO_METRICS, Instruments
 from storage import OutcomeUnknownError, PersistenceError, ShutdownError, Store
 from storage._store import Write
 
@@ -94,9 +96,12 @@ class WriterActor(pykka.ThreadingActor):
 
     use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
 
-    def __init__(self, store: Store, supervisor: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self, store: Store, supervisor: pykka.ActorRef[Any], metrics: Instruments = NO_METRICS
+    ) -> None:
         super().__init__()
         self._store = store
+        self._metrics = metrics
         self._supervisor = supervisor
         self._drained: Reply[None] | None = None
         self._unanswered: deque[WriteBatch] = deque()
@@ -128,8 +133,11 @@ class WriterActor(pykka.ThreadingActor):
 
     def _commit(self, batch: list[WriteBatch]) -> None:
         writes = [request.write for unit in batch for request in unit.requests]
+        self._metrics.batch_size.record(len(writes))
+        started = time.perf_counter()
         try:
             results: list[BaseException | None] = list(self._store.commit(writes))
+            self._metrics.commit_duration.record(time.perf_counter() - started)
         except Exception as exc:  # every write of the batch is told
             if not isinstance(exc, PersistenceError):
                 logger.exception("group commit of %d writes failed", len(writes))

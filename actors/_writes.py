@@ -24,6 +24,7 @@ from actors._clock import Scheduled
 from actors._config import TrackerConfig
 from actors._future import Reply
 from actors._messages import Flush, TrackerRequest, Wake
+from actors._metrics import Instruments
 from actors._updates import Update
 from actors._writer import Written
 from storage import ContextError, State, Store, VersionConflict
@@ -58,6 +59,7 @@ class WriteHost(Protocol):
     name: str
     store: Store
     config: TrackerConfig
+    metrics: Instruments
 
     @property
     def current(self) -> State: ...

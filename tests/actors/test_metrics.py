@@ -105,3 +105,50 @@ def test_subscription_drops_are_counted(reader):
         assert wait_until(lambda: subscription.dropped == 15)
         release.set()
         assert wait_until(lambda: collect(reader).get("context_runtime.subscription.drops") == 15)
+
+
+def test_updates_reads_write_times_and_group_commits_are_measured(reader, tmp_path):
+    provider = MeterProvider(metric_readers=[reader])
+    with create_manager(f"sqlite:///{tmp_path / 'm.db'}", meter_provider=provider) as manager:
+        manager.create_context("hot", {"n": 0}).get(timeout=WAIT)
+        tracker = manager.get_tracker("hot").get(timeout=WAIT)
+        threads = [
+            threading.Thread(
+                target=lambda: [
+                    tracker.modify(lambda s: s.set("n", s.get("n") + 1)).get(timeout=WAIT)
+                    for _ in range(25)
+                ]
+            )
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        assert tracker.get("n").get(timeout=WAIT) == 100
+        tracker.get_state().get(timeout=WAIT)
+    values = collect(reader)
+    assert values["context_runtime.updates"] == 100
+    assert values["context_runtime.reads"] == 2
+    writes, seconds = values["context_runtime.write.duration"]
+    assert writes == 100
+    assert seconds > 0
+    assert values["context_runtime.write.duration unit"] == "s"
+    batches, written = values["context_runtime.store.commit.writes"]
+    assert written == 100
+    assert batches == values["context_runtime.store.commit.duration"][0]
+    assert batches < 100  # queued writes of the hot context shared transactions
+
+
+def test_conflicts_with_another_process_and_their_retries_are_counted(reader, tmp_path):
+    provider = MeterProvider(metric_readers=[reader])
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    with create_manager(url, meter_provider=provider, watch_interval=None) as ours:
+        ours.create_context("c", {"n": 0}).get(timeout=WAIT)
+        tracker = ours.get_tracker("c").get(timeout=WAIT)
+        with create_manager(url) as theirs:  # another process, as far as ours can tell
+            theirs.get_tracker("c").get(timeout=WAIT).set("n", 10).get(timeout=WAIT)
+        assert tracker.modify(lambda s: s.set("n", s.get("n") + 1)).get(timeout=WAIT).get("n") == 11
+    values = collect(reader)
+    assert values["context_runtime.conflicts"] == 1
+    assert values["context_runtime.conflict.retries"] == 1
