@@ -435,18 +435,19 @@ class PostgresStore(Store):
     # -- primitives ------------------------------------------------------------------------
 
     def _create(self, name: str, version: int, blob: bytes) -> None:
-        with self._connection("create", writes=True) as conn, conn.transaction():
-            inserted = conn.execute(
-                "INSERT INTO contexts (name, version) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (name, version),
-            ).rowcount
-            if inserted == 0:
-                raise ContextExistsError(name)
-            conn.execute(
-                "INSERT INTO snapshots (context, version, blob) VALUES (%s, %s, %s)",
-                (name, version, blob),
-            )
-            conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+        # One statement, so one transaction and one round trip: the snapshot and the
+        # notification only if the context row was inserted (a taken name inserts nothing).
+        with self._connection("create", writes=True) as conn:
+            row = conn.execute(
+                "WITH made AS (INSERT INTO contexts (name, version) VALUES (%(n)s, %(v)s) "
+                "ON CONFLICT DO NOTHING RETURNING name), "
+                "kept AS (INSERT INTO snapshots (context, version, blob) "
+                "SELECT name, %(v)s, %(b)s FROM made) "
+                "SELECT pg_notify(%(c)s, '') FROM made",
+                {"n": name, "v": version, "b": blob, "c": self.channel},
+            ).fetchone()
+        if row is None:
+            raise ContextExistsError(name)
 
     def _read_head(self, name: str) -> tuple[int, bytes]:
         with self._connection("read head") as conn:

@@ -18,6 +18,7 @@ import pytest
 import storage._postgres as postgres_module
 from storage import (
     ConfigurationError,
+    ContextExistsError,
     ContextNotFoundError,
     PersistenceError,
     PostgresStore,
@@ -222,6 +223,24 @@ def test_processes_opening_a_new_schema_together_create_it_once(
 
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(open_one, range(6))) == ["PostgresStore"] * 6
+
+
+def test_racing_creates_of_one_name_have_one_winner(postgres_server: PostgresServer) -> None:
+    with PostgresStore(postgres_server.conninfo, schema=fresh_schema()) as store:
+        barrier = threading.Barrier(8)
+
+        def create(index: int) -> str:
+            barrier.wait(timeout=30)
+            try:
+                store.create(State.new("ctx", {"who": index}))
+            except ContextExistsError:
+                return "exists"
+            return "created"
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = sorted(pool.map(create, range(8)))
+        assert outcomes == ["created"] + ["exists"] * 7
+        assert store.list_versions("ctx") == [0]
 
 
 # -- change notification --------------------------------------------------------------------
