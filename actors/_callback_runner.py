@@ -11,6 +11,7 @@ import attrs
 import pykka
 
 from actors._future import resolve
+from actors._logs import context_fields
 from actors._subscription import Subscription
 from actors._subscription_messages import Demand
 from actors._teardown import ThreadedActor
@@ -66,7 +67,11 @@ class CallbackRunner(ThreadedActor):
             except Exception as exc:  # reported on the subscription; delivery goes on
                 subscription.failures += 1
                 subscription.last_failure = exc
-                logger.exception("subscription to %r: callback failed", subscription.name)
+                logger.exception(
+                    "subscription to %r: callback failed",
+                    subscription.name,
+                    extra=context_fields(subscription.name, getattr(item, "version", None)),
+                )
         if message.end:
             self.stop()  # on_stop says we have ended
         elif not subscription._cancelled:

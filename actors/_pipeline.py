@@ -31,6 +31,7 @@ import pykka
 
 from actors._changes import ChangeCause
 from actors._future import Reply, reject, resolve
+from actors._logs import context_fields
 from actors._messages import TrackerRequest, Wake
 from actors._metrics import Histogram
 from actors._updates import Update
@@ -231,7 +232,9 @@ class DurableWrites(WritePath):
             # Only a bug of ours stops the writer early (it logged why): keep every write
             # durable by committing our own, without group commit.
             logger.error(  # noqa: TRY400 - the writer's failure was logged with its traceback
-                "tracker %r: the writer actor is gone; writing alone", host.name
+                "tracker %r: the writer actor is gone; writing alone",
+                host.name,
+                extra=context_fields(host.name, self.stored_version),
             )
             self.writer = None
             return False

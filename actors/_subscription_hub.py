@@ -41,6 +41,7 @@ from actors._changes import Publish, Topic
 from actors._config import Overflow
 from actors._exit import track_subscription
 from actors._future import Reply, reject, resolve
+from actors._logs import context_fields
 from actors._messages import Wake
 from actors._metrics import NO_METRICS, Instruments
 from actors._subscription import Subscription
@@ -155,7 +156,7 @@ class SubscriptionHub(ThreadedActor):
                 f"subscription to {subscription.name!r} fell {config.buffer_size} changes "
                 "behind and was ended (overflow policy UNSUBSCRIBE)"
             )
-            logger.warning("%s", subscription.error)
+            logger.warning("%s", subscription.error, extra=context_fields(subscription.name))
             self._end(entry, deliver=True)
             return
         dropped = entry.buffer.popleft()

@@ -23,6 +23,7 @@ from actors._changes import ChangeCause
 from actors._clock import Scheduled
 from actors._config import TrackerConfig
 from actors._future import Reply
+from actors._logs import context_fields
 from actors._messages import Flush, TrackerRequest, Wake
 from actors._metrics import Instruments
 from actors._updates import Update
@@ -207,7 +208,11 @@ class BatchedWrites(WritePath):
         try:
             self.flush()
         except ContextError:
-            logger.exception("tracker %r could not write its batched updates", self._host.name)
+            logger.exception(
+                "tracker %r could not write its batched updates",
+                self._host.name,
+                extra=context_fields(self._host.name, self._host.current.version),
+            )
             self._arm_timer()  # try again later even if no update comes
 
     def timer_fired(self) -> None:
