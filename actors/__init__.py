@@ -36,6 +36,15 @@ from actors._manager import ContextManager
 from actors._recovery import RecoveryReport
 from actors._stats import ContextStats
 from actors._subscription import Subscription
+from actors._typed import TypedContexts, TypedTracker, Versioned
+from actors._typed_convert import make_model_converter, model_converter
+from actors._typed_errors import (
+    MigrationError,
+    ModelMismatchError,
+    ModelValueError,
+    SchemaVersionError,
+)
+from actors._typed_schema import ContextSchema, context_schema
 from storage import (
     ConfigurationError,
     ContextBusyError,
@@ -87,6 +96,7 @@ __all__ = [
     "ContextInactiveError",
     "ContextManager",
     "ContextNotFoundError",
+    "ContextSchema",
     "ContextStats",
     "ContextStatus",
     "ContextTimeoutError",
@@ -101,6 +111,9 @@ __all__ = [
     "InvalidContextNameError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "MigrationError",
+    "ModelMismatchError",
+    "ModelValueError",
     "NoCurrentContextError",
     "NoIntactSnapshotError",
     "OutcomeUnknownError",
@@ -110,6 +123,7 @@ __all__ = [
     "RecoveryPoint",
     "RecoveryPointNotFoundError",
     "RecoveryReport",
+    "SchemaVersionError",
     "ShutdownError",
     "SnapshotNotFoundError",
     "State",
@@ -121,13 +135,19 @@ __all__ = [
     "SyncPolicy",
     "SynchronizationError",
     "TrackerConfig",
+    "TypedContexts",
+    "TypedTracker",
     "UnsupportedFormatError",
     "UpdateNotAppliedError",
     "VersionConflict",
     "VersionNotKeptError",
+    "Versioned",
     "WriteOutcomeUnknownError",
+    "context_schema",
     "create_adapter",
     "create_manager",
+    "make_model_converter",
+    "model_converter",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -42,10 +42,13 @@ from storage._state import (
 
 if TYPE_CHECKING:
     from actors._cell import Cell
+    from actors._typed import TypedTracker
+    from actors._typed_schema import ContextSchema
 
 __all__ = ["ContextTracker"]
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 class ContextTracker:
@@ -167,6 +170,13 @@ class ContextTracker:
         except InvalidArgumentError as exc:
             return ContextFuture.failed(exc, what=self._what("modify"))
         return self._ask(Modify, "modify", fn)
+
+    def typed(self, model: type[M] | ContextSchema[M]) -> TypedTracker[M]:
+        """A typed handle on this context: its State as `model` (an attrs class or
+        dataclass, or its `ContextSchema`). See docs/typed-contexts.md."""
+        from actors._typed import TypedTracker  # noqa: PLC0415 - it imports this module
+
+        return TypedTracker(self, model)
 
     def save(self) -> ContextFuture[int]:
         """Write any unsaved updates (batched sync policy); resolves to the stored version."""

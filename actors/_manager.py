@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import pykka
 
@@ -52,7 +52,13 @@ from storage import (
 from storage._history import check_at, check_limit, check_since, check_version
 from storage._store import recovery_point_id
 
+if TYPE_CHECKING:
+    from actors._typed import TypedContexts
+    from actors._typed_schema import ContextSchema
+
 __all__ = ["ContextManager"]
+
+M = TypeVar("M")
 
 
 class ContextManager:
@@ -160,6 +166,14 @@ class ContextManager:
         except ContextError as exc:
             return ContextFuture.failed(exc, what=what)
         return self._request(partial(GetTracker, seed.context, seed=seed))
+
+    def typed(self, model: type[M] | ContextSchema[M]) -> TypedContexts[M]:
+        """The typed side of this manager for `model` (an attrs class or dataclass, or its
+        `ContextSchema`): `manager.typed(Cart).get_tracker("cart-1")`. See
+        docs/typed-contexts.md."""
+        from actors._typed import TypedContexts  # noqa: PLC0415 - it imports this module
+
+        return TypedContexts(self, model)
 
     def deactivate(self, name: str) -> ContextFuture[None]:
         """Write what the tracker has unsaved, then stop it."""

@@ -35,6 +35,18 @@ PROMISED = {
     "RecoveryError",
     "ShutdownError",
     "VersionConflict",
+    # typed contexts (docs/typed-contexts.md)
+    "ContextSchema",
+    "MigrationError",
+    "ModelMismatchError",
+    "ModelValueError",
+    "SchemaVersionError",
+    "TypedContexts",
+    "TypedTracker",
+    "Versioned",
+    "context_schema",
+    "make_model_converter",
+    "model_converter",
 }
 
 
