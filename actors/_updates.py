@@ -20,8 +20,11 @@ import attrs
 from actors._changes import ChangeCause
 from actors._modify import modify_result_error
 from storage import InvalidValueError, KeyNotFoundError, State, VersionConflict
-from storage._delta import Delta, apply_changes
+from storage._delta import APPEND, DELETE, SET, Delta, apply_changes
 from storage._state import (
+    MAX_DEPTH,
+    _check,
+    _check_str,
     check_item,
     check_metadata_item,
     copy_json_value,
@@ -93,7 +96,8 @@ def keys(state: State) -> list[str]:
 
 def _next(state: State, **changes: Any) -> Update:
     version = state.version + 1
-    return Update(Delta(state.context, version, utc_now(), **changes), result=version)
+    delta = Delta(state.context, version, utc_now(), **changes, cause=ChangeCause.UPDATE.value)
+    return Update(delta, result=version)
 
 
 def set_value(state: State, key: str, value: Any) -> Update:
@@ -127,19 +131,55 @@ def replace(
 
     With `check`, the values that differ from `state` are validated first: a value strictly
     equal to one already held is valid too, so a 1-key `modify` of a large State checks one
-    key, not all of them.
+    key, not all of them, and of a key changed in part (`Delta.edits`) only what its edits
+    put there: an item appended to a long list checks that item.
 
     Raises:
         InvalidValueError: with `check`, a changed value is not JSON-compatible.
     """
     candidate = state.successor(source)
-    delta = Delta.between(state, candidate)
+    delta = Delta.between(state, candidate, cause.value)
     if check:
+        edits = delta.edits
         for key, value in delta.changed.items():
-            check_item(key, value)
+            ops = edits.get(key)
+            if ops is None:
+                check_item(key, value)
+            else:
+                _check_edits(key, value, ops)
         for key, value in candidate.metadata.items():  # small, and compared with `!=`
             check_metadata_item(key, value)
     return Update(delta, candidate, candidate.snapshot(), cause)
+
+
+def _check_edits(key: str, value: Any, ops: Any) -> None:
+    """Check what `ops` put into `value` (the new value of `key`, which was valid before
+    them): the values set and appended, and the dict keys they add. `diff_value` only
+    descends through dicts and lists the old value shares, so nothing else is new.
+
+    Raises:
+        InvalidValueError: as `check_item` would for the whole value.
+    """
+    for op in ops:
+        kind, path = op[0], op[1]
+        if kind == DELETE:
+            continue
+        where = f"data[{key!r}]"
+        node = value
+        for segment in path[:-1] if kind == SET else path:
+            where += f"[{segment!r}]"
+            node = node[segment]
+        depth = MAX_DEPTH - len(path)
+        if kind == APPEND:
+            _check(op[2], where, depth)
+            continue
+        last = path[-1]
+        where += f"[{last!r}]"
+        if type(node) is dict:
+            if type(last) is not str:
+                raise InvalidValueError(where, last, f"dict key {last!r} is not a str")
+            _check_str(last, where)
+        _check(op[2], where, depth)
 
 
 def update_state(state: State, source: State) -> Update:

@@ -32,7 +32,7 @@ import orjson
 import zstandard
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from storage._delta import Delta, apply_changes
+from storage._delta import Delta, apply_changes, apply_edits, edits_problem
 from storage._exceptions import (
     ConfigurationError,
     CorruptSnapshotError,
@@ -67,9 +67,10 @@ DEFAULT_MAX_STATE_BYTES = 64 * 2**20
 JOURNAL_MAGIC = b"CTXJ"
 """The first four bytes of every journal entry."""
 
-JOURNAL_FORMAT_VERSION = 2
-"""The journal entry format this library writes: a JSON array body. Entries of format 1 (a
-JSON object body) are still read."""
+JOURNAL_FORMAT_VERSION = 3
+"""The journal entry format this library writes: a JSON array body with the version's cause
+and the edits of values changed in part (see docs/storage.md). Entries of format 2 (an array
+without them) and 1 (a JSON object body) are still read."""
 
 HEADER = struct.Struct("<4sBBHII")
 """magic, format version, codec id, flags, CRC-32, frame length."""
@@ -77,20 +78,33 @@ HEADER = struct.Struct("<4sBBHII")
 # Every field must be in the body: State has defaults (version 0, "now", empty data), and
 # structuring a body that lacks a field would silently fill them in.
 _FIELDS = frozenset(field.name for field in attrs.fields(State))
-_DELTA_ORDER = tuple(field.name for field in attrs.fields(Delta))
+# The fields of formats 1 and 2, and in format 2's order.
+_DELTA_ORDER = (
+    "context", "version", "updated_at", "changed",
+    "removed", "metadata_changed", "metadata_removed",
+)  # fmt: skip
 _DELTA_FIELDS = frozenset(_DELTA_ORDER)
-_SHORT_ENTRY = 4  # context, version, updated_at, changed: an entry that only sets keys
+_SHORT_ENTRY = 4  # format 2: context, version, updated_at, changed: an entry that only sets
+# Format 3's order: cause and edits come before the fields most entries leave empty.
+_ENTRY_ORDER = (
+    "context", "version", "updated_at", "cause", "changed", "edits",
+    "removed", "metadata_changed", "metadata_removed",
+)  # fmt: skip
+_ENTRY_FIELDS = frozenset(_ENTRY_ORDER)
+_SHORT = 6  # format 3: context, version, updated_at, cause, changed, edits
 
-# Every journal entry this format writes starts with these 8 bytes, and its CRC starts from
-# the CRC of bytes 4..7: replay checks both once per entry without unpacking the header.
-_JOURNAL_PREFIX = struct.pack("<4sBBH", JOURNAL_MAGIC, JOURNAL_FORMAT_VERSION, CODEC_JSON, 0)
 _CRC_AND_LENGTH = struct.Struct("<II")
 # The CRC of bytes 4..7 (format, codec, flags) each format writes: where every CRC starts.
 _CRC_SEEDS = {
     fmt: zlib.crc32(struct.pack("<BBH", fmt, CODEC_JSON, 0))
-    for fmt in {FORMAT_VERSION, JOURNAL_FORMAT_VERSION}
+    for fmt in {FORMAT_VERSION, 2, JOURNAL_FORMAT_VERSION}
 }
-_JOURNAL_CRC_SEED = _CRC_SEEDS[JOURNAL_FORMAT_VERSION]
+# The journal formats batched replay takes, by their first 8 bytes (format, CRC seed): replay
+# checks a header with one lookup, and its CRC from the CRC of bytes 4..7, without unpacking.
+_BATCHED = {
+    struct.pack("<4sBBH", JOURNAL_MAGIC, fmt, CODEC_JSON, 0): (fmt, _CRC_SEEDS[fmt])
+    for fmt in (2, JOURNAL_FORMAT_VERSION)
+}
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -264,13 +278,19 @@ class SnapshotCodec:
         """
         # A positional array, and the last three fields only when one is not empty (most
         # updates only set keys): replay parses one entry per update since the last snapshot,
-        # and orjson builds a 4-item array in well under half the time of the 7-field object
+        # and orjson builds a short array in well under half the time of the 7-field object
         # format 1 had. Written by hand: cattrs' generic unstructure cost more than orjson.
+        # A key with edits is written as its edits, not its (maybe long) new value.
+        changed, edits = delta.changed, delta.edits
+        if edits:
+            changed = {key: value for key, value in changed.items() if key not in edits}
         fields: list[Any] = [
             delta.context,
             delta.version,
             delta.updated_at,  # orjson writes exactly isoformat(), in a third of the time
-            delta.changed,
+            delta.cause,
+            changed,
+            edits,
         ]
         if delta.removed or delta.metadata_changed or delta.metadata_removed:
             fields += (delta.removed, delta.metadata_changed, delta.metadata_removed)
@@ -295,6 +315,8 @@ class SnapshotCodec:
             tuple(document["removed"]),
             document["metadata_changed"],
             tuple(document["metadata_removed"]),
+            document["edits"],
+            document["cause"],
         )
 
     def replay(self, state: State, entries: Iterable[tuple[int, bytes]]) -> None:
@@ -326,27 +348,31 @@ class SnapshotCodec:
                 document["removed"],
                 document["metadata_changed"],
                 document["metadata_removed"],
+                document["edits"],
             )
             index += 1
 
 
-def _parse_batch(entries: list[tuple[int, bytes]]) -> list[Any]:
-    """The parsed bodies of the leading entries whose header and CRC are intact, in one
-    orjson call (or none, if the batch does not parse as one value per entry).
+def _parse_batch(entries: list[tuple[int, bytes]]) -> list[tuple[int, Any]]:
+    """The format and parsed body of the leading entries whose header and CRC are intact
+    (formats 2 and 3), in one orjson call (or none, if the batch does not parse as one value
+    per entry).
 
     Replay was 2.3 us per entry one by one (pyinstrument: header unpacking, CRC and per-call
-    overheads); this checks a header with one 8-byte comparison and parses once.
+    overheads); this checks a header with one 8-byte lookup and parses once.
     """
-    payloads = []
-    unpack, crc32, size = _CRC_AND_LENGTH.unpack_from, zlib.crc32, HEADER.size
+    payloads, formats = [], []
+    unpack, crc32, size, batched = _CRC_AND_LENGTH.unpack_from, zlib.crc32, HEADER.size, _BATCHED
     for _version, blob in entries:
-        if not blob.startswith(_JOURNAL_PREFIX) or len(blob) < size:
+        known = batched.get(blob[:8])
+        if known is None or len(blob) < size:
             break
         crc, length = unpack(blob, 8)
         payload = blob[size:]
-        if len(payload) != length or crc32(payload, _JOURNAL_CRC_SEED) != crc:
+        if len(payload) != length or crc32(payload, known[1]) != crc:
             break
         payloads.append(payload)
+        formats.append(known[0])
     if not payloads:
         return []
     try:
@@ -355,23 +381,26 @@ def _parse_batch(entries: list[tuple[int, bytes]]) -> list[Any]:
         return []
     # Each entry is checked to hold its own context and version below, so bodies that were
     # not one JSON value each (and shifted the rest) cannot be applied to the wrong version.
-    return documents if len(documents) == len(payloads) else []
+    if len(documents) != len(payloads):
+        return []
+    return list(zip(formats, documents, strict=True))
 
 
 def _apply_short_entries(
-    state: State, entries: list[tuple[int, bytes]], documents: list[Any], start: int
+    state: State, entries: list[tuple[int, bytes]], documents: list[tuple[int, Any]], start: int
 ) -> int:
-    """Apply parsed entries from `start` while they are short-form (only keys set) and pass
-    every check `_entry_document` makes; returns the index of the first one not applied."""
+    """Apply parsed entries from `start` while they are short-form (keys set, maybe by
+    edits) and pass every check `_entry_document` makes; returns the index of the first one
+    not applied (a failed edit is undone, for the reference path to report)."""
     context, data = state.context, state.data
     version, updated_at = state.version, state.updated_at
     parse = datetime.fromisoformat
     index = start
     while index < len(documents):
-        document = documents[index]
-        if type(document) is not list or len(document) != _SHORT_ENTRY:
+        short = _short_fields(*documents[index])
+        if short is None:
             break
-        name, number, stamp, changed = document
+        name, number, stamp, changed, edits = short
         if not (
             name == context
             and type(number) is int
@@ -386,6 +415,13 @@ def _apply_short_entries(
             break
         if stamped.tzinfo is None:
             break
+        if edits:
+            if not edits.keys().isdisjoint(changed) or edits_problem(edits) is not None:
+                break
+            try:
+                apply_edits(data, edits)
+            except ValueError:
+                break
         data.update(changed)
         version, updated_at = number, stamped
         index += 1
@@ -393,8 +429,26 @@ def _apply_short_entries(
     return index
 
 
+def _short_fields(fmt: int, document: Any) -> tuple[Any, Any, Any, Any, Any] | None:
+    """A short-form entry's context, version, timestamp, changed and edits (None for format
+    2), or None if it is not one."""
+    if type(document) is not list:
+        return None
+    if fmt == JOURNAL_FORMAT_VERSION:
+        if len(document) != _SHORT:
+            return None
+        name, number, stamp, cause, changed, edits = document
+        if not (cause is None or type(cause) is str) or type(edits) is not dict:
+            return None
+        return name, number, stamp, changed, edits
+    if len(document) != _SHORT_ENTRY:
+        return None
+    name, number, stamp, changed = document
+    return name, number, stamp, changed, None
+
+
 def _entry_document(blob: bytes, context: str, version: int) -> dict[str, Any]:
-    """The fields of a journal entry (either format) as a dict, checked down to the type of
+    """The fields of a journal entry (any format) as a dict, checked down to the type of
     every field, with `updated_at` parsed.
 
     Written out instead of using the cattrs converter: replay reads one entry per update
@@ -404,7 +458,9 @@ def _entry_document(blob: bytes, context: str, version: int) -> dict[str, Any]:
     try:
         fmt, payload = _unframe(blob, JOURNAL_MAGIC, "", newest=JOURNAL_FORMAT_VERSION)
         body = orjson.loads(payload)
-        document: Any = _from_array(body) if fmt == JOURNAL_FORMAT_VERSION else body
+        document: Any = _from_array(body, fmt) if fmt > 1 else body
+        if fmt < JOURNAL_FORMAT_VERSION and type(document) is dict:
+            document = _upgraded(document)
         problem = _entry_problem(document)
         if problem is None:
             document["updated_at"] = _structure_datetime(document["updated_at"], datetime)
@@ -424,27 +480,40 @@ def _entry_document(blob: bytes, context: str, version: int) -> dict[str, Any]:
     return dict(document)
 
 
-def _from_array(body: Any) -> Any:
-    """A format-2 body (a 4- or 7-item array) as the format-1 object, or None (for
-    `_entry_problem` to refuse) if it is not one."""
-    if type(body) is not list or len(body) not in {_SHORT_ENTRY, len(_DELTA_ORDER)}:
+def _upgraded(document: dict[str, Any]) -> dict[str, Any]:
+    """A format 1 or 2 entry's fields with format 3's: no cause recorded, no edits."""
+    if document.keys() != _DELTA_FIELDS:
+        return document  # refused by `_entry_problem`
+    return {**document, "cause": None, "edits": {}}
+
+
+def _from_array(body: Any, fmt: int) -> Any:
+    """An array body (format 2: 4 or 7 items; format 3: 6 or 9) as a dict of its fields,
+    or None (for `_entry_problem` to refuse) if it is not one."""
+    if type(body) is not list:
         return None
-    if len(body) == _SHORT_ENTRY:
+    order, short = (_ENTRY_ORDER, _SHORT) if fmt == JOURNAL_FORMAT_VERSION else (
+        _DELTA_ORDER, _SHORT_ENTRY
+    )  # fmt: skip
+    if len(body) == short:
         body = [*body, [], {}, []]
-    return dict(zip(_DELTA_ORDER, body, strict=True))
+    if len(body) != len(order):
+        return None
+    return dict(zip(order, body, strict=True))
 
 
 def _entry_problem(document: Any) -> str | None:
     """What is wrong with the shape of a journal entry's JSON, if anything."""
-    if type(document) is not dict or document.keys() != _DELTA_FIELDS:
+    if type(document) is not dict or document.keys() != _ENTRY_FIELDS:
         return "body is not a delta with exactly its fields"
     removed, meta_changed = document["removed"], document["metadata_changed"]
-    meta_removed = document["metadata_removed"]
+    meta_removed, cause = document["metadata_removed"], document["cause"]
     if not (
         type(document["context"]) is str
         and type(document["version"]) is int
         and type(document["updated_at"]) is str
         and type(document["changed"]) is dict
+        and (cause is None or type(cause) is str)
         and type(removed) is list
         and type(meta_changed) is dict
         and type(meta_removed) is list
@@ -454,6 +523,16 @@ def _entry_problem(document: Any) -> str | None:
         and (not meta_changed or all(type(v) is str for v in meta_changed.values()))
     ):
         return "a delta field has the wrong type"
+    edits = document["edits"]
+    if edits:
+        problem = edits_problem(edits)
+        if problem is not None:
+            return problem
+        keys = edits.keys()
+        if not keys.isdisjoint(document["changed"]) or not keys.isdisjoint(removed):
+            return "a key is both edited and set whole or removed"
+    elif type(edits) is not dict:
+        return "edits are not an object"
     return None
 
 

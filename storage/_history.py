@@ -11,12 +11,13 @@ Everything here works on what one read returned (`Store._read_changes_parts`, wh
 backend implements as of one moment), so a history or a point-in-time read never mixes two
 moments, and reads never write.
 
-What a stored version records (no format carries more, and none was changed for this):
-its version, its `updated_at`, whether it is a journal entry or a full snapshot, and for a
-journal entry the keys it set and removed. Which call made it (`ChangeCause`) is not stored:
-a restore, a compaction and an ordinary update are written the same way. For a snapshot, the
-keys changed are found by comparing it with the kept version before it; the oldest kept
-version has nothing to compare with and is reported as a full snapshot (`changed` None).
+What a stored version records: its version, its `updated_at`, whether it is a journal entry
+or a full snapshot, and for a journal entry the keys it set and removed and (journal format 3
+on) what made it, as the runtime's `ChangeCause` value ("update", "restore"). Snapshots do not
+record a cause, nor do entries written before format 3: their `cause` is None. For a
+snapshot, the keys changed are found by comparing it with the kept version before it; the
+oldest kept version has nothing to compare with and is reported as a full snapshot
+(`changed` None).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class HistoryEntry:
     kind: Literal["journal", "snapshot"]
     """How it is stored: "journal" (an update's journal entry) or "snapshot" (a full
     snapshot: the first version, an update written whole every `snapshot_every` writes, a
-    restore or the write of a batching tracker). The call that made it is not stored."""
+    restore or the write of a batching tracker). What made it is `cause`."""
     previous: int | None
     """The version its changes are relative to: `version - 1` for a journal entry, the kept
     version before it for a snapshot (lower by more than one where a batching tracker wrote
@@ -73,6 +74,10 @@ class HistoryEntry:
     """The metadata keys it set, sorted (None as for `changed`)."""
     metadata_removed: tuple[str, ...] = ()
     """The metadata keys it removed, sorted."""
+    cause: str | None = None
+    """What made it, as journaled: the runtime's `ChangeCause` value ("update" for a
+    tracker's update, "restore" for a restored recovery point); None where not recorded (a
+    snapshot, or a journal entry written before journal format 3)."""
 
     @property
     def full(self) -> bool:
@@ -257,10 +262,11 @@ def _entry(delta: Delta, kind: Literal["journal", "snapshot"], previous: int) ->
         delta.updated_at,
         kind,
         previous,
-        tuple(sorted(delta.changed)),
+        tuple(sorted(delta.keys_set)),
         tuple(sorted(delta.removed)),
         tuple(sorted(delta.metadata_changed)),
         tuple(sorted(delta.metadata_removed)),
+        delta.cause,  # None for a snapshot compared with the version before
     )
 
 

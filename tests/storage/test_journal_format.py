@@ -1,4 +1,5 @@
-"""Journal entries at the codec level: format 2 on disk, format 1 still read, batched replay."""
+"""Journal entries at the codec level: format 3 on disk, formats 1 and 2 still read, batched
+replay."""
 
 from __future__ import annotations
 
@@ -46,6 +47,25 @@ def _format_1(delta: Delta) -> bytes:
     )
 
 
+def _format_2(delta: Delta) -> bytes:
+    fields: list[object] = [delta.context, delta.version, delta.updated_at, delta.changed]
+    if delta.removed or delta.metadata_changed or delta.metadata_removed:
+        fields += [delta.removed, delta.metadata_changed, delta.metadata_removed]
+    return _entry(orjson.dumps(fields), fmt=2)
+
+
+# Entries as the format-2 library (before cause and edits) wrote them, byte for byte.
+FORMAT_2_ENTRY = bytes.fromhex(
+    "4354584a020100006c3b443f380000005b22637478222c312c22323032362d30312d30325430333a30343a"
+    "30352e3637383930312b30303a3030222c7b2261223a5b312c325d7d5d"
+)
+FORMAT_2_LONG_ENTRY = bytes.fromhex(
+    "4354584a020100004f5a11484a0000005b22637478222c322c22323032362d30312d30325430333a30343a"
+    "30352e3637383930312b30303a3030222c7b2263223a337d2c5b2262225d2c7b226d223a2278227d2c5b226e"
+    "225d5d"
+)
+
+
 def _deltas(count: int, start: int = 1) -> list[Delta]:
     """Deltas from `start`: mostly key sets, every fifth also removes and touches metadata."""
     deltas = []
@@ -67,20 +87,59 @@ def _replayed_one_by_one(state: State, deltas: list[Delta]) -> State:
     return expected
 
 
-def test_a_key_set_is_written_as_a_four_item_array():
+def test_a_key_set_is_written_as_a_six_item_array():
     codec = SnapshotCodec()
-    blob = codec.encode_delta(Delta("ctx", 3, T0, {"a": 1}))
+    blob = codec.encode_delta(Delta("ctx", 3, T0, {"a": 1}, cause="update"))
     assert blob[:4] == JOURNAL_MAGIC
-    assert blob[4] == JOURNAL_FORMAT_VERSION == 2
-    assert orjson.loads(blob[HEADER.size :]) == ["ctx", 3, T0.isoformat(), {"a": 1}]
+    assert blob[4] == JOURNAL_FORMAT_VERSION == 3
+    body = orjson.loads(blob[HEADER.size :])
+    assert body == ["ctx", 3, T0.isoformat(), "update", {"a": 1}, {}]
 
 
-def test_removals_and_metadata_are_written_as_a_seven_item_array():
+def test_removals_and_metadata_are_written_as_a_nine_item_array():
     codec = SnapshotCodec()
     delta = Delta("ctx", 3, T0, {}, ("gone",), {"m": "x"}, ("old",))
     body = orjson.loads(codec.encode_delta(delta)[HEADER.size :])
-    assert body == ["ctx", 3, T0.isoformat(), {}, ["gone"], {"m": "x"}, ["old"]]
+    assert body == ["ctx", 3, T0.isoformat(), None, {}, {}, ["gone"], {"m": "x"}, ["old"]]
     assert codec.decode_delta(codec.encode_delta(delta), context="ctx", version=3) == delta
+
+
+def test_an_edited_key_is_written_as_its_edits_not_its_value():
+    codec = SnapshotCodec()
+    old = State.new("ctx", {"cart": list(range(1000)), "n": 1})
+    new = old.successor(old.snapshot())
+    new.data["cart"].append(1000)
+    delta = Delta.between(old, new, "update")
+    assert delta.edits == {"cart": [("a", (), [1000])]}
+    assert delta.changed["cart"] is new.data["cart"]  # whole, for subscribers
+    blob = codec.encode_delta(delta)
+    assert len(blob) < 100
+    body = orjson.loads(blob[HEADER.size :])
+    assert body[3:] == ["update", {}, {"cart": [["a", [], [1000]]]}]
+    read = codec.decode_delta(blob, context="ctx", version=1)
+    assert (read.changed, read.edits, read.cause) == ({}, {"cart": [["a", [], [1000]]]}, "update")
+    assert read.keys_set == ("cart",)
+    state = old.snapshot()
+    read.apply(state)
+    assert state == new
+    assert read.changed == {"cart": new.data["cart"]}  # filled in by apply
+
+
+def test_format_2_entries_are_still_read():
+    codec = SnapshotCodec()
+    short = Delta("ctx", 1, T0, {"a": [1, 2]})
+    long = Delta("ctx", 2, T0, {"c": 3}, ("b",), {"m": "x"}, ("n",))
+    assert codec.decode_delta(_format_2(short), context="ctx", version=1) == short
+    assert codec.decode_delta(_format_2(long), context="ctx", version=2) == long
+    # Bytes a format-2 writer stored, kept as they were.
+    assert _format_2(short) == FORMAT_2_ENTRY
+    assert _format_2(long) == FORMAT_2_LONG_ENTRY
+    read = codec.decode_delta(FORMAT_2_ENTRY, context="ctx", version=1)
+    assert read.cause is None
+    assert read.edits == {}
+    state = State.new("ctx", {"b": 0}, {"n": "y"})
+    codec.replay(state, [(1, FORMAT_2_ENTRY), (2, FORMAT_2_LONG_ENTRY)])
+    assert (state.version, state.data, state.metadata) == (2, {"a": [1, 2], "c": 3}, {"m": "x"})
 
 
 def test_format_1_entries_are_still_read():
@@ -97,10 +156,9 @@ def test_batched_replay_equals_applying_each_delta():
     codec = SnapshotCodec()
     start = State.new("ctx", {"k0": "x"})
     deltas = _deltas(40)
-    # Format 1 and 2 mixed, as in a store written before and after an upgrade.
-    entries = [
-        (d.version, _format_1(d) if d.version in {7, 8} else codec.encode_delta(d)) for d in deltas
-    ]
+    # Formats 1, 2 and 3 mixed, as in a store written before and after upgrades.
+    old = {7: _format_1, 8: _format_1, 20: _format_2, 21: _format_2, 22: _format_2}
+    entries = [(d.version, old.get(d.version, codec.encode_delta)(d)) for d in deltas]
     state = start.snapshot()
     codec.replay(state, entries)
     assert state == _replayed_one_by_one(start, deltas)
