@@ -11,6 +11,7 @@ int 5 into the str "5" and 5.7 into the int 5).
 from __future__ import annotations
 
 from collections.abc import Sequence, Set
+from enum import Enum, IntEnum, StrEnum
 from typing import Any, TypeVar
 
 import cattrs
@@ -51,6 +52,19 @@ def _strict_bool(value: Any, _: type) -> bool:
     raise ValueError(value)
 
 
+def _enum_value(member: Enum) -> Any:
+    # The plain value: an IntEnum or StrEnum member is an int or str subclass, which a State
+    # refuses (it would not come back from storage as the same type).
+    return member.value
+
+
+def _structure_enum(value: Any, kind: type[Enum]) -> Enum:
+    # Strict as the primitives: True is not the member whose value is 1.
+    if type(value) is bool and not any(type(m.value) is bool for m in kind):
+        raise ValueError(value)
+    return kind(value)
+
+
 def make_model_converter() -> cattrs.Converter:
     """A new converter configured the way typed contexts need: cattrs' JSON preset
     (datetimes and dates as ISO 8601 strings, enums by value, sets and tuples as lists,
@@ -66,6 +80,11 @@ def make_model_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(bool, _strict_bool)
+    # cattrs dispatches a class hook to subclasses: an IntEnum would be taken for the int it
+    # subclasses. IntEnum and StrEnum come before int and str in their members' MROs.
+    for kind in (Enum, IntEnum, StrEnum):
+        converter.register_structure_hook(kind, _structure_enum)
+        converter.register_unstructure_hook(kind, _enum_value)
     return converter
 
 
