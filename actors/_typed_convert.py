@@ -10,11 +10,12 @@ int 5 into the str "5" and 5.7 into the int 5).
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
+from collections.abc import Callable, MutableSequence, MutableSet, Sequence, Set
 from enum import Enum, IntEnum, StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import cattrs
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.preconf.json import make_converter
 
 from actors._typed_errors import ModelMismatchError, ModelValueError
@@ -65,6 +66,55 @@ def _structure_enum(value: Any, kind: type[Enum]) -> Enum:
     return kind(value)
 
 
+_COLLECTIONS: dict[Any, Callable[[list[Any]], Any]] = {
+    list: list,
+    Sequence: list,
+    MutableSequence: list,
+    tuple: tuple,
+    set: set,
+    MutableSet: set,
+    frozenset: frozenset,
+    Set: frozenset,
+}
+
+
+def _is_collection(kind: Any) -> bool:
+    """A list, set or homogeneous tuple type (`tuple[int, str]` is left to cattrs)."""
+    origin = get_origin(kind) or kind
+    if origin is tuple:
+        args = get_args(kind)
+        return not args or (len(args) == 2 and args[1] is Ellipsis)
+    return origin in _COLLECTIONS
+
+
+def _collection_hook(kind: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """Structure a collection only from a list: cattrs' own takes any iterable, so a str
+    stored where a list belongs would come back as a list of its characters."""
+    build = _COLLECTIONS[get_origin(kind) or kind]
+    args = get_args(kind)
+    item_type = args[0] if args else Any
+    item_hook = converter.get_structure_hook(item_type)
+
+    def structure(value: Any, _: Any) -> Any:
+        if type(value) is not list:
+            raise ValueError(value)
+        items, errors = [], []
+        for index, item in enumerate(value):
+            try:
+                items.append(item_hook(item, item_type))
+            except Exception as exc:  # noqa: BLE001 - each is reported with its index, as cattrs does
+                note = IterableValidationNote(
+                    f"Structuring {kind} @ index {index}", index, item_type
+                )
+                exc.add_note(note)
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+        return build(items)
+
+    return structure
+
+
 def make_model_converter() -> cattrs.Converter:
     """A new converter configured the way typed contexts need: cattrs' JSON preset
     (datetimes and dates as ISO 8601 strings, enums by value, sets and tuples as lists,
@@ -85,6 +135,9 @@ def make_model_converter() -> cattrs.Converter:
     for kind in (Enum, IntEnum, StrEnum):
         converter.register_structure_hook(kind, _structure_enum)
         converter.register_unstructure_hook(kind, _enum_value)
+    converter.register_structure_hook_factory(
+        _is_collection, lambda kind: _collection_hook(kind, converter)
+    )
     return converter
 
 

@@ -313,7 +313,8 @@ def test_a_value_that_cannot_be_stored_is_refused_naming_its_field(
         ({"owner": 5, "items": []}, "expected str @ $.owner"),
         ({"owner": "a", "items": [{"sku": "a", "qty": 1.5}]}, "expected int @ $.items[0].qty"),
         ({"owner": "a", "items": [{"sku": "a", "qty": True}]}, "expected int @ $.items[0].qty"),
-        ({"owner": "a", "items": {"sku": "a"}}, "$.items"),
+        ({"owner": "a", "items": {"sku": "a"}}, "expected list @ $.items"),
+        ({"owner": "a", "items": "ab"}, "expected list @ $.items"),
         ({"owner": "a", "items": [], "note": "x"}, "extra fields found (note) @ $"),
     ],
 )
