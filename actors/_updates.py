@@ -171,7 +171,9 @@ def _check_edits(key: str, value: Any, ops: Any) -> None:
             node = node[segment]
         depth = MAX_DEPTH - len(path)
         if kind == APPEND:
-            _check(op[2], where, depth)
+            start = len(node) - len(op[2])  # `node` is the list with the items appended
+            for offset, item in enumerate(op[2]):
+                _check(item, f"{where}[{start + offset}]", depth - 1)
             continue
         last = path[-1]
         where += f"[{last!r}]"
