@@ -83,7 +83,7 @@ def context_schema(
 
     def decorate(model: type[M]) -> type[M]:
         schema = ContextSchema(
-            model, version, migrations or {}, converter if converter else model_converter
+            model, version, migrations or {}, model_converter if converter is None else converter
         )
         setattr(model, _ATTRIBUTE, schema)
         return model

@@ -12,7 +12,10 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actors import (
     ConfigurationError,
@@ -23,6 +26,7 @@ from actors import (
     InvalidValueError,
     ModelMismatchError,
     ModelValueError,
+    State,
     StateError,
     TypedTracker,
     VersionConflict,
@@ -145,6 +149,49 @@ def vars_of(model: Any) -> list[Any]:
         if (dataclasses.is_dataclass(model))
         else [getattr(model, field.name) for field in attrs.fields(type(model))]
     )
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+_INT = st.integers(-(2**63), 2**63 - 1)
+_FLOAT = st.floats(allow_nan=False, allow_infinity=False)
+_LINE = st.builds(Line, _TEXT, _INT, _FLOAT)
+_ADDRESS = st.builds(Address, _TEXT, _TEXT)
+_JSON = st.recursive(
+    st.none() | st.booleans() | _INT | _FLOAT | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+_EVERY = st.builds(
+    Every,
+    name=_TEXT,
+    count=_INT,
+    ratio=_FLOAT,
+    flag=st.booleans(),
+    color=st.sampled_from(Color),
+    level=st.sampled_from(Level),
+    when=st.datetimes(timezones=st.sampled_from([UTC, None])),
+    day=st.dates(),
+    address=_ADDRESS,
+    lines=st.lists(_LINE, max_size=3),
+    by_name=st.dictionaries(_TEXT, _LINE, max_size=3),
+    tags=st.frozensets(_TEXT, max_size=3),
+    pair=st.lists(_INT, max_size=3).map(tuple),
+    nickname=st.none() | _TEXT,
+    maybe_address=st.none() | _ADDRESS,
+    extra=st.dictionaries(_TEXT, _JSON, max_size=3),
+    blob=st.binary(max_size=8),
+)
+
+
+@given(_EVERY)
+def test_any_model_round_trips_through_json(model):
+    schema = ContextSchema(Every)
+    data, fresh = schema.dump(model)
+    assert fresh == model
+    stored = orjson.loads(orjson.dumps(data))  # what a store gives back
+    back = schema.load(State("c", 7, data=stored))
+    assert back == model
+    assert [type(value) for value in vars_of(back)] == [type(value) for value in vars_of(model)]
 
 
 def test_every_field_kind_round_trips_through_sqlite(db_path):
