@@ -36,12 +36,13 @@ from itertools import count
 from typing import Any
 
 import pykka
+from pykka._envelope import Envelope  # what ActorRef.tell() puts in a mailbox
 
 from actors._exit import start_timer
 from actors._metrics import Histogram
 from actors._teardown import LateMessages, answer_mailbox
 
-__all__ = ["Dispatcher", "PooledActor"]
+__all__ = ["Dispatcher", "PooledActor", "post"]
 
 logger = logging.getLogger("actors.dispatch")
 
@@ -144,6 +145,15 @@ class Dispatcher:
                 worker.join(max(0.0, deadline - time.monotonic()))
 
 
+def post(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """Tell the pooled actor `ref` `message` whether or not it has stopped. Pykka's `tell()`
+    raises `ActorDeadError` for a stopped actor, and a sender that then takes another route
+    (through the manager) can overtake its own earlier message still in the mailbox; a
+    stopped pooled actor answers what reaches it (`on_late_message`) in mailbox order, so
+    posting keeps each sender's calls in the order it made them."""
+    ref.actor_inbox.put(Envelope(message))
+
+
 class _Mailbox:
     """A pooled actor's inbox (Pykka's `ActorInbox` protocol): putting schedules it."""
 
@@ -215,18 +225,19 @@ class PooledActor(LateMessages, pykka.Actor):
         """Run `on_start()` (first slice), then up to `throughput` messages, as Pykka's
         loop does; once stopped, answer what is left. Then give the token back."""
         mailbox = self._mailbox
+        messages, stopped = mailbox._messages, self.actor_stopped  # the loop's hot path
         try:
             if not self._started:
                 self._started = True
                 self._actor_loop_setup()
             queued = self._dispatcher.queued
             if queued is not None:
-                queued.record(len(mailbox))
+                queued.record(len(messages))
             budget = self._dispatcher.throughput
-            while budget and mailbox and not self.actor_stopped.is_set():
-                self._handle_envelope(mailbox.get())
+            while budget and messages and not stopped.is_set():
+                self._handle_envelope(messages.popleft())
                 budget -= 1
-            if self.actor_stopped.is_set():
+            if stopped.is_set():
                 self._after_stop()
         finally:
             mailbox.release()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import attrs
@@ -33,7 +32,6 @@ from actors._changes import ChangeCause
 from actors._future import Reply, reject, resolve
 from actors._logs import context_fields
 from actors._messages import TrackerRequest, Wake
-from actors._metrics import Histogram
 from actors._updates import Update
 from actors._writer import WriteBatch, WriteRequest, Written, answer_batch
 from actors._writes import LATER, StaleWrite, WriteHost, WritePath
@@ -63,6 +61,8 @@ class Pending:
     cause: ChangeCause
     journal: tuple[int, int]
     """The journal entries and bytes since the last snapshot, once this write is stored."""
+    started: float = attrs.field(factory=time.perf_counter)
+    """When the request was taken: what its caller waits, less one hop, ends when stored."""
 
     def stored(self) -> bool:
         """Whether the writer answered the caller: only a stored write is answered so (a
@@ -155,8 +155,6 @@ class DurableWrites(WritePath):
         except BaseException:
             undo()
             raise
-        # What its caller waits, less the hop here: recorded when the write is answered.
-        reply.add_done_callback(partial(_timed, host.metrics.write_duration, time.perf_counter()))
         if self.in_flight is not None:
             self.next.add(pending)  # goes to the writer once the batch is stored
             return LATER
@@ -224,7 +222,8 @@ class DurableWrites(WritePath):
         """Hand `batch` to the writer: False if the writer is gone (nothing was sent)."""
         host = self._host
         requests = tuple(
-            WriteRequest(pending.write, pending.reply, pending.value) for pending in batch.writes
+            WriteRequest(pending.write, pending.reply, pending.value, pending.started)
+            for pending in batch.writes
         )
         try:
             self.writer.tell(WriteBatch(host.actor_ref, requests))  # type: ignore[union-attr]
@@ -256,9 +255,12 @@ class DurableWrites(WritePath):
         except Exception as exc:  # noqa: BLE001 - told to ourselves, as the writer would
             results = [exc] * len(writes)
         requests = tuple(
-            WriteRequest(pending.write, pending.reply, pending.value) for pending in writes
+            WriteRequest(pending.write, pending.reply, pending.value, pending.started)
+            for pending in writes
         )
-        answer_batch(WriteBatch(host.actor_ref, requests), results, host.tell)
+        answer_batch(
+            WriteBatch(host.actor_ref, requests), results, host.tell, host.metrics.write_duration
+        )
         host.tell(Wake())
 
     def _commit(self, pending: Pending) -> None:
@@ -268,6 +270,7 @@ class DurableWrites(WritePath):
             raise StaleWrite(error)  # the caller undoes the update and catches up
         if error is not None:
             raise error
+        self._host.metrics.write_duration.record(time.perf_counter() - pending.started)
         self._settle([pending])
 
     def _settle(self, items: list[Pending | Held]) -> None:
@@ -369,9 +372,3 @@ def _batch_of(pending: Pending) -> Batch:
     batch = Batch()
     batch.add(pending)
     return batch
-
-
-def _timed(histogram: Histogram, started: float, reply: Reply[Any]) -> None:
-    """A write's reply callback: record how long it took, if it was stored."""
-    if not reply.cancelled() and reply.exception() is None:
-        histogram.record(time.perf_counter() - started)

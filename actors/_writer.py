@@ -25,7 +25,7 @@ import pykka
 
 from actors._future import Reply, reject, resolve
 from actors._messages import WriterFailed
-from actors._metrics import NO_METRICS, Instruments
+from actors._metrics import NO_METRICS, Histogram, Instruments
 from storage import OutcomeUnknownError, PersistenceError, ShutdownError, Store
 from storage._store import Write
 
@@ -45,6 +45,8 @@ class WriteRequest:
     reply: Reply[Any]
     """The caller's reply: resolved with `value` once the write is durable."""
     value: Any
+    started: float = 0.0
+    """When its tracker took the request (`time.perf_counter()`), for the write's duration."""
 
 
 @attrs.frozen
@@ -57,12 +59,20 @@ class WriteBatch:
     requests: tuple[WriteRequest, ...]
 
 
-def answer_batch(batch: WriteBatch, results: list[BaseException | None], tell: Any) -> None:
-    """Answer `batch`'s callers in order while their writes are stored; at the first that
-    is not, `tell(Written(...))` its tracker and stop: the tracker undoes and answers the
-    rest (a write after one that was refused is never stored, see `Store.commit`)."""
+def answer_batch(
+    batch: WriteBatch,
+    results: list[BaseException | None],
+    tell: Any,
+    durations: Histogram = NO_METRICS.write_duration,
+) -> None:
+    """Answer `batch`'s callers in order while their writes are stored (recording each
+    one's time since its tracker took it in `durations`); at the first that is not,
+    `tell(Written(...))` its tracker and stop: the tracker undoes and answers the rest (a
+    write after one that was refused is never stored, see `Store.commit`)."""
+    now = time.perf_counter()
     for index, (request, error) in enumerate(zip(batch.requests, results, strict=True)):
         if error is None:
+            durations.record(now - request.started)
             # Only the caller is told: the tracker sees the batch stored when its next
             # message comes (or asked to be woken by the last reply), which saves it a
             # wake-up per write.
@@ -145,7 +155,7 @@ class WriterActor(pykka.ThreadingActor):
         start = 0
         for unit in batch:
             end = start + len(unit.requests)
-            answer_batch(unit, results[start:end], unit.tracker.tell)
+            answer_batch(unit, results[start:end], unit.tracker.tell, self._metrics.write_duration)
             self._unanswered.popleft()
             start = end
 
