@@ -13,6 +13,7 @@ from typing import Any
 import pykka
 
 from actors._changes import Topic
+from actors._dispatch import post
 from actors._future import Reply, reject
 from actors._messages import Deliver
 from storage import ContextFailedError, ContextInactiveError, ContextNotFoundError, ShutdownError
@@ -73,12 +74,10 @@ class Cell:
         """Deliver `message` to the context's tracker, or answer `reply` with why not."""
         ref = self.ref
         if ref is not None:
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                pass  # stopped between the read and the tell (passivated?): ask the manager
-            else:
-                return
+            # Even if it has just stopped: a stopped tracker refuses what reaches it, or, if it
+            # passivated, hands it back to the manager, in mailbox order (see `post`).
+            post(ref, message)
+            return
         if self.status is ContextStatus.ACTIVE and not self.closed:
             # Passivated: the manager starts the tracker again and hands the message on.
             try:

@@ -174,13 +174,19 @@ def active_contexts(manager: ManagerActor, request: ActiveContexts) -> list[str]
 
 
 def activate(
-    manager: ManagerActor, name: str, reply: Reply[ContextTracker], seed: State | None = None
+    manager: ManagerActor,
+    name: str,
+    reply: Reply[ContextTracker],
+    seed: State | None = None,
+    first: Any = None,
 ) -> None:
     """Answer `reply` with a handle once `name` has a running tracker, starting one unless
     one runs. The store is not asked first whether the context exists: the tracker's load
     finds out (one store call instead of two). A context that is not there is created by the
     tracker as `seed` if given; otherwise the tracker reports it and its supervisor stops it
-    (`supervision.on_tracker_failed`), failing `reply` with `ContextNotFoundError`."""
+    (`supervision.on_tracker_failed`), failing `reply` with `ContextNotFoundError`. A
+    `first` message goes into a new tracker's mailbox before its ref is published, so that
+    no call a handle sends through the new ref can overtake it."""
     cell = manager._cell(name)
     if cell.status is ContextStatus.FAILED:
         reject(reply, cell.unavailable())
@@ -196,7 +202,7 @@ def activate(
         reject(reply, ShutdownError("the context manager was shut down"))
         return
     ready = new_reply()
-    cell.ref = manager._factory.start(
+    ref = manager._factory.start(
         name,
         manager._store,
         manager.actor_ref,
@@ -208,7 +214,10 @@ def activate(
         seed=seed,
         metrics=manager._metrics,
     )
-    manager._watch(Watch(name, cell.ref))
+    if first is not None:
+        ref.tell(first)  # queued behind the load
+    cell.ref = ref
+    manager._watch(Watch(name, ref))
     manager._metrics.activations.add(1)
     manager._metrics.active.add(1)
     cell.status = ContextStatus.ACTIVE

@@ -15,12 +15,17 @@ from typing import Any, Generic, TypeVar
 
 from storage import ContextTimeoutError, InvalidArgumentError
 
-__all__ = ["ContextFuture", "new_reply", "reject", "resolve"]
+__all__ = ["LATER", "ContextFuture", "new_reply", "reject", "resolve"]
 
 T = TypeVar("T")
 U = TypeVar("U")
 
 Reply = concurrent.futures.Future
+
+LATER: Any = object()
+"""Returned instead of an answer by code that will answer the caller's reply itself, later
+(a manager handler waiting for a store call or a tracker, a write path whose write the
+writer actor will answer)."""
 
 
 def new_reply() -> Reply[Any]:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from actors._future import Reply
+from actors._future import LATER, Reply
 from storage import State
 
 __all__ = [
@@ -48,9 +48,6 @@ __all__ = [
     "SubscribeCurrent",
     "Switch",
 ]
-
-LATER: Any = object()
-"""Returned by a handler that will answer the request's reply itself, later."""
 
 DEFAULT_CONTEXT = "default"
 """The context `ContextAdapter.initialize()` creates and makes current."""

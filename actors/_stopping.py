@@ -14,12 +14,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import pykka
 
 from actors._future import Reply, reject, resolve
 from actors._messages import Deliver, Passivated, Stop
 from actors._stash import refuse
 from actors._writer import Written
-from storage import ContextError, UpdateNotAppliedError
+from storage import ContextError, ShutdownError, UpdateNotAppliedError
 
 if TYPE_CHECKING:
     from actors._tracker import TrackerActor
@@ -128,7 +129,10 @@ def answer_late(t: TrackerActor, message: Any) -> None:
         if isinstance(message, Stop):
             resolve(message.reply, None)  # stopped already
         elif getattr(message, "reply", None) is not None:
-            t.supervisor.tell(Deliver(t.name, message))
+            try:
+                t.supervisor.tell(Deliver(t.name, message))
+            except pykka.ActorDeadError:  # the manager has stopped too
+                refuse(message, ShutdownError(f"the manager of {t.name!r} was shut down"))
     elif getattr(message, "reply", None) is not None:
         refuse(message, _refusal(t))
 

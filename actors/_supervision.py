@@ -166,14 +166,7 @@ def deliver(manager: ManagerActor, message: Deliver) -> None:
         else:
             return
     try:
-        context_ops.activate(manager, message.name, new_reply())
-        _tell_tracker(cell, request)  # queued behind the new tracker's load, in order
+        # Told before handles see the new tracker, so their later calls come after it.
+        context_ops.activate(manager, message.name, new_reply(), first=request)
     except Exception as exc:  # noqa: BLE001 - answered to the caller
         reject(reply, exc)
-
-
-def _tell_tracker(cell: Cell, message: Any) -> None:
-    # A separate function: mypy would otherwise keep `cell.ref` narrowed to None from
-    # before activate() set it.
-    assert cell.ref is not None
-    cell.ref.tell(message)

@@ -22,7 +22,7 @@ import pykka
 from actors._changes import ChangeCause
 from actors._clock import Scheduled
 from actors._config import TrackerConfig
-from actors._future import Reply
+from actors._future import LATER, Reply
 from actors._logs import context_fields
 from actors._messages import Flush, TrackerRequest, Wake
 from actors._metrics import Instruments
@@ -41,9 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("actors.tracker")
-
-LATER: Any = object()
-"""Returned by `store()` when the writer actor will answer the caller."""
 
 
 class StaleWrite(Exception):  # noqa: N818 - internal signal, never escapes
