@@ -67,6 +67,7 @@ from storage._redis_scripts import (
     READ_HEAD,
     READ_JOURNAL,
     READ_LATEST,
+    STAMP_SCHEMA,
     UPGRADE_SCHEMA,
 )
 from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
@@ -77,6 +78,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "REDIS_ERRORS",
     "SCHEMA_VERSION",
+    "RedisClusterStore",
     "RedisStore",
 ]
 
@@ -101,6 +103,14 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # socket errors, should one ever slip past redis-py's own wrapping
 )
 """What `RedisStore` maps to `PersistenceError`: every exception class redis-py defines."""
+
+_REDIRECTS = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+)
+"""Replies of a cluster node that mean the command did not run there (its slot is elsewhere
+or being moved): safe to send again, through the cluster client, which follows them."""
 
 _DRAIN_LIMIT = 10_000
 """The most change messages one `change_token()` call reads; any more wait for the next."""
@@ -141,6 +151,38 @@ def _is_context_name(name: str) -> bool:
     return True
 
 
+def _client_address(client: object) -> tuple[str, int, int]:
+    """The host, port and database a ready client talks to (on a cluster: its first
+    startup node, and 0)."""
+    if isinstance(client, redis.RedisCluster):
+        nodes = client.nodes_manager.startup_nodes
+        first = next(iter(nodes.values()), None)
+        return (first.host, int(first.port), 0) if first is not None else ("", 0, 0)
+    if isinstance(client, redis.Redis):
+        kwargs = client.connection_pool.connection_kwargs
+        return str(kwargs.get("host", "")), int(kwargs.get("port", 0)), int(kwargs.get("db", 0))
+    msg = f"client must be a redis.Redis or a redis.RedisCluster, not {type(client).__name__}"
+    raise ConfigurationError(msg)
+
+
+def _check_client(client: redis.Redis | redis.RedisCluster) -> None:
+    """Refuse a ready client that would retry commands or decode replies."""
+    retry: Retry | None = (
+        client.retry if isinstance(client, redis.RedisCluster) else client.get_retry()
+    )
+    decodes = cast("Any", client).get_encoder().decode_responses
+    if retry is not None and retry.get_retries() > 0:
+        msg = (
+            f"the client retries commands ({retry.get_retries()} times); a retried "
+            "compare-and-set could report a conflict with its own write: build it with "
+            "retry=Retry(NoBackoff(), 0)"
+        )
+        raise ConfigurationError(msg)
+    if decodes:
+        msg = "the client decodes replies; build it with decode_responses=False"
+        raise ConfigurationError(msg)
+
+
 def _timeout(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         msg = f"{name} must be a positive number of seconds, not {value!r}"
@@ -152,13 +194,22 @@ def _timeout(name: str, value: float) -> float:
 
 
 class RedisStore(Store):
-    """A store in one Redis server, safe to share between threads and processes.
+    """A store in one Redis server or one Redis Cluster, safe to share between threads and
+    processes.
 
-    The key layout would also suit a Redis Cluster (every script touches one slot), but the
-    store connects to one server.
+    Every script touches the keys of one context, which share the hash tag `{name}` and so
+    one cluster slot; on a cluster (`RedisClusterStore`, or a `redis.RedisCluster` passed as
+    `client`) a batch of writes is pipelined per node and change notification is by polling
+    (`change_token()` returns None). docs/storage.md ("Redis Cluster").
 
     Args:
         host, port, db: the server and the database number.
+        client: a ready `redis.Redis` or `redis.RedisCluster` to use instead of building one
+            from host, port, db and the credentials (which must then be left unset); the
+            caller keeps it and closes it. It must not retry commands (build it with
+            `retry=Retry(NoBackoff(), 0)`): a retried compare-and-set whose first reply was
+            lost would report a conflict with its own write. It must return bytes
+            (`decode_responses=False`). On a cluster only database 0 exists.
         prefix: the first part of every key, so several stores can share one database;
             1 to 100 of ASCII letters, digits, `.`, `_`, `-` and `:`.
         username, password: credentials, if the server wants them.
@@ -192,8 +243,15 @@ class RedisStore(Store):
         change_silence: float = DEFAULT_CHANGE_SILENCE,
         codec: SnapshotCodec | None = None,
         retain_heads: int = DEFAULT_RETAIN_HEADS,
+        client: redis.Redis | redis.RedisCluster | None = None,
     ) -> None:
         super().__init__(codec=codec, retain_heads=retain_heads)
+        if client is not None:
+            given = (host, port, db, username, password) != ("localhost", 6379, 0, None, None)
+            if given:
+                msg = "RedisStore takes a client or host, port, db and credentials, not both"
+                raise ConfigurationError(msg)
+            host, port, db = _client_address(client)
         if not isinstance(prefix, str) or _PREFIX.fullmatch(prefix) is None:
             msg = (
                 f"prefix must be 1 to 100 ASCII letters, digits, '.', '_', '-' or ':', "
@@ -211,28 +269,51 @@ class RedisStore(Store):
         self.socket_connect_timeout = _timeout("socket_connect_timeout", socket_connect_timeout)
         self.change_silence = _timeout("change_silence", change_silence)
         self.channel = f"{prefix}:changes"
-        """The pub/sub channel every head-moving write publishes on (docs/storage.md)."""
+        """The pub/sub channel every head-moving write publishes on (docs/storage.md); on a
+        cluster nothing is published there (a PUBLISH reaches every node)."""
         self._closed = False
         self._watch_lock = threading.Lock()  # guards the two fields below
         self._pubsub: PubSub | None = None  # change_token()'s subscription, once opened
         self._changes = 0  # change messages read, plus one per subscription
         self._heard = 0.0  # when the subscription last received anything (monotonic)
         self._pinged: float | None = None  # when its unanswered PING was sent, if one was
-        self._client = redis.Redis(
-            host=host,
-            port=port,
-            db=db,
-            username=username,
-            password=password,
-            socket_timeout=self.socket_timeout,
-            socket_connect_timeout=self.socket_connect_timeout,
-            # Never retry: a retried compare-and-set whose first reply was lost would report
-            # a conflict with its own write, and retries would stretch the timeout.
-            retry=Retry(NoBackoff(), 0),
-            # Replies stay bytes (decode_responses=False); the casts below narrow redis-py's
-            # bytes-or-str reply types to that.
-            decode_responses=False,
+        self._owns_client = client is None
+        self._client: Any = (
+            client
+            if client is not None
+            else redis.Redis(
+                host=host,
+                port=port,
+                db=db,
+                username=username,
+                password=password,
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_connect_timeout,
+                # Never retry: a retried compare-and-set whose first reply was lost would report
+                # a conflict with its own write, and retries would stretch the timeout.
+                retry=Retry(NoBackoff(), 0),
+                # Replies stay bytes (decode_responses=False); the casts below narrow redis-py's
+                # bytes-or-str reply types to that.
+                decode_responses=False,
+            )
         )
+        self.cluster = isinstance(self._client, redis.RedisCluster)
+        """Whether the store is on a Redis Cluster (slot-aware batches, no pub/sub)."""
+        if self.cluster and db != 0:
+            msg = f"a Redis Cluster has database 0 only, not {db!r}"
+            raise ConfigurationError(msg)
+        self._published = "" if self.cluster else self.channel  # '' publishes nothing
+        if client is not None:
+            _check_client(client)
+        self._register_scripts()
+        try:
+            self._check_schema()
+        except BaseException:
+            if self._owns_client:
+                self._client.close()
+            raise
+
+    def _register_scripts(self) -> None:
         self._create_script = self._client.register_script(CREATE)
         self._read_head_script = self._client.register_script(READ_HEAD)
         self._cas_script = self._client.register_script(COMPARE_AND_SET)
@@ -246,14 +327,19 @@ class RedisStore(Store):
         self._delete_point_script = self._client.register_script(DELETE_RECOVERY_POINT)
         self._export_script = self._client.register_script(EXPORT_CONTEXT)
         self._import_script = self._client.register_script(IMPORT_CONTEXT)
-        try:
-            self._check_schema()
-        except BaseException:
-            self._client.close()
-            raise
+        self._stamp_script = self._client.register_script(STAMP_SCHEMA)
 
     def __repr__(self) -> str:
-        return f"RedisStore('redis://{self.host}:{self.port}/{self.db}', prefix={self.prefix!r})"
+        return f"{type(self).__name__}({self._url()!r}, prefix={self.prefix!r})"
+
+    def _url(self) -> str:
+        if self.cluster:
+            nodes = (
+                ",".join(f"{node.host}:{node.port}" for node in self._client.get_primaries())
+                or f"{self.host}:{self.port}"
+            )
+            return f"redis+cluster://{nodes}"
+        return f"redis://{self.host}:{self.port}/{self.db}"
 
     # -- connection, errors and keys ------------------------------------------------------
 
@@ -273,7 +359,7 @@ class RedisStore(Store):
         except ContextError:
             raise
         except REDIS_ERRORS as exc:
-            where = f"redis {op} on {self.host}:{self.port}/{self.db}"
+            where = f"redis {op} on {self._url()}"
             detail = f"{type(exc).__name__}: {exc}"
             if writes and isinstance(exc, _CONNECTION_ERRORS):
                 raise WriteOutcomeUnknownError(
@@ -293,10 +379,8 @@ class RedisStore(Store):
 
     def _check_schema(self) -> None:
         key = f"{self.prefix}:schema"
-        with self._translate("open") as client, client.pipeline(transaction=True) as pipe:
-            pipe.setnx(key, SCHEMA_VERSION)
-            pipe.get(key)
-            _, stamp = pipe.execute()
+        with self._translate("open") as client:
+            stamp = self._stamp_script([key], [SCHEMA_VERSION], client)
         layout = self._layout(key, stamp)
         if layout < SCHEMA_VERSION:
             # Layout 1 is layout 2 without journals. Stamp it 2 so that a process of an older
@@ -325,7 +409,8 @@ class RedisStore(Store):
         self._closed = True
         with self._watch_lock:
             self._unsubscribe()
-        self._client.close()
+        if self._owns_client:
+            self._client.close()
 
     # -- change notification ---------------------------------------------------------------
 
@@ -339,9 +424,17 @@ class RedisStore(Store):
         call returns None (read the heads) and the next call subscribes again, with a token
         unlike any before.
 
+        On a Redis Cluster it is always None: a PUBLISH there reaches every node, so the
+        scripts publish nothing, and a watcher reads the head versions (`head_versions()`,
+        one pipelined round trip per node).
+
         Raises:
             PersistenceError: the store is closed.
         """
+        if self.cluster:
+            if self._closed:
+                raise PersistenceError(f"{self!r} is closed")
+            return None
         with self._watch_lock:
             try:
                 with self._translate("watch changes"):
@@ -387,7 +480,7 @@ class RedisStore(Store):
 
     def _subscribe(self) -> None:
         # A connection from the store's pool, so with its timeouts and no retries.
-        self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        self._pubsub = self._client.pubsub()
         self._pubsub.subscribe(self.channel)
         # SUBSCRIBE is sent without waiting: wait for its confirmation, or a write published
         # before the server subscribed us would be missed by a head read made after it.
@@ -406,7 +499,7 @@ class RedisStore(Store):
                 pubsub.close()
 
     def _head_versions(self, names: list[str]) -> dict[str, int]:
-        # One pipeline, one round trip, however many names.
+        # One pipeline, one round trip (per node, on a cluster), however many names.
         with self._translate("read versions") as client, client.pipeline(False) as pipe:
             for name in names:
                 pipe.hget(self._key(name, "meta"), "version")
@@ -422,7 +515,7 @@ class RedisStore(Store):
     def _create(self, name: str, version: int, blob: bytes) -> None:
         keys = self._all_keys(name)
         with self._translate("create", writes=True):
-            args: list[str | bytes] = [_decimal(version), blob, self.channel, name]
+            args: list[str | bytes] = [_decimal(version), blob, self._published, name]
             created = self._create_script(keys, args, self._client)
         if not created:
             raise ContextExistsError(name)
@@ -470,7 +563,8 @@ class RedisStore(Store):
                     (later if writes[i].context in seen else now).append(i)
                     seen.add(writes[i].context)
                 calls = [self._script_call(writes[i]) for i in now]
-                for i, reply in zip(now, self._pipeline(client, calls, check=False), strict=True):
+                replies = self._run_scripts(client, calls, check=False)
+                for i, reply in zip(now, replies, strict=True):
                     if isinstance(reply, Exception):
                         failure = failure or reply
                         refused[writes[i].context] = None
@@ -495,7 +589,7 @@ class RedisStore(Store):
                 script, keys, args = calls[0]
                 replies = [script(keys, args, client)]
             elif calls:
-                replies = self._pipeline(client, calls)
+                replies = self._run_scripts(client, calls)
             else:
                 replies = []
         return [_outcome(write, reply) for write, reply in zip(writes, replies, strict=True)]
@@ -504,11 +598,63 @@ class RedisStore(Store):
         """The script that applies `write`, its keys and its arguments."""
         expected, version = _decimal(write.expected), _decimal(write.version)
         keys = self._keys(write.context, "meta", "heads", "journal")
-        publish = [self.channel, write.context]
+        publish = [self._published, write.context]
         if write.journal:
             return self._append_script, keys, [expected, version, write.blob, *publish]
         args: list[str | bytes | int] = [expected, version, write.blob, self.retain_heads]
         return self._cas_script, keys, [*args, *publish]
+
+    def _run_scripts(
+        self,
+        client: Any,
+        calls: list[tuple[Script, list[str], list[str | bytes | int]]],
+        *,
+        check: bool = True,
+    ) -> list[Any]:
+        """Run the scripts, one round trip per server, and return their replies in order.
+
+        On a cluster the calls are grouped by the node that serves their keys' slot and
+        each group is one pipeline to that node (the cluster pipeline refuses scripts). A
+        reply that says the slot is elsewhere (MOVED, ASK, TRYAGAIN: the script did not run)
+        is sent again alone through the cluster client, which follows the redirect.
+        """
+        if not self.cluster:
+            return self._pipeline(client, calls, check=check)
+        groups: dict[str, list[int]] = {}
+        nodes: dict[str, Any] = {}
+        for i, (_, keys, _) in enumerate(calls):
+            node = client.get_node_from_key(keys[0])
+            groups.setdefault(node.name, []).append(i)
+            nodes[node.name] = node
+        replies: list[Any] = [None] * len(calls)
+        for name, indexes in groups.items():
+            server = client.get_redis_connection(nodes[name])
+            try:
+                group = self._pipeline(server, [calls[i] for i in indexes], check=False)
+            except _CONNECTION_ERRORS:
+                # As the cluster client does for a single command: learn the slots again
+                # (a failover may have moved them), so the next batch goes to the new master.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    client.nodes_manager.initialize()
+                raise
+            for i, reply in zip(indexes, group, strict=True):
+                replies[i] = (
+                    self._redirected(client, calls[i]) if isinstance(reply, _REDIRECTS) else reply
+                )
+        if check:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply  # the first error of the batch; _translate maps it
+        return replies
+
+    @staticmethod
+    def _redirected(client: Any, call: tuple[Script, list[str], list[str | bytes | int]]) -> Any:
+        """One script call sent again through the cluster client; an error as its reply."""
+        script, keys, args = call
+        try:
+            return script(keys, args, client)
+        except redis.exceptions.ResponseError as exc:
+            return exc  # as a pipeline reports it
 
     def _pipeline(
         self,
@@ -601,7 +747,7 @@ class RedisStore(Store):
         args: list[str | bytes | int] = [
             int(replace),
             _decimal(export.head),
-            self.channel,
+            self._published,
             name,
             len(export.snapshots),
             len(export.journal),
@@ -627,7 +773,7 @@ class RedisStore(Store):
 
     def _delete(self, name: str) -> None:
         with self._translate("delete", writes=True):
-            args = [self.channel, name]
+            args = [self._published, name]
             deleted = self._delete_script(self._all_keys(name), args, self._client)
         if not deleted:
             raise ContextNotFoundError(name)
@@ -745,3 +891,80 @@ def _entries(flat: list[bytes]) -> list[tuple[int, bytes]]:
     no order: hash fields), sorted by version."""
     pairs = zip(flat[::2], flat[1::2], strict=True)
     return sorted((int(version), blob) for version, blob in pairs)
+
+
+class RedisClusterStore(RedisStore):
+    """A `RedisStore` on a Redis Cluster: the same keys, scripts and contract.
+
+    Args:
+        nodes: `(host, port)` of one or more nodes to learn the cluster from (any node will
+            do; several in case one is down).
+        client: a ready `redis.RedisCluster` instead of `nodes` and the credentials (the
+            caller keeps it and closes it); it must not retry (`retry=Retry(NoBackoff(), 0)`).
+        The other arguments are `RedisStore`'s; a cluster has database 0 only.
+
+    The cluster client follows MOVED and ASK redirects (the command did not run where it was
+    refused, so following them cannot apply a write twice) and is built without any other
+    retry: a write whose connection fails raises `WriteOutcomeUnknownError`, as on one
+    server. Writes are acknowledged by the master alone (Redis replicates asynchronously), so
+    a failover can lose the last acknowledged writes of the failed master: see
+    docs/storage.md ("Redis Cluster").
+    """
+
+    def __init__(
+        self,
+        nodes: list[tuple[str, int]] | tuple[tuple[str, int], ...] = (("localhost", 6379),),
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        username: str | None = None,
+        password: str | None = None,
+        socket_timeout: float = DEFAULT_TIMEOUT,
+        socket_connect_timeout: float = DEFAULT_TIMEOUT,
+        codec: SnapshotCodec | None = None,
+        retain_heads: int = DEFAULT_RETAIN_HEADS,
+        client: redis.RedisCluster | None = None,
+    ) -> None:
+        if client is None:
+            if not nodes:
+                msg = "RedisClusterStore needs at least one node"
+                raise ConfigurationError(msg)
+            socket_timeout = _timeout("socket_timeout", socket_timeout)
+            socket_connect_timeout = _timeout("socket_connect_timeout", socket_connect_timeout)
+            try:
+                client = redis.RedisCluster(
+                    startup_nodes=[
+                        redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                        for host, port in nodes
+                    ],
+                    username=username,
+                    password=password,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_connect_timeout,
+                    # Redirects are followed inside the client; no other retry (see above).
+                    retry=Retry(NoBackoff(), 0),
+                    decode_responses=False,
+                )
+            except REDIS_ERRORS as exc:
+                where = ",".join(f"{host}:{port}" for host, port in nodes)
+                msg = f"redis cluster at {where} cannot be reached: {type(exc).__name__}: {exc}"
+                raise PersistenceError(msg) from exc
+            owns = True
+        elif not isinstance(cast("object", client), redis.RedisCluster):
+            msg = f"client must be a redis.RedisCluster, not {type(client).__name__}"
+            raise ConfigurationError(msg)
+        else:
+            owns = False
+        try:
+            super().__init__(
+                prefix=prefix,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_connect_timeout,
+                codec=codec,
+                retain_heads=retain_heads,
+                client=client,
+            )
+        except BaseException:
+            if owns:
+                client.close()
+            raise
+        self._owns_client = owns

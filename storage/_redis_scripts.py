@@ -4,7 +4,9 @@ Every script touches only the keys of one context, which share a hash tag and so
 slot (or, UPGRADE_SCHEMA, the one key `<prefix>:schema`); they are passed in KEYS, never built
 inside a script. The scripts that move a head (CREATE, COMPARE_AND_SET, APPEND, DELETE) also
 `PUBLISH` `<name> <version>` (`<name> -` for a delete) on the channel passed in ARGV, last and
-only when they wrote: a channel is not a key, so the script stays in one slot. They publish
+only when they wrote: a channel is not a key, so the script stays in one slot. An empty
+channel publishes nothing: on a Redis Cluster a PUBLISH goes to every node, so the cluster
+store passes '' and its watchers read head versions instead. They publish
 with `redis.pcall`, so that a publish that fails (a user whose ACL denies it) cannot fail a
 script that has already written: the write stands and is reported as done, and only the
 notification is lost (other processes then see the write at their next read or conflict).
@@ -26,6 +28,7 @@ __all__ = [
     "READ_HEAD",
     "READ_JOURNAL",
     "READ_LATEST",
+    "STAMP_SCHEMA",
     "UPGRADE_SCHEMA",
 ]
 
@@ -57,7 +60,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'version', ARGV[1])
-redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1])
+if ARGV[3] ~= '' then redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1]) end
 return 1
 """
 
@@ -128,7 +131,7 @@ for _, entry in ipairs(entries) do
     redis.call('HDEL', KEYS[3], entry)
   end
 end
-redis.pcall('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[2])
+if ARGV[5] ~= '' then redis.pcall('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[2]) end
 return {'ok'}
 """
 )
@@ -143,7 +146,7 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 -- A snapshot at this version was left by a compare-and-set the server failed half way.
 if stray then redis.call('HDEL', KEYS[2], ARGV[2]) end
 redis.call('HSET', KEYS[1], 'version', ARGV[2])
-redis.pcall('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[2])
+if ARGV[4] ~= '' then redis.pcall('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[2]) end
 return {'ok'}
 """
 
@@ -247,7 +250,7 @@ for _ = 1, tonumber(ARGV[7]) do
   at = at + 3
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[2])
-redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[2])
+if ARGV[3] ~= '' then redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[2]) end
 return 1
 """
 
@@ -255,7 +258,7 @@ DELETE = """
 -- KEYS: meta, heads, points, point_blobs, journal   ARGV: channel, name
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-redis.pcall('PUBLISH', ARGV[1], ARGV[2] .. ' -')
+if ARGV[1] ~= '' then redis.pcall('PUBLISH', ARGV[1], ARGV[2] .. ' -') end
 return 1
 """
 
@@ -280,4 +283,12 @@ local stamp = redis.call('GET', KEYS[1])
 if stamp ~= ARGV[1] then return stamp end
 redis.call('SET', KEYS[1], ARGV[2])
 return ARGV[2]
+"""
+
+STAMP_SCHEMA = """
+-- KEYS: schema   ARGV: version
+-- Stamps an unstamped prefix and returns the stamp: one script rather than a MULTI, so that
+-- it runs the same on one server and on a cluster (where the key is in a slot of its own).
+redis.call('SETNX', KEYS[1], ARGV[1])
+return redis.call('GET', KEYS[1])
 """

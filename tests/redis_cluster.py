@@ -16,12 +16,16 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from storage import Store
+from storage._redis import RedisClusterStore, RedisStore
 from tests.redis_server import RedisServer, redis_server_executable
 
 SLOTS = 16384
@@ -195,3 +199,18 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         yield cluster
     finally:
         cluster.stop()
+
+
+def cluster_store(request: pytest.FixtureRequest, **options: Any) -> RedisStore:
+    """A new, empty `RedisClusterStore` on the session's cluster (a fresh prefix), for the
+    backend-parametrized suites."""
+    cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    nodes = [("127.0.0.1", node.port) for node in cluster.masters]
+    return RedisClusterStore(nodes, prefix=f"test-{uuid.uuid4().hex}", **options)
+
+
+def raw_cluster_client(store: Store) -> redis.RedisCluster:
+    """A plain cluster client of the store's cluster: the key layout of docs/storage.md, by
+    hand."""
+    assert isinstance(store, RedisClusterStore)
+    return redis.RedisCluster(host=store.host, port=store.port, socket_timeout=5.0)

@@ -1,6 +1,8 @@
-"""Fixtures of the storage tests: real Redis and PostgreSQL servers for their stores."""
+"""Fixtures of the storage tests: real Redis, Redis Cluster and PostgreSQL servers for their
+stores."""
 
 from __future__ import annotations
 
 from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
+from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name

@@ -27,6 +27,7 @@ from storage import (
 from storage._delta import Delta
 from storage._state import utc_now
 from tests.postgres_server import fresh_schema
+from tests.redis_cluster import cluster_store, raw_cluster_client
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,25 @@ def _damage_redis_snapshot(store, name, version):
         client.hset(f"{store.prefix}:{{{name}}}:heads", str(version), b"\x00")
 
 
+def _redis_cluster(request, tmp_path, **options):
+    return cluster_store(request, **options)
+
+
+def _damage_redis_cluster_entry(store, name, version):
+    key = f"{store.prefix}:{{{name}}}:journal"
+    with raw_cluster_client(store) as client:
+        blob = client.hget(key, str(version))
+        assert isinstance(blob, bytes)
+        client.hset(key, str(version), blob[:-2])
+
+
+def _damage_redis_cluster_snapshot(store, name, version):
+    key = f"{store.prefix}:{{{name}}}:heads"
+    with raw_cluster_client(store) as client:
+        assert client.hexists(key, str(version))
+        client.hset(key, str(version), b"\x00")
+
+
 def _postgres(request, tmp_path, **options):
     server = request.getfixturevalue("postgres_server")
     # The server is shared by the session; a fresh schema gives each test an empty store.
@@ -133,6 +153,9 @@ JOURNALED = {
     "memory": Journaled(_memory, _damage_memory_entry, _damage_memory_snapshot),
     "sqlite": Journaled(_sqlite, _damage_sqlite_entry, _damage_sqlite_snapshot),
     "redis": Journaled(_redis, _damage_redis_entry, _damage_redis_snapshot),
+    "redis_cluster": Journaled(
+        _redis_cluster, _damage_redis_cluster_entry, _damage_redis_cluster_snapshot
+    ),
     "postgres": Journaled(_postgres, _damage_postgres_entry, _damage_postgres_snapshot),
 }
 

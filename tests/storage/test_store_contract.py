@@ -41,6 +41,7 @@ from storage import (
     VersionConflict,
 )
 from tests.postgres_server import PostgresServer, fresh_schema
+from tests.redis_cluster import cluster_store, raw_cluster_client
 from tests.redis_server import RedisServer
 
 TIMEOUT = 30.0
@@ -109,6 +110,18 @@ def _redis_corrupt(store: Store, name: str, version: int) -> None:
         client.hset(key, str(version), flip_last_byte(blob))
 
 
+def _redis_cluster_factory(request: pytest.FixtureRequest, tmp_path: Path, **options: Any) -> Store:
+    return cluster_store(request, **options)
+
+
+def _redis_cluster_corrupt(store: Store, name: str, version: int) -> None:
+    key = f"{store.prefix}:{{{name}}}:heads"  # type: ignore[attr-defined]
+    with raw_cluster_client(store) as client:
+        blob = client.hget(key, str(version))
+        assert isinstance(blob, bytes)
+        client.hset(key, str(version), flip_last_byte(blob))
+
+
 def _postgres_factory(request: pytest.FixtureRequest, tmp_path: Path, **options: Any) -> Store:
     server: PostgresServer = request.getfixturevalue("postgres_server")
     # The server is shared by the session; a fresh schema gives each test an empty store.
@@ -132,6 +145,7 @@ BACKENDS = [
     Backend("memory", _memory_factory, _memory_corrupt),
     Backend("sqlite", _sqlite_factory, _sqlite_corrupt),
     Backend("redis", _redis_factory, _redis_corrupt),
+    Backend("redis_cluster", _redis_cluster_factory, _redis_cluster_corrupt),
     Backend("postgres", _postgres_factory, _postgres_corrupt),
 ]
 
