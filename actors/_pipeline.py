@@ -207,7 +207,7 @@ class DurableWrites(WritePath):
             write = store.prepare_delta(delta, self._chain_version)
             journal = entries + 1, size + len(write.blob)
         else:
-            write = store.prepare_snapshot(host.current, self._chain_version)
+            write = store.prepare_snapshot(host.current, self._chain_version, delta.cause)
             journal = 0, 0
         self._chain_version, self._chain_journal = write.version, journal
         return Pending(

@@ -15,6 +15,7 @@ import logging
 
 import attrs
 
+from actors._changes import ChangeCause
 from actors._logs import context_fields
 from storage import (
     ContextFailedError,
@@ -97,7 +98,7 @@ def _rebase(
         updated_at=source.updated_at,
     )
     repaired = damaged.successor(source)
-    store.compare_and_set(repaired, head_version)
+    store.compare_and_set(repaired, head_version, ChangeCause.RECOVERY.value)
     report = RecoveryReport(
         context=source.context,
         damaged_version=head_version,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from actors._changes import ChangeCause
 from actors._future import Reply
 from actors._messages import MakeRecoveryPoint, Restore, Save
 from actors._recovery import RecoveryReport
@@ -83,7 +84,7 @@ def restore_recovery_point(manager: ManagerActor, request: RestoreRecoveryPoint)
     def restore() -> State:
         head = store.read_head(name)
         restored = head.successor(store.read_recovery_point(name, point_id))
-        store.compare_and_set(restored, head.version)
+        store.compare_and_set(restored, head.version, ChangeCause.RESTORE.value)
         return restored
 
     return manager._io(name, reply, restore)

@@ -205,13 +205,19 @@ class SnapshotCodec:
         result: dict[str, Any] = self._converter.unstructure(state)
         return result
 
-    def encode(self, state: State) -> bytes:
-        """Encode `state` into a blob.
+    def encode(self, state: State, cause: str | None = None) -> bytes:
+        """Encode `state` into a blob, recording `cause` (what made this version: the
+        runtime's `ChangeCause` value) if given.
 
         Raises:
             StateTooLargeError: the JSON body is longer than `max_state_bytes`.
         """
-        body = orjson.dumps(self.unstructure(state))
+        document = self.unstructure(state)
+        if cause is not None:
+            # An extra key: readers before it ignore it (they check for State's fields and
+            # structure only those), so the snapshot format stays 1.
+            document["cause"] = cause
+        body = orjson.dumps(document)
         if len(body) > self.max_state_bytes:
             raise StateTooLargeError(state.context, len(body), self.max_state_bytes)
         return _frame(MAGIC, self._compressor().compress(body))
@@ -229,6 +235,20 @@ class SnapshotCodec:
             CorruptSnapshotError: the blob is truncated, damaged, or holds another record.
             UnsupportedFormatError: the blob was written by a newer format or another codec.
         """
+        return self.decode_recorded(blob, context=context, version=version)[0]
+
+    def decode_recorded(
+        self,
+        blob: bytes,
+        *,
+        context: str | None = None,
+        version: int | None = None,
+    ) -> tuple[State, str | None]:
+        """`decode`, and the cause the snapshot records (None if none: written without one,
+        or before snapshots recorded it).
+
+        Raises: as `decode`.
+        """
         where = _describe("snapshot", context, version)
         _, frame = _unframe(blob, MAGIC, where)
         try:
@@ -236,6 +256,9 @@ class SnapshotCodec:
             document = orjson.loads(body)
             if type(document) is not dict or not document.keys() >= _FIELDS:
                 raise CorruptSnapshotError(f"{where}: body is not a State with every field")
+            cause = document.pop("cause", None)
+            if cause is not None and type(cause) is not str:
+                raise CorruptSnapshotError(f"{where}: its cause is not a string")
             state = self._converter.structure(document, State)
         except (zstandard.ZstdError, orjson.JSONDecodeError, cattrs.BaseValidationError) as exc:
             raise CorruptSnapshotError(f"{where}: {exc}") from exc
@@ -243,7 +266,7 @@ class SnapshotCodec:
             raise CorruptSnapshotError(f"{where}: blob holds context {state.context!r}")
         if version is not None and state.version != version:
             raise CorruptSnapshotError(f"{where}: blob holds version {state.version}")
-        return state
+        return state, cause
 
     def _decompress(self, frame: bytes, where: str) -> bytes:
         """The frame's content, never more than `max_state_bytes` of it.

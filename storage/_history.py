@@ -12,12 +12,12 @@ backend implements as of one moment), so a history or a point-in-time read never
 moments, and reads never write.
 
 What a stored version records: its version, its `updated_at`, whether it is a journal entry
-or a full snapshot, and for a journal entry the keys it set and removed and (journal format 3
-on) what made it, as the runtime's `ChangeCause` value ("update", "restore"). Snapshots do not
-record a cause, nor do entries written before format 3: their `cause` is None. For a
-snapshot, the keys changed are found by comparing it with the kept version before it; the
-oldest kept version has nothing to compare with and is reported as a full snapshot
-(`changed` None).
+or a full snapshot, for a journal entry the keys it set and removed, and what made it, as the
+runtime's `ChangeCause` value ("update", "restore", "recovery"), in journal entries of format
+3 and in snapshots written since (None where not recorded: older writes, a context's first
+version, a batching tracker's flush). For a snapshot, the keys changed are found by
+comparing it with the kept version before it; the oldest kept version has nothing to compare
+with and is reported as a full snapshot (`changed` None).
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ class HistoryEntry:
     metadata_removed: tuple[str, ...] = ()
     """The metadata keys it removed, sorted."""
     cause: str | None = None
-    """What made it, as journaled: the runtime's `ChangeCause` value ("update" for a
-    tracker's update, "restore" for a restored recovery point); None where not recorded (a
-    snapshot, or a journal entry written before journal format 3)."""
+    """What made it, as stored: the runtime's `ChangeCause` value ("update" for a tracker's
+    update, "restore" for a restored recovery point, "recovery" for a State recovered past
+    damage and written back); None where not recorded (the first version, a batching
+    tracker's flush, and versions written before causes were stored)."""
 
     @property
     def full(self) -> bool:
@@ -234,27 +235,30 @@ class Kept:
         state: State | None = None  # the State of the kept version before
         for version in self.versions:
             if version in self.snapshots:
-                snapshot = self.codec.decode(
+                snapshot, cause = self.codec.decode_recorded(
                     self.snapshots[version], context=self.name, version=version
                 )
                 if state is None:
                     yield HistoryEntry(
                         self.name, version, snapshot.updated_at, "snapshot", None, None,
-                        metadata_changed=None,
+                        metadata_changed=None, cause=cause,
                     )  # fmt: skip
                 else:
-                    yield _entry(Delta.between(state, snapshot), "snapshot", state.version)
+                    compared = Delta.between(state, snapshot)
+                    yield _entry(compared, "snapshot", state.version, cause)
                 state = snapshot
             else:
                 delta = self.codec.decode_delta(
                     self.journal[version], context=self.name, version=version
                 )
-                yield _entry(delta, "journal", version - 1)
+                yield _entry(delta, "journal", version - 1, delta.cause)
                 assert state is not None  # the chain starts with a snapshot
                 delta.apply(state)
 
 
-def _entry(delta: Delta, kind: Literal["journal", "snapshot"], previous: int) -> HistoryEntry:
+def _entry(
+    delta: Delta, kind: Literal["journal", "snapshot"], previous: int, cause: str | None
+) -> HistoryEntry:
     """The history entry of `delta`."""
     return HistoryEntry(
         delta.context,
@@ -266,7 +270,7 @@ def _entry(delta: Delta, kind: Literal["journal", "snapshot"], previous: int) ->
         tuple(sorted(delta.removed)),
         tuple(sorted(delta.metadata_changed)),
         tuple(sorted(delta.metadata_removed)),
-        delta.cause,  # None for a snapshot compared with the version before
+        cause,
     )
 
 

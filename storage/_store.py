@@ -296,20 +296,23 @@ class Store(abc.ABC):
         """
         return self._head_version(validate_context_name(name))
 
-    def compare_and_set(self, state: State, expected_version: int) -> None:
+    def compare_and_set(
+        self, state: State, expected_version: int, cause: str | None = None
+    ) -> None:
         """Make `state` the head of its context if the head is still `expected_version`.
 
         `state.version` must be greater than `expected_version` (a tracker that batches
         writes skips the versions it never stored). It is written as a full snapshot; older
         snapshots beyond `retain_heads`, and journal entries no retained snapshot needs, are
-        dropped in the same transaction.
+        dropped in the same transaction. `cause` (what made the version: the runtime's
+        `ChangeCause` value) is recorded in the snapshot, for `history()`.
 
         Raises:
             VersionConflict: the stored head is not `expected_version`; nothing was written.
             ContextNotFoundError: no such context.
             StateError: `state.version` is not greater than `expected_version`.
         """
-        self._commit_one(self.prepare_snapshot(state, expected_version))
+        self._commit_one(self.prepare_snapshot(state, expected_version, cause))
 
     def append(self, delta: Delta, expected_version: int) -> None:
         """Journal `delta` as the new head if the head is still `expected_version`.
@@ -319,7 +322,9 @@ class Store(abc.ABC):
         """
         self._commit_one(self.prepare_delta(delta, expected_version))
 
-    def prepare_snapshot(self, state: State, expected_version: int) -> Write:
+    def prepare_snapshot(
+        self, state: State, expected_version: int, cause: str | None = None
+    ) -> Write:
         """Validate and encode a full-snapshot write for `commit()`.
 
         Raises:
@@ -332,7 +337,7 @@ class Store(abc.ABC):
                 f"context {name!r}: a write after version {expected_version} must carry a "
                 f"greater version, not {state.version}"
             )
-        blob = self.codec.encode(state)
+        blob = self.codec.encode(state, cause)
         return Write(name, expected_version, state.version, blob, journal=False)
 
     def prepare_delta(self, delta: Delta, expected_version: int) -> Write:

@@ -136,3 +136,30 @@ def test_history_reports_what_made_each_version(sqlite):
         assert entries[3].removed == ("n",)
     finally:
         manager.shutdown().get()
+
+
+def test_snapshots_record_their_cause_too(tmp_path):
+    # A snapshot every second write: updates and restores written whole say what made them;
+    # a restore of an inactive context is written by the manager itself.
+    store = SqliteStore(tmp_path / "store.db", synchronous="OFF", retain_heads=10)
+    manager = make_manager(store, snapshot_every=2)
+    try:
+        manager.create_context("ctx", {"items": [1]}).get()
+        tracker = manager.get_tracker("ctx").get()
+        point = manager.create_recovery_point("ctx").get()
+        for n in range(3):
+            tracker.modify(lambda state, n=n: state.data["items"].append(n)).get()
+        manager.restore_recovery_point("ctx", point).get()
+        manager.deactivate("ctx").get()
+        manager.restore_recovery_point("ctx", point).get()
+        entries = manager.history("ctx").get()
+        assert [(e.version, e.kind, e.cause) for e in entries] == [
+            (0, "snapshot", None),  # a context's first version records none
+            (1, "journal", "update"),
+            (2, "snapshot", "update"),
+            (3, "journal", "update"),
+            (4, "snapshot", "restore"),
+            (5, "snapshot", "restore"),
+        ]
+    finally:
+        manager.shutdown().get()

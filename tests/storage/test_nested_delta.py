@@ -8,11 +8,12 @@ from typing import Any
 
 import orjson
 import pytest
+import zstandard
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from storage import CorruptSnapshotError, SnapshotCodec, State, StateTooLargeError
-from storage._codec import HEADER
+from storage._codec import HEADER, MAGIC, _frame
 from storage._delta import Delta, apply_edits, diff_value, edits_problem
 from storage._state import MAX_DEPTH, copy_json_value
 from tests.storage.test_journal_format import _entry
@@ -331,3 +332,25 @@ def test_edits_problem_accepts_what_the_diff_writes():
     edits = diff_value(old, {"a": [1, {"b": 3}, 4], "c": 1, "e": 0, "f": 0})
     assert edits is not None
     assert edits_problem(orjson.loads(orjson.dumps({"k": edits}))) is None
+
+
+# -- causes in snapshots ----------------------------------------------------------------------
+
+
+def test_a_snapshot_records_its_cause_as_an_extra_key_of_format_1():
+    codec = SnapshotCodec()
+    state = State.new("ctx", {"a": 1})
+    blob = codec.encode(state, "restore")
+    assert blob[4] == 1  # the snapshot format did not change: older readers ignore the key
+    assert codec.decode_recorded(blob) == (state, "restore")
+    assert codec.decode(blob) == state
+    assert codec.decode_recorded(codec.encode(state)) == (state, None)
+
+
+def test_a_snapshot_cause_that_is_not_a_string_is_damage():
+    codec = SnapshotCodec()
+    state = State.new("ctx", {"a": 1})
+    document = {**codec.unstructure(state), "cause": 7}
+    blob = _frame(MAGIC, zstandard.ZstdCompressor().compress(orjson.dumps(document)))
+    with pytest.raises(CorruptSnapshotError, match="cause is not a string"):
+        codec.decode(blob)
