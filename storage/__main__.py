@@ -170,7 +170,7 @@ HISTORY_COMMANDS = frozenset({"history", "show"})
 def _add_history_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     history = commands.add_parser(
         "history",
-        help="list the versions of a context the store keeps: version, time, kind, keys changed",
+        help="list the versions of a context the store keeps: version, time, kind, cause, keys",
     )
     history.add_argument("url", help="store URL, e.g. sqlite:///contexts.db")
     history.add_argument("name", help="the context")
@@ -230,7 +230,7 @@ def _run_history_command(args: argparse.Namespace) -> int:
 
 
 def _history_line(entry: HistoryEntry) -> str:
-    """One version: `VERSION  TIME  KIND  KEYS CHANGED`."""
+    """One version: `VERSION  TIME  KIND  CAUSE  KEYS CHANGED` (cause `-` if not recorded)."""
     if entry.changed is None:
         keys = "full snapshot"
     else:
@@ -245,7 +245,8 @@ def _history_line(entry: HistoryEntry) -> str:
             if names
         ]
         keys = "; ".join(parts) or "no change"
-    return f"{entry.version:>8}  {entry.updated_at.isoformat()}  {entry.kind:<8}  {keys}"
+    stamp, cause = entry.updated_at.isoformat(), entry.cause or "-"
+    return f"{entry.version:>8}  {stamp}  {entry.kind:<8}  {cause:<8}  {keys}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

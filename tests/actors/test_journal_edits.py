@@ -13,6 +13,7 @@ import pytest
 from actors import Change, InvalidValueError, State
 from storage import SqliteStore
 from storage._history import EARLIEST
+from tests.storage.test_history import cli
 
 from .conftest import make_manager
 
@@ -163,3 +164,22 @@ def test_snapshots_record_their_cause_too(tmp_path):
         ]
     finally:
         manager.shutdown().get()
+
+
+def test_the_history_command_prints_each_cause(tmp_path):
+    store = SqliteStore(tmp_path / "store.db", synchronous="OFF", retain_heads=10)
+    manager = make_manager(store, snapshot_every=1000)
+    try:
+        manager.create_context("ctx", {"items": [1]}).get()
+        point = manager.create_recovery_point("ctx").get()
+        manager.get_tracker("ctx").get().set("n", 1).get()
+        manager.restore_recovery_point("ctx", point).get()
+    finally:
+        manager.shutdown().get()
+    result = cli("history", f"sqlite:///{tmp_path / 'store.db'}", "ctx")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[2:4] for line in result.stdout.splitlines()] == [
+        ["snapshot", "-"],
+        ["journal", "update"],
+        ["journal", "restore"],
+    ]
