@@ -66,7 +66,7 @@ from storage._url import open_store
 
 if typing.TYPE_CHECKING:
     from storage._postgres import PostgresStore
-    from storage._redis import RedisStore
+    from storage._redis import RedisClusterStore, RedisStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -106,6 +106,7 @@ __all__ = [
     "RecoveryError",
     "RecoveryPoint",
     "RecoveryPointNotFoundError",
+    "RedisClusterStore",
     "RedisStore",
     "ShutdownError",
     "SnapshotCodec",
@@ -131,13 +132,14 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> object:
-    # Only RedisStore and PostgresStore are loaded lazily: they need redis-py and psycopg,
+    # Only the Redis and PostgreSQL stores are loaded lazily: they need redis-py and psycopg,
     # optional extras. Once loaded each is a plain module attribute, so this runs once each.
-    if name == "RedisStore":
-        from storage._redis import RedisStore  # noqa: PLC0415
+    if name in ("RedisStore", "RedisClusterStore"):
+        from storage import _redis  # noqa: PLC0415
 
-        globals()[name] = RedisStore
-        return RedisStore
+        value: object = getattr(_redis, name)
+        globals()[name] = value
+        return value
     if name == "PostgresStore":
         from storage._postgres import PostgresStore  # noqa: PLC0415
 

@@ -22,6 +22,7 @@ from storage._store import Store
 __all__ = [
     "MEMORY_OPTIONS",
     "POSTGRES_OPTIONS",
+    "REDIS_CLUSTER_OPTIONS",
     "REDIS_OPTIONS",
     "SQLITE_OPTIONS",
     "URL_OPTIONS",
@@ -88,6 +89,16 @@ REDIS_OPTIONS: Mapping[str, Parser] = {
 """Query parameters of `redis://host[:port][/db]`: `RedisStore`'s options but the codec
 and those the URL spells elsewhere (host, port, database, user name, password)."""
 
+REDIS_CLUSTER_OPTIONS: Mapping[str, Parser] = {
+    "prefix": _text,
+    "socket_timeout": _seconds,
+    "socket_connect_timeout": _seconds,
+    "retain_heads": _whole,
+}
+"""Query parameters of `redis+cluster://host:port[,host:port...]`: `RedisClusterStore`'s
+options but the codec and those the URL spells elsewhere (nodes, user name, password). No
+`change_silence`: a cluster store keeps no change subscription."""
+
 POSTGRES_STORE_OPTIONS: Mapping[str, Parser] = {
     "schema": _text,
     "timeout": _seconds,
@@ -129,6 +140,7 @@ URL_OPTIONS: Mapping[str, Mapping[str, Parser]] = {
     "memory": MEMORY_OPTIONS,
     "sqlite": SQLITE_OPTIONS,
     "redis": REDIS_OPTIONS,
+    "redis+cluster": REDIS_CLUSTER_OPTIONS,
     "postgresql": POSTGRES_OPTIONS,
     "postgres": POSTGRES_OPTIONS,
 }
@@ -146,6 +158,10 @@ def open_store(url: str, **options: Any) -> Store:
     - `redis://[[user]:password@]host[:port][/db]`: a `RedisStore` (port 6379 and database
       0 unless given); the query may set `prefix`, `socket_timeout`,
       `socket_connect_timeout`, `change_silence` (seconds) and `retain_heads`. Needs redis-py.
+    - `redis+cluster://[[user]:password@]host:port[,host:port...][/0]`: a
+      `RedisClusterStore` on the Redis Cluster those nodes belong to (one is enough; port
+      6379 unless given; database 0 only); the query may set `prefix`, `socket_timeout`,
+      `socket_connect_timeout` (seconds) and `retain_heads`. Needs redis-py.
     - `postgresql://[user[:password]@][host][:port][/dbname]` (or `postgres://`): a
       `PostgresStore`; the query may set `schema`, `timeout` (seconds), `pool_size`,
       `synchronous_commit` and `retain_heads`, and the libpq parameters of `LIBPQ_OPTIONS`
@@ -153,7 +169,8 @@ def open_store(url: str, **options: Any) -> Store:
       are. Needs psycopg 3 and psycopg_pool.
 
     `options` are the store constructor's keyword arguments: the query parameters (typed
-    values, not text), `codec`, and for Redis `db`, `username` and `password`. An option
+    values, not text), `codec`, for Redis `db`, `username` and `password`, and for Redis
+    Cluster `username` and `password`. An option
     may be set in the URL or as an argument, not both.
 
     Raises:
@@ -179,7 +196,7 @@ def open_store(url: str, **options: Any) -> Store:
     if scheme is None:
         msg = (
             f"unknown store URL scheme {parts.scheme!r} in {shown!r}; "
-            "expected memory://, sqlite://, redis:// or postgresql://"
+            "expected memory://, sqlite://, redis://, redis+cluster:// or postgresql://"
         )
         raise ConfigurationError(msg)
     unknown = sorted(options.keys() - scheme.options.keys() - scheme.keywords)
@@ -288,6 +305,56 @@ def _open_redis(
     return RedisStore(parts.hostname, port, **_merge({**spelled, **settings}, options, shown))
 
 
+def _open_redis_cluster(
+    url: str, parts: SplitResult, shown: str, settings: dict[str, Any], options: dict[str, Any]
+) -> Store:
+    form = "redis+cluster://host:port[,host:port...]"
+    # urlsplit cannot read several hosts (parts.port would fail): split the netloc here.
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not url.startswith("redis+cluster://") or not hosts:
+        msg = f"redis+cluster URL must be {form}, got {shown!r}"
+        raise ConfigurationError(msg)
+    nodes = [_cluster_node(text, shown) for text in hosts.split(",")]
+    db_text = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if db_text not in ("", "0"):
+        msg = (
+            f"a Redis Cluster has database 0 only; redis+cluster URL names database "
+            f"{db_text!r}: {shown!r}"
+        )
+        raise ConfigurationError(msg)
+    spelled: dict[str, Any] = {}
+    if at:
+        username, colon, password = userinfo.partition(":")
+        if username:
+            spelled["username"] = unquote(username)
+        if colon:
+            spelled["password"] = unquote(password)
+
+    from storage._redis import RedisClusterStore  # noqa: PLC0415 - redis-py is optional
+
+    return RedisClusterStore(nodes, **_merge({**spelled, **settings}, options, shown))
+
+
+def _cluster_node(text: str, shown: str) -> tuple[str, int]:
+    """`host[:port]` or `[v6 address][:port]` of a redis+cluster URL."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else None
+        bad = not bracket or not host or (rest and port_text is None)
+    else:
+        host, colon, port_text_or_empty = text.partition(":")
+        port_text = port_text_or_empty if colon else None
+        bad = not host
+    port = 6379
+    if not bad and port_text is not None:
+        bad = not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536
+        port = int(port_text) if not bad else 0
+    if bad:
+        msg = f"redis+cluster URL has a bad node {text!r} (expected host:port): {shown!r}"
+        raise ConfigurationError(msg)
+    return unquote(host), port
+
+
 def _open_postgres(
     url: str, parts: SplitResult, shown: str, settings: dict[str, Any], options: dict[str, Any]
 ) -> Store:
@@ -320,6 +387,9 @@ _SCHEMES: Mapping[str, _Scheme] = {
     "sqlite": _Scheme(SQLITE_OPTIONS, frozenset({"codec"}), _open_sqlite),
     "redis": _Scheme(
         REDIS_OPTIONS, frozenset({"codec", "db", "username", "password"}), _open_redis
+    ),
+    "redis+cluster": _Scheme(
+        REDIS_CLUSTER_OPTIONS, frozenset({"codec", "username", "password"}), _open_redis_cluster
     ),
     "postgresql": _Scheme(POSTGRES_OPTIONS, frozenset({"codec"}), _open_postgres),
     "postgres": _Scheme(POSTGRES_OPTIONS, frozenset({"codec"}), _open_postgres),
