@@ -13,6 +13,7 @@ import pytest
 from actors import TrackerConfig, VersionConflict, create_manager
 from storage import open_store
 from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
+from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +70,11 @@ def test_two_processes_share_a_counter_on_redis(redis_server):  # noqa: F811 - t
 
 
 @pytest.mark.timeout(180)
+def test_two_processes_share_a_counter_on_redis_cluster(redis_cluster):  # noqa: F811 - fixture
+    _check(f"{redis_cluster.url}?prefix=procs-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.mark.timeout(180)
 def test_two_processes_share_a_counter_on_postgres(postgres_server):  # noqa: F811 - the fixture
     _check(postgres_server.url())
 
@@ -116,12 +122,12 @@ def test_stale_update_state_after_another_writer_is_a_conflict_and_reloads(tmp_p
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis_cluster", "postgres"])
 def test_a_subscriber_sees_every_version_another_process_writes(tmp_path, request, backend):
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'watched.db'}"
-    elif backend == "redis":
-        server = request.getfixturevalue("redis_server")
+    elif backend in ("redis", "redis_cluster"):
+        server = request.getfixturevalue(f"{backend}_server" if backend == "redis" else backend)
         url = f"{server.url}?prefix=watch-{uuid.uuid4().hex[:8]}"
     else:
         url = request.getfixturevalue("postgres_server").url()
