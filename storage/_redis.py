@@ -796,7 +796,7 @@ class RedisStore(Store):
     def _read_existing(self, name: str, op: str, read: Callable[[Any], object]) -> Any:
         """One read of context `name` by `read(pipeline)`, checked in the same round trip
         that the context exists (its meta key is the record of that)."""
-        with self._translate(op) as client, client.pipeline() as pipe:
+        with self._translate(op) as client, client.pipeline(transaction=True) as pipe:
             pipe.exists(self._key(name, "meta"))
             read(pipe)
             exists, value = pipe.execute()
@@ -860,7 +860,10 @@ class RedisStore(Store):
 
     def _read_recovery_point(self, name: str, point_id: int) -> tuple[int, bytes]:
         field = _point_field(name, point_id)
-        with self._translate("read recovery point") as client, client.pipeline() as pipe:
+        with (
+            self._translate("read recovery point") as client,
+            client.pipeline(transaction=True) as pipe,
+        ):
             pipe.hget(self._key(name, "points"), field)
             pipe.hget(self._key(name, "point_blobs"), field)
             info, blob = pipe.execute()
