@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from operator import is_
 from typing import Any
 
 import attrs
@@ -363,7 +364,10 @@ def _diff_list(old: list[Any], new: list[Any], path: tuple[Any, ...]) -> list[Ed
     old_length, new_length = len(old), len(new)
     limit = max(old_length, new_length)
     changes = 0
-    for index in range(min(old_length, new_length)):
+    # The usual case first, at C speed: every item in common is the very same object (a
+    # copied list shares its scalars), as when items were only appended or cut.
+    common = 0 if all(map(is_, old, new)) else min(old_length, new_length)
+    for index in range(common):
         before, value = old[index], new[index]
         if before is value or not _diff_item(before, value, (*path, index), local):
             continue

@@ -1,7 +1,7 @@
 """Bytes a cart of appended items costs on disk: ours (a tracker's `modify` appending to one
 list, on a SqliteStore) against a hand-written SQLite table (one row per item).
 
-    uv run python -m tests.benchmarks.journal_size [--items 12000] [--item-bytes 100]
+    uv run python -m tests.benchmarks.journal_size [--items 12000] [--item-bytes 100] [--rate]
 
 Prints, for each: the bytes the process passed to write syscalls per append (`wchar` of
 /proc/self/io: what SQLite wrote, WAL and checkpoints included, not the file size), and the
@@ -71,6 +71,28 @@ def ours(directory: Path, items: list[str], **config: int) -> tuple[int, int, fl
     return written, _on_disk(path), elapsed
 
 
+def append_rate(directory: Path, length: int, appends: int, size: int) -> float:
+    """Appends per second, one durable `modify` each, to a list that starts `length` long."""
+    path = directory / f"rate-{length}.db"
+    store = SqliteStore(path, synchronous="OFF")
+    manager = create_manager(store, config=TrackerConfig(snapshot_every=10**9))
+    try:
+        manager.create_context("cart", {"items": _items(length, size)}).get()
+        tracker = manager.get_tracker("cart").get()
+        items = _items(appends, size)
+        started = time.perf_counter()
+        for item in items:
+
+            def add(state: State, item: str = item) -> None:
+                state.data["items"].append(item)
+
+            tracker.modify(add).get()
+        return appends / (time.perf_counter() - started)
+    finally:
+        manager.shutdown().get()
+        store.close()
+
+
 def hand_written(directory: Path, items: list[str]) -> tuple[int, int, float]:
     """The same appends as rows of a table, one transaction each, in WAL mode like ours."""
     path = directory / "table.db"
@@ -96,6 +118,11 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["table", "default", "by-bytes"], action="append", default=None
     )
+    parser.add_argument(
+        "--rate",
+        action="store_true",
+        help="also: appends/s to a list of --items items against one of 10 items",
+    )
     args = parser.parse_args()
     items = _items(args.items, args.item_bytes)
     runs = {
@@ -118,6 +145,13 @@ def main() -> None:
             print(
                 f"{label:40} {written / args.items:>13,.0f} B {disk:>10,} B "
                 f"{args.items / elapsed:>10,.0f}"
+            )
+        if args.rate:
+            long = append_rate(Path(directory), args.items, 500, args.item_bytes)
+            short = append_rate(Path(directory), 10, 500, args.item_bytes)
+            print(
+                f"update rate: {long:,.0f} appends/s to a list of {args.items:,} items, "
+                f"{short:,.0f} to a list of 10: ratio {long / short:.2f}"
             )
     if "table" in results:
         table_written, table_disk = results["table"]
