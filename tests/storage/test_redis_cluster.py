@@ -7,6 +7,8 @@ The contract, journal and commit-chain suites run on the cluster too (backend
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +19,7 @@ from redis.retry import Retry
 
 from storage import (
     ConfigurationError,
+    PersistenceError,
     RedisClusterStore,
     RedisStore,
     State,
@@ -284,3 +287,83 @@ def test_a_cluster_store_publishes_nothing_and_has_no_change_token(redis_cluster
         store.close()
         with pytest.raises(Exception, match="closed"):
             store.change_token()
+
+
+# -- failover -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A cluster of this test's own, since the test kills one of its masters."""
+    cluster = RedisClusterServers(tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_master_killed_under_load_fails_its_contexts_typed_then_writes_resume(own_cluster):
+    """SIGKILL of one master while every master takes writes: its contexts fail with
+    `PersistenceError` (nothing else) until its replica is promoted, then take writes again;
+    the other masters' contexts are not interrupted."""
+    prefix = _prefix()
+    names = _names_on_every_master(own_cluster, prefix, per_master=1)
+    store = RedisClusterStore(
+        [("127.0.0.1", node.port) for node in own_cluster.masters],
+        prefix=prefix,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    victim_port = store._client.get_node_from_key(f"{prefix}:{{{names[0]}}}:meta").port
+    victim = next(node for node in own_cluster.masters if node.port == victim_port)
+    for name in names:
+        store.create(State.new(name, {"n": 0}))
+    stop = threading.Event()
+    acknowledged = dict.fromkeys(names, 0)
+    errors: dict[str, list[BaseException]] = {name: [] for name in names}
+    resumed = threading.Event()
+    killed = threading.Event()
+
+    def load(name: str) -> None:
+        while not stop.is_set():
+            try:
+                head = store.read_head(name)
+                state = head.snapshot()
+                state.version = head.version + 1
+                state.set("n", head.get("n") + 1)
+                store.compare_and_set(state, head.version)
+                acknowledged[name] += 1
+                if killed.is_set() and name == names[0] and errors[name]:
+                    resumed.set()
+            except BaseException as exc:  # every kind is recorded, then checked
+                errors[name].append(exc)
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=load, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        before = dict(acknowledged)
+        victim.kill()
+        killed.set()
+        assert resumed.wait(60), f"no write after the failover: {errors[names[0]][-3:]}"
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert all(acknowledged[name] > before[name] for name in names)
+    assert errors[names[0]], "the killed master's context never failed"
+    assert all(isinstance(exc, PersistenceError) for exc in errors[names[0]]), {
+        type(exc).__name__ for exc in errors[names[0]]
+    }
+    # The other masters kept serving: their contexts failed at most while the client
+    # re-read the slots, and only with PersistenceError.
+    for name in names[1:]:
+        assert all(isinstance(exc, PersistenceError) for exc in errors[name])
+    # The promoted replica serves the context from where replication had brought it.
+    assert store.head_version(names[0]) >= 1
+    store.close()
