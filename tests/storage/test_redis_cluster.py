@@ -370,3 +370,21 @@ def test_a_master_killed_under_load_fails_its_contexts_typed_then_writes_resume(
     # The promoted replica serves the context from where replication had brought it.
     assert store.head_version(names[0]) >= 1
     store.close()
+
+
+def test_a_store_takes_a_ready_plain_client_too(redis_server):
+    client = redis.Redis(port=redis_server.port, retry=Retry(NoBackoff(), 0))
+    try:
+        store = RedisStore(client=client, prefix=_prefix())
+        assert not store.cluster
+        assert (store.host, store.port, store.db) == ("localhost", redis_server.port, 0)
+        store.create(State.new("ctx", {"a": 1}))
+        assert store.change_token() is not None  # one server: the change channel
+        store.close()
+        assert client.ping()
+        with pytest.raises(ConfigurationError, match="retries commands"):
+            RedisStore(client=redis.Redis(port=redis_server.port))
+        with pytest.raises(ConfigurationError, match=r"redis\.RedisCluster"):
+            RedisClusterStore(client=client)  # type: ignore[arg-type]
+    finally:
+        client.close()
