@@ -25,7 +25,7 @@ from storage import (
     State,
     open_store,
 )
-from tests.redis_cluster import RedisClusterServers
+from tests.redis_cluster import RedisClusterServers, free_cluster_port
 
 
 def _prefix() -> str:
@@ -388,3 +388,9 @@ def test_a_store_takes_a_ready_plain_client_too(redis_server):
             RedisClusterStore(client=client)  # type: ignore[arg-type]
     finally:
         client.close()
+
+
+def test_an_unreachable_cluster_is_a_persistence_error():
+    port = free_cluster_port()
+    with pytest.raises(PersistenceError, match=f"127.0.0.1:{port} cannot be reached"):
+        RedisClusterStore([("127.0.0.1", port)], socket_connect_timeout=1.0)
