@@ -6,7 +6,14 @@ from typing import assert_type, reveal_type
 
 import attrs
 
-from actors import ContextFuture, TypedTracker, Versioned, create_manager
+from actors import (
+    ContextFuture,
+    ContextSchema,
+    TypedContexts,
+    TypedTracker,
+    Versioned,
+    create_manager,
+)
 
 
 @attrs.frozen
@@ -33,6 +40,7 @@ def main() -> None:
     assert_type(update, ContextFuture[Versioned[Cart]])
     untyped = manager.get_tracker("cart-1").get()
     assert_type(untyped.typed(Cart), TypedTracker[Cart])
+    assert_type(manager.typed(ContextSchema(Cart, version=1)), TypedContexts[Cart])
     manager.shutdown().get()
 
 
