@@ -57,13 +57,13 @@ class ModelMismatchError(StateError):
         model: type,
         errors: Sequence[str],
         *,
-        detail: str | None = None,
+        message: str | None = None,
     ) -> None:
-        what = detail or "does not fit the model"
         listed = "; ".join(errors)
         super().__init__(
-            f"context {context!r} version {version} {what} {model.__qualname__}"
-            + (f": {listed}" if listed else "")
+            message
+            or f"context {context!r} version {version} does not fit the model "
+            f"{model.__qualname__}: {listed}"
         )
         self.context = context
         self.version = version
@@ -81,8 +81,9 @@ class SchemaVersionError(ModelMismatchError):
             version,
             model,
             [],
-            detail=f"has schema version {stored!r}, which is newer than or unknown to "
-            f"(schema version {known} of)",
+            message=f"context {context!r} version {version} has schema version {stored!r}, "
+            f"which {model.__qualname__} (at schema version {known}) does not know: "
+            "newer code wrote it, or it is not a version",
         )
         self.stored = stored
         self.known = known
@@ -98,6 +99,7 @@ class MigrationError(ModelMismatchError):
             version,
             model,
             [reason],
-            detail=f"could not be migrated from schema version {step} to {step + 1} of",
+            message=f"context {context!r} version {version} could not be migrated from "
+            f"schema version {step} to {step + 1} of {model.__qualname__}: {reason}",
         )
         self.step = step
