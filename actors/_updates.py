@@ -20,7 +20,7 @@ import attrs
 from actors._changes import ChangeCause
 from actors._modify import modify_result_error
 from storage import InvalidValueError, KeyNotFoundError, State, VersionConflict
-from storage._delta import APPEND, DELETE, SET, Delta, apply_changes
+from storage._delta import APPEND, DELETE, SET, TRUNCATE, Delta, apply_changes
 from storage._state import (
     MAX_DEPTH,
     _check,
@@ -162,7 +162,7 @@ def _check_edits(key: str, value: Any, ops: Any) -> None:
     """
     for op in ops:
         kind, path = op[0], op[1]
-        if kind == DELETE:
+        if kind in {DELETE, TRUNCATE}:  # they add nothing
             continue
         where = f"data[{key!r}]"
         node = value
