@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ __all__ = [
     "register_manager",
     "shut_down_at_exit",
     "start_timer",
+    "start_without_signals",
     "track_subscription",
 ]
 
@@ -85,12 +87,38 @@ def track_subscription(subscription: Subscription[Any], exit_timeout: float) -> 
     subscription._ended.add_done_callback(lambda _: _subscriptions.pop(key, None))
 
 
+_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name)
+)
+"""The signals a program is sent to stop or to act: none of our threads takes them."""
+
+
+def start_without_signals(thread: threading.Thread) -> None:
+    """Start `thread` with the process's signals blocked in it, so that the kernel never
+    delivers them to it. Python runs signal handlers in the main thread only: a signal that
+    the kernel hands to another thread sets a flag the main thread does not see while it
+    waits (in `Thread.join()`, say), and a Ctrl-C or SIGTERM then does nothing. A thread
+    inherits the mask of the thread that starts it, so the mask is set around `start()`
+    (a signal arriving meanwhile waits, pending, until it is restored)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        thread.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def start_timer(timer: threading.Thread) -> bool:
-    """Start `timer` (a helper thread holding no state of its own) as a daemon thread; False
-    if the interpreter refuses to start a thread (Python 3.12, once the main thread ended)."""
+    """Start `timer` (a helper thread holding no state of its own) as a daemon thread with
+    signals blocked (`start_without_signals`); False if the interpreter refuses to start a
+    thread (Python 3.12, once the main thread ended)."""
     timer.daemon = True  # a pending timer must not keep the process alive either
     try:
-        timer.start()
+        start_without_signals(timer)
     except RuntimeError:
         return False
     return True

@@ -19,12 +19,18 @@ actors/_exit.py); `PooledActor` (actors/_dispatch.py) has it built in.
 
 from __future__ import annotations
 
+import threading
+from itertools import count
 from typing import Any
 
 import pykka
 from pykka import messages
 
+from actors._exit import start_without_signals
+
 __all__ = ["LateMessages", "ThreadedActor", "answer_mailbox"]
+
+_names = count()
 
 
 class LateMessages:
@@ -56,6 +62,13 @@ class ThreadedActor(LateMessages, pykka.ThreadingActor):
     left in its mailbox (see the module docstring)."""
 
     use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
+
+    def _start_actor_loop(self) -> None:
+        # Pykka's, with the process's signals blocked in the new thread (actors/_exit.py).
+        thread = threading.Thread(
+            target=self._actor_loop, name=f"{type(self).__name__}-{next(_names)}", daemon=True
+        )
+        start_without_signals(thread)
 
     def _actor_loop_teardown(self) -> None:
         answer_mailbox(self)

@@ -26,6 +26,7 @@ import pykka
 from actors._future import Reply, reject, resolve
 from actors._messages import WriterFailed
 from actors._metrics import NO_METRICS, Histogram, Instruments
+from actors._teardown import ThreadedActor
 from storage import OutcomeUnknownError, PersistenceError, ShutdownError, Store
 from storage._store import Write
 
@@ -101,10 +102,8 @@ class Written:
     error: BaseException
 
 
-class WriterActor(pykka.ThreadingActor):
+class WriterActor(ThreadedActor):
     """Commits the writes of all trackers of a manager in batches."""
-
-    use_daemon_thread = True  # never keeps the process alive: see actors/_exit.py
 
     def __init__(
         self, store: Store, supervisor: pykka.ActorRef[Any], metrics: Instruments = NO_METRICS
