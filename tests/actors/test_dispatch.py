@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -190,3 +194,26 @@ def test_close_ends_every_thread(dispatcher):
 def test_a_dispatcher_needs_a_thread():
     with pytest.raises(ValueError, match="at least one thread"):
         Dispatcher(0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_none_of_our_threads_takes_the_process_signals():
+    # Python runs signal handlers in the main thread only: a Ctrl-C the kernel handed to one
+    # of our threads would leave a main thread waiting in join() unaware of it.
+    from actors import create_manager  # noqa: PLC0415
+
+    def blocked(thread: threading.Thread) -> int:
+        status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+        (mask,) = [line.split()[1] for line in status.splitlines() if line.startswith("SigBlk")]
+        return int(mask, 16)
+
+    wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    with create_manager(f"sqlite:///{tempfile.mkdtemp()}/s.db") as manager:
+        manager.create_context("c").get(timeout=WAIT)
+        manager.get_tracker("c").get(timeout=WAIT).set("n", 1).get(timeout=WAIT)
+        prefixes = ("context-clock", "tracker-pool", "ManagerActor", "WriterActor", "StoreWorker")
+        ours = [t for t in threading.enumerate() if t.name.startswith(prefixes)]
+        assert {t.name.split("-")[0] for t in ours} >= {"context", "tracker", "ManagerActor"}
+        for thread in ours:
+            assert blocked(thread) & wanted == wanted, thread.name
+    assert blocked(threading.main_thread()) & wanted == 0  # the caller's mask is left as it was
