@@ -29,6 +29,7 @@ import attrs
 import pykka
 
 from actors._changes import ChangeCause
+from actors._config import TrackerConfig
 from actors._future import Reply, reject, resolve
 from actors._logs import context_fields
 from actors._messages import TrackerRequest, Wake
@@ -59,8 +60,9 @@ class Pending:
     attempt: int
     delta: Delta
     cause: ChangeCause
-    journal: tuple[int, int]
-    """The journal entries and bytes since the last snapshot, once this write is stored."""
+    journal: tuple[int, int, int]
+    """The journal entries and bytes since the last snapshot, and that snapshot's bytes (0:
+    not known), once this write is stored."""
     started: float = attrs.field(factory=time.perf_counter)
     """When the request was taken: what its caller waits, less one hop, ends when stored."""
 
@@ -131,8 +133,8 @@ class DurableWrites(WritePath):
         super().__init__(host, writer)
         # Journal entries and bytes since the last snapshot: as stored, and as of the last
         # write prepared (the chain), which the next journal entry follows.
-        self._stored_journal = (0, 0)
-        self._chain_journal = (0, 0)
+        self._stored_journal = _NO_JOURNAL
+        self._chain_journal = _NO_JOURNAL
         self._chain_version = -1
         self.in_flight: Batch | None = None
         self.next = Batch()
@@ -192,23 +194,21 @@ class DurableWrites(WritePath):
         attempt: int,
     ) -> Pending:
         """The write that stores the current State after the last write prepared: a journal
-        entry, or a full snapshot every `snapshot_every` writes (or once the journal holds
-        `snapshot_bytes`)."""
+        entry, or a full snapshot (see `_snapshot_due`)."""
         host = self._host
         config, store = host.config, host.store
-        entries, size = self._chain_journal
+        entries, size, snapshot = self._chain_journal
         delta = update.delta
         if (
             store.supports_journal
-            and entries + 1 < config.snapshot_every
-            and size < config.snapshot_bytes
+            and not _snapshot_due(config, entries, size, snapshot)
             and delta.version == self._chain_version + 1
         ):
             write = store.prepare_delta(delta, self._chain_version)
-            journal = entries + 1, size + len(write.blob)
+            journal = entries + 1, size + len(write.blob), snapshot
         else:
             write = store.prepare_snapshot(host.current, self._chain_version, delta.cause)
-            journal = 0, 0
+            journal = 0, 0, len(write.blob)
         self._chain_version, self._chain_journal = write.version, journal
         return Pending(
             write, reply, update.result, undo, message, attempt, delta, update.cause, journal
@@ -338,7 +338,7 @@ class DurableWrites(WritePath):
 
     def loaded(self, version: int) -> None:
         super().loaded(version)
-        self._stored_journal = (0, 0)
+        self._stored_journal = _NO_JOURNAL
         self._rewind()
 
     def caught_up(self, version: int) -> None:
@@ -346,7 +346,7 @@ class DurableWrites(WritePath):
         self._rewind()
 
     def forget_journal(self) -> None:
-        self._stored_journal = (0, 0)
+        self._stored_journal = _NO_JOURNAL
         self._rewind()
 
     def suspended(self) -> None:
@@ -372,3 +372,27 @@ def _batch_of(pending: Pending) -> Batch:
     batch = Batch()
     batch.add(pending)
     return batch
+
+
+_NO_JOURNAL = (0, 0, 0)
+"""No journal entry since the last snapshot, whose size is not known."""
+
+
+def _snapshot_due(config: TrackerConfig, entries: int, size: int, snapshot: int) -> bool:
+    """Whether the next write is a full snapshot rather than a journal entry, after `entries`
+    entries of `size` bytes since a snapshot of `snapshot` bytes: every `snapshot_every`
+    writes if the snapshot is small (`_SMALL`) or the journal is at least as large as it,
+    and whenever the journal holds `snapshot_bytes` or as many as that snapshot, if larger.
+    So a small State is rewritten every `snapshot_every` updates (a restart replays at most
+    that many), while a large one
+    is rewritten only once as many bytes were journaled as it takes: the bytes written per
+    update stay proportional to what changed, however large the State grows (appending to a
+    long list), and a restart replays at most a snapshot's worth of journal."""
+    if size >= max(config.snapshot_bytes, snapshot):
+        return True
+    return entries + 1 >= config.snapshot_every and (snapshot <= _SMALL or size >= snapshot)
+
+
+_SMALL = 4096
+"""Bytes of a snapshot that costs about what a page write costs anyway: a State this small
+is rewritten every `snapshot_every` updates whatever its journal holds."""
