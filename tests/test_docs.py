@@ -27,6 +27,27 @@ def test_readme_usage_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "contexts.db").exists()
 
 
+def test_readme_other_examples_run(tmp_path):
+    # The usage example above runs in-process with its output checked; the others (typed
+    # contexts, history) each run as a script of their own, as a reader would run them.
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)[1:]
+    assert any("history" in block for block in blocks), "README has no history example"
+    for index, code in enumerate(blocks):
+        script = tmp_path / f"readme_{index}.py"
+        script.write_text(code)
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            check=False,
+        )
+        assert result.returncode == 0, f"README block {index + 1}:\n{result.stderr[-3000:]}"
+
+
 def _python_blocks() -> list[tuple[str, int, str]]:
     """Every ```python block of docs/*.md: (file, line of the fence, code)."""
     found = []
