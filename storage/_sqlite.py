@@ -8,6 +8,7 @@ a single operation and gives it back, so many short-lived actor threads share fe
 from __future__ import annotations
 
 import queue
+import random
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -49,6 +50,10 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 SYNCHRONOUS_LEVELS: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")
 """The values of `SqliteStore(synchronous=...)`, least durable first."""
+
+_LOCK_STEP = 0.005
+"""Seconds SQLite's busy handler may wait at a time for the write lock before we look again
+(see `SqliteStore._begin`)."""
 
 MAX_BUSY_TIMEOUT = (2**31 - 1) / 1000
 """The longest `busy_timeout` in seconds: SQLite counts it in milliseconds, in a C int."""
@@ -222,7 +227,7 @@ class SqliteStore(Store):
     def _transaction(self, op: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: BEGIN IMMEDIATE, COMMIT, ROLLBACK on any exception."""
         with self._translate(op), self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 self._check_file_is_ours()
                 yield conn
@@ -233,6 +238,34 @@ class SqliteStore(Store):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting for another connection's write lock for up to
+        `busy_timeout` in short jittered steps (at most `_LOCK_STEP`).
+
+        SQLite's own busy handler sleeps in growing steps of up to 100 ms and does not queue
+        waiters: a write that meets the lock (a tracker creating a context while the group
+        writer commits, or another process's back-to-back commits) waited far longer than
+        the lock was held, and could lose to the same writer again and again. Here SQLite's
+        handler is cut to `_LOCK_STEP` for the BEGIN alone and the rest of the wait is ours;
+        every other statement keeps the connection's full `busy_timeout`.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        step = int(_LOCK_STEP * 1000)
+        conn.execute(f"PRAGMA busy_timeout={min(step, int(self.busy_timeout * 1000))}")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                else:
+                    return
+                # Jitter, so that waiting connections do not wake in step; not a test's pacing.
+                time.sleep(random.uniform(0, _LOCK_STEP / 2))
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
 
     def _check_file_is_ours(self) -> None:
         """Refuse to write if the path no longer names the file we opened.
