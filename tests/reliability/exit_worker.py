@@ -99,7 +99,13 @@ def threads(db: str, config: TrackerConfig | None, *, exit_on_sigterm: bool) -> 
             sys.exit("a writer acknowledged nothing in 30 s")
     say("ready")
     for worker, _ in workers:
-        worker.join()
+        # A timed join, as docs/architecture.md ("Signals") advises: CPython runs signal
+        # handlers in the main thread only, and a signal the kernel hands to another thread
+        # of the program (here, a writer thread) is only acted on once the main thread runs
+        # Python code again; an untimed join never wakes for it (seen about once in 15
+        # signals on a loaded machine, with the main thread still in join() 10 s later).
+        while worker.is_alive():
+            worker.join(0.2)
 
 
 def main_writes(db: str) -> None:
