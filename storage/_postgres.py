@@ -32,6 +32,7 @@ except ImportError as exc:  # psycopg is an optional extra
     msg = "PostgresStore needs psycopg 3 and psycopg_pool: pip install 'context-runtime[postgres]'"
     raise ImportError(msg) from exc
 
+from storage._checks import positive_seconds
 from storage._codec import SnapshotCodec
 from storage._exceptions import (
     ConfigurationError,
@@ -100,16 +101,6 @@ def _masked(text: str) -> str:
     return _SECRET.sub(lambda m: f"{m.group(1)}***@" if m.group(1) else f"{m.group(2)}***", text)
 
 
-def _seconds(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        msg = f"{name} must be a positive number of seconds, not {value!r}"
-        raise ConfigurationError(msg)
-    if not math.isfinite(value):
-        msg = f"{name} must be finite, not {value!r}"
-        raise ConfigurationError(msg)
-    return float(value)
-
-
 class PostgresStore(Store):
     """A store in a PostgreSQL database, safe to share between threads and processes.
 
@@ -174,7 +165,7 @@ class PostgresStore(Store):
             )
             raise ConfigurationError(msg)
         self.schema = schema
-        self.timeout = _seconds("timeout", timeout)
+        self.timeout = positive_seconds("timeout", timeout)
         self.pool_size = pool_size
         self.synchronous_commit: SynchronousCommit = synchronous_commit
         self.channel = f"{schema}:changes"

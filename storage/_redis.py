@@ -15,7 +15,6 @@ imports this module only when a RedisStore is asked for.
 from __future__ import annotations
 
 import contextlib
-import math
 import operator
 import re
 import threading
@@ -38,6 +37,7 @@ except ImportError as exc:  # redis-py is an optional extra
 
 import orjson
 
+from storage._checks import positive_seconds
 from storage._codec import SnapshotCodec
 from storage._exceptions import (
     ConfigurationError,
@@ -183,16 +183,6 @@ def _check_client(client: redis.Redis | redis.RedisCluster) -> None:
         raise ConfigurationError(msg)
 
 
-def _timeout(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        msg = f"{name} must be a positive number of seconds, not {value!r}"
-        raise ConfigurationError(msg)
-    if not math.isfinite(value):
-        msg = f"{name} must be finite, not {value!r}"
-        raise ConfigurationError(msg)
-    return float(value)
-
-
 class RedisStore(Store):
     """A store in one Redis server or one Redis Cluster, safe to share between threads and
     processes.
@@ -265,9 +255,11 @@ class RedisStore(Store):
         self.port = port
         self.db = db
         self.prefix = prefix
-        self.socket_timeout = _timeout("socket_timeout", socket_timeout)
-        self.socket_connect_timeout = _timeout("socket_connect_timeout", socket_connect_timeout)
-        self.change_silence = _timeout("change_silence", change_silence)
+        self.socket_timeout = positive_seconds("socket_timeout", socket_timeout)
+        self.socket_connect_timeout = positive_seconds(
+            "socket_connect_timeout", socket_connect_timeout
+        )
+        self.change_silence = positive_seconds("change_silence", change_silence)
         self.channel = f"{prefix}:changes"
         """The pub/sub channel every head-moving write publishes on (docs/storage.md); on a
         cluster nothing is published there (a PUBLISH reaches every node)."""
@@ -931,8 +923,10 @@ class RedisClusterStore(RedisStore):
             if not nodes:
                 msg = "RedisClusterStore needs at least one node"
                 raise ConfigurationError(msg)
-            socket_timeout = _timeout("socket_timeout", socket_timeout)
-            socket_connect_timeout = _timeout("socket_connect_timeout", socket_connect_timeout)
+            socket_timeout = positive_seconds("socket_timeout", socket_timeout)
+            socket_connect_timeout = positive_seconds(
+                "socket_connect_timeout", socket_connect_timeout
+            )
             try:
                 client = redis.RedisCluster(
                     startup_nodes=[

@@ -14,7 +14,6 @@ says `cluster_state:ok` and every node sees the same slots with a replica per ma
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,30 +56,15 @@ def free_cluster_port() -> int:
 class ClusterNode(RedisServer):
     """One `redis-server` in cluster mode; otherwise as `RedisServer` (AOF, fsync always)."""
 
-    def start(self) -> None:
-        assert self.process is None, "already running"
-        self.process = subprocess.Popen(
-            [
-                self.executable,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-                "--daemonize", "no",
-                "--logfile", str(self.log),
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                # A master down stops its own slots only, not the whole cluster.
-                "--cluster-require-full-coverage", "no",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self._wait_until_ready()
+    def options(self) -> list[str]:
+        return [
+            *super().options(),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            # A master down stops its own slots only, not the whole cluster.
+            "--cluster-require-full-coverage", "no",
+        ]  # fmt: skip
 
     def node_id(self) -> str:
         with self.client() as client:

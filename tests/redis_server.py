@@ -79,22 +79,25 @@ class RedisServer:
         """Start the server (on the same port and files as before) and wait until it answers."""
         assert self.process is None, "already running"
         self.process = subprocess.Popen(
-            [
-                self.executable,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-                "--daemonize", "no",
-                "--logfile", str(self.log),
-            ],
+            [self.executable, *self.options()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self._wait_until_ready()
+
+    def options(self) -> list[str]:
+        """The server's command-line options: loopback, AOF fsynced on every write."""
+        return [
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.log),
+        ]  # fmt: skip
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
