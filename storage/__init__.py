@@ -40,8 +40,11 @@ from storage._exceptions import (
     InvalidContextNameError,
     InvalidValueError,
     KeyNotFoundError,
+    LeaseError,
+    LeaseLost,
     NoCurrentContextError,
     NoIntactSnapshotError,
+    NotOwner,
     OutcomeUnknownError,
     PersistenceError,
     RecoveryError,
@@ -61,7 +64,7 @@ from storage._memory import MemoryStore
 from storage._names import MAX_NAME_LENGTH, validate_context_name
 from storage._sqlite import SqliteStore
 from storage._state import State
-from storage._store import ContextExport, Damage, RecoveryPoint, Store
+from storage._store import ContextExport, Damage, Lease, RecoveryPoint, Store
 from storage._url import open_store
 
 if typing.TYPE_CHECKING:
@@ -97,9 +100,13 @@ __all__ = [
     "InvalidContextNameError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "Lease",
+    "LeaseError",
+    "LeaseLost",
     "MemoryStore",
     "NoCurrentContextError",
     "NoIntactSnapshotError",
+    "NotOwner",
     "OutcomeUnknownError",
     "PersistenceError",
     "PostgresStore",

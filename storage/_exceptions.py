@@ -13,6 +13,9 @@ ContextError
 ├── SnapshotNotFoundError          (also LookupError)
 ├── RecoveryPointNotFoundError     (also LookupError)
 ├── VersionConflict
+├── LeaseError
+│   ├── NotOwner
+│   └── LeaseLost
 ├── StateError
 │   ├── InvalidValueError          (also InvalidArgumentError)
 │   ├── KeyNotFoundError           (also KeyError)
@@ -53,8 +56,11 @@ __all__ = [
     "InvalidContextNameError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "LeaseError",
+    "LeaseLost",
     "NoCurrentContextError",
     "NoIntactSnapshotError",
+    "NotOwner",
     "OutcomeUnknownError",
     "PersistenceError",
     "RecoveryError",
@@ -142,6 +148,40 @@ class VersionConflict(ContextError):  # noqa: N818 - the name the spec and users
         self.name = name
         self.expected = expected
         self.actual = actual
+
+
+class LeaseError(ContextError):
+    """Base class of the errors of single ownership (`TrackerConfig.leases`): which process
+    may write a context."""
+
+
+class NotOwner(LeaseError):  # noqa: N818 - the name users of leases know
+    """Another process holds the context's lease, so this one may not write it now; nothing
+    was written. Route the call to `owner`, or wait and retry (it was asked to hand over)."""
+
+    def __init__(self, name: str, owner: str, expires_in: float) -> None:
+        super().__init__(
+            f"context {name!r} is owned by {owner!r} (lease ends in {expires_in:.3f} s "
+            "unless renewed); this process may not write it"
+        )
+        self.name = name
+        self.owner = owner
+        self.expires_in = expires_in
+
+
+class LeaseLost(LeaseError):  # noqa: N818 - the name users of leases know
+    """The write carried a lease that has ended (it expired, or another process took the
+    context over), so the store refused it and nothing was written: fencing. Safe to retry;
+    the tracker reloads the context first."""
+
+    def __init__(self, name: str, epoch: int, current: int) -> None:
+        super().__init__(
+            f"context {name!r}: the lease of epoch {epoch} has ended (the store holds epoch "
+            f"{current}); the write was refused and nothing was written"
+        )
+        self.name = name
+        self.epoch = epoch
+        self.current = current
 
 
 class StateError(ContextError):

@@ -7,6 +7,8 @@ corruption checks as the durable stores; only durability is missing.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 
 import attrs
@@ -16,12 +18,22 @@ from storage._exceptions import (
     ContextError,
     ContextExistsError,
     ContextNotFoundError,
+    LeaseLost,
+    NotOwner,
     PersistenceError,
     RecoveryPointNotFoundError,
     SnapshotNotFoundError,
     VersionConflict,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
+from storage._store import (
+    DEFAULT_RETAIN_HEADS,
+    ContextExport,
+    Lease,
+    RecoveryPoint,
+    Store,
+    Write,
+    take_lease,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -34,13 +46,37 @@ class _Context:
     points: dict[int, tuple[RecoveryPoint, bytes]] = attrs.field(factory=dict)
 
 
+@attrs.frozen
+class _LeaseRecord:
+    owner: str | None
+    epoch: int
+    expires_at: float  # on the store's clock
+    wanted_by: str | None = None
+
+    def admits(self, epoch: int, now: float) -> bool:
+        """Whether a write fenced with `epoch` may go in: its lease still holds."""
+        return self.owner is not None and self.epoch == epoch and self.expires_at > now
+
+    def lease(self, name: str, now: float) -> Lease:
+        return Lease(name, self.owner, self.epoch, self.expires_at - now, self.wanted_by)
+
+
 class MemoryStore(Store):
-    """A thread-safe in-process store; everything is gone when the process ends."""
+    """A thread-safe in-process store; everything is gone when the process ends.
+
+    `clock` (seconds, monotonic) is the store's clock for leases; tests pass their own.
+    """
 
     def __init__(
-        self, *, codec: SnapshotCodec | None = None, retain_heads: int = DEFAULT_RETAIN_HEADS
+        self,
+        *,
+        codec: SnapshotCodec | None = None,
+        retain_heads: int = DEFAULT_RETAIN_HEADS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(codec=codec, retain_heads=retain_heads)
+        self._clock = clock
+        self._leases: dict[str, _LeaseRecord] = {}
         # storage/ is plain library code shared by threads; a lock is the right tool here
         # (the no-locks rule is for actors/, whose state belongs to one actor each).
         self._lock = threading.Lock()
@@ -86,6 +122,7 @@ class MemoryStore(Store):
             return self._get(name).version
 
     supports_journal = True
+    supports_leases = True
     shared_between_processes = False
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
@@ -94,11 +131,19 @@ class MemoryStore(Store):
             if self._closed:
                 raise PersistenceError("memory store is closed")
             refused: set[str] = set()  # a write after a refused one of its context is too
+            now = self._clock()
             for write in writes:
                 context = self._contexts.get(write.context)
                 if context is None:
                     results.append(ContextNotFoundError(write.context))
                     continue
+                if write.lease is not None and write.context not in refused:
+                    record = self._leases.get(write.context)
+                    if record is None or not record.admits(write.lease, now):
+                        current = 0 if record is None else record.epoch
+                        refused.add(write.context)
+                        results.append(LeaseLost(write.context, write.lease, current))
+                        continue
                 if context.version != write.expected or write.context in refused:
                     refused.add(write.context)
                     results.append(VersionConflict(write.context, write.expected, context.version))
@@ -115,6 +160,52 @@ class MemoryStore(Store):
                 context.version = write.version
                 results.append(None)
         return results
+
+    def _acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            record = self._leases.get(name)
+            try:
+                lease = take_lease(
+                    None if record is None else record.lease(name, now), name, owner, ttl
+                )
+            except NotOwner:
+                if record is not None and record.wanted_by is None:
+                    self._leases[name] = attrs.evolve(record, wanted_by=owner)
+                raise
+            self._leases[name] = _LeaseRecord(owner, lease.epoch, now + ttl, lease.wanted_by)
+            return lease
+
+    def _renew_leases(self, owner: str, epochs: dict[str, int], ttl: float) -> dict[str, Lease]:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            leases = {}
+            for name, epoch in epochs.items():
+                record = self._leases.get(name)
+                if record is not None and record.admits(epoch, now) and record.owner == owner:
+                    record = self._leases[name] = attrs.evolve(record, expires_at=now + ttl)
+                leases[name] = _read_record(record, name, now)
+            return leases
+
+    def _read_leases(self, names: list[str]) -> dict[str, Lease]:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            return {name: _read_record(self._leases.get(name), name, now) for name in names}
+
+    def _release_lease(self, name: str, owner: str, epoch: int) -> None:
+        with self._lock:
+            self._check_open()
+            record = self._leases.get(name)
+            now = self._clock()
+            if record is not None and record.admits(epoch, now) and record.owner == owner:
+                self._leases[name] = _LeaseRecord(None, epoch, now)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PersistenceError("memory store is closed")
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         with self._lock:
@@ -228,3 +319,7 @@ class MemoryStore(Store):
             return self._get(name).points[point_id]
         except (ContextNotFoundError, KeyError):
             raise RecoveryPointNotFoundError(name, point_id) from None
+
+
+def _read_record(record: _LeaseRecord | None, name: str, now: float) -> Lease:
+    return Lease(name, None, 0, 0.0) if record is None else record.lease(name, now)

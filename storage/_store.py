@@ -34,6 +34,7 @@ from storage._exceptions import (
     CorruptSnapshotError,
     InvalidArgumentError,
     NoIntactSnapshotError,
+    NotOwner,
     StateError,
     UnsupportedFormatError,
     VersionConflict,
@@ -56,6 +57,7 @@ __all__ = [
     "Changes",
     "ContextExport",
     "Damage",
+    "Lease",
     "RecoveryPoint",
     "Store",
     "Write",
@@ -115,6 +117,36 @@ class Write:
     blob: bytes
     journal: bool
     """True for a journal entry (a delta), False for a full snapshot."""
+    lease: int | None = None
+    """The epoch of the writer's lease on the context (`acquire_lease`), or None for an
+    unfenced write. A fenced write is refused with `LeaseLost` unless that lease still holds
+    by the store's clock."""
+
+
+@attrs.frozen
+class Lease:
+    """A context's lease as the store holds it (`Store.acquire_lease`): which process may
+    write the context, until when by the store's clock, and who is waiting for it."""
+
+    context: str
+    owner: str | None
+    """The holder; None if the lease was never taken or was released."""
+    epoch: int
+    """How often the lease has been taken (0: never). It only grows, so a write fenced with
+    an older epoch is known to come from a former owner."""
+    expires_in: float
+    """Seconds until it ends unless renewed, by the store's clock (<= 0: ended)."""
+    wanted_by: str | None = None
+    """A process that asked for the lease while it was held: the holder should hand over."""
+
+    @property
+    def held(self) -> bool:
+        """Whether someone holds it now."""
+        return self.owner is not None and self.expires_in > 0
+
+    def held_by(self, owner: str, epoch: int | None = None) -> bool:
+        """Whether `owner` holds it now (with `epoch`, if given)."""
+        return self.held and self.owner == owner and epoch in (None, self.epoch)
 
 
 @attrs.frozen
@@ -323,9 +355,15 @@ class Store(abc.ABC):
         self._commit_one(self.prepare_delta(delta, expected_version))
 
     def prepare_snapshot(
-        self, state: State, expected_version: int, cause: str | None = None
+        self,
+        state: State,
+        expected_version: int,
+        cause: str | None = None,
+        *,
+        lease: int | None = None,
     ) -> Write:
-        """Validate and encode a full-snapshot write for `commit()`.
+        """Validate and encode a full-snapshot write for `commit()`, fenced by the lease of
+        epoch `lease` if given (see `Write.lease`).
 
         Raises:
             StateError: `state.version` is not greater than `expected_version`.
@@ -338,10 +376,13 @@ class Store(abc.ABC):
                 f"greater version, not {state.version}"
             )
         blob = self.codec.encode(state, cause)
-        return Write(name, expected_version, state.version, blob, journal=False)
+        return Write(name, expected_version, state.version, blob, journal=False, lease=lease)
 
-    def prepare_delta(self, delta: Delta, expected_version: int) -> Write:
-        """Validate and encode a journal write for `commit()`.
+    def prepare_delta(
+        self, delta: Delta, expected_version: int, *, lease: int | None = None
+    ) -> Write:
+        """Validate and encode a journal write for `commit()`, fenced by the lease of epoch
+        `lease` if given (see `Write.lease`).
 
         Raises:
             StateError: the store keeps no journal, or the versions do not follow.
@@ -356,11 +397,12 @@ class Store(abc.ABC):
                 f"version {expected_version + 1}, not {delta.version}"
             )
         blob = self.codec.encode_delta(delta)
-        return Write(name, expected_version, delta.version, blob, journal=True)
+        return Write(name, expected_version, delta.version, blob, journal=True, lease=lease)
 
     def commit(self, writes: list[Write]) -> list[ContextError | None]:
         """Apply prepared writes, in order, and return the outcome of each: None, or the
-        expected error (`VersionConflict`, `ContextNotFoundError`) that refused it alone.
+        expected error (`VersionConflict`, `ContextNotFoundError`, `LeaseLost` for a fenced
+        write whose lease has ended) that refused it alone.
 
         Stores that batch (Memory, SQLite) apply the batch in one transaction: group commit,
         one fsync for all. Others (Redis) apply each write atomically on its own.
@@ -409,6 +451,54 @@ class Store(abc.ABC):
             except ContextNotFoundError:
                 continue
         return versions
+
+    # -- leases: one owner per context across processes ------------------------------------
+
+    supports_leases: bool = False
+    """Whether the store keeps leases (`acquire_lease`) and fences writes with them."""
+
+    def acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
+        """Take the lease of context `name` for `owner` for `ttl` seconds of the store's
+        clock, and return it: free or ended, it is taken with the next epoch; held by
+        `owner` already, it is extended with its epoch. The context need not exist.
+
+        Raises:
+            NotOwner: another owner holds it; the store notes that `owner` wants it
+                (`Lease.wanted_by`), so that the holder hands over.
+            InvalidArgumentError: `owner` is not a non-empty string or `ttl` not positive.
+        """
+        return self._acquire_lease(validate_context_name(name), _owner(owner), _ttl(ttl))
+
+    def renew_leases(self, owner: str, epochs: dict[str, int], ttl: float) -> dict[str, Lease]:
+        """Extend by `ttl` seconds each lease of `epochs` (context name -> epoch) that
+        `owner` still holds with that epoch, in one round trip where the backend can, and
+        return every named lease as it is now: one not `held_by(owner, epoch)` is lost."""
+        names = {validate_context_name(name): epoch for name, epoch in epochs.items()}
+        if not names:
+            return {}
+        return self._renew_leases(_owner(owner), names, _ttl(ttl))
+
+    def read_leases(self, names: list[str]) -> dict[str, Lease]:
+        """The leases of `names` as they are now (never taken: epoch 0), changing nothing."""
+        valid = [validate_context_name(name) for name in names]
+        return self._read_leases(valid) if valid else {}
+
+    def release_lease(self, name: str, owner: str, epoch: int) -> None:
+        """End the lease of `name` now if `owner` holds it with `epoch` (else nothing): a
+        write fenced with it is refused from now on, and the next taker gets `epoch + 1`."""
+        self._release_lease(validate_context_name(name), _owner(owner), epoch)
+
+    def _acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
+        raise ConfigurationError(f"{type(self).__name__} keeps no leases")
+
+    def _renew_leases(self, owner: str, epochs: dict[str, int], ttl: float) -> dict[str, Lease]:
+        raise ConfigurationError(f"{type(self).__name__} keeps no leases")
+
+    def _read_leases(self, names: list[str]) -> dict[str, Lease]:
+        raise ConfigurationError(f"{type(self).__name__} keeps no leases")
+
+    def _release_lease(self, name: str, owner: str, epoch: int) -> None:
+        raise ConfigurationError(f"{type(self).__name__} keeps no leases")
 
     def exists(self, name: str) -> bool:
         """Whether context `name` exists."""
@@ -760,3 +850,31 @@ class Store(abc.ABC):
         name = validate_context_name(name)
         _, entries, snapshots = self._read_changes_parts(name, EARLIEST)
         return Kept(self.codec, name, entries, snapshots)
+
+
+def _owner(owner: object) -> str:
+    if not isinstance(owner, str) or not owner or len(owner) > 200:
+        msg = f"a lease owner is a non-empty string of at most 200 characters, not {owner!r}"
+        raise InvalidArgumentError(msg)
+    return owner
+
+
+def _ttl(ttl: object) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < 86_400:
+        msg = f"a lease lasts a positive number of seconds under a day, not {ttl!r}"
+        raise InvalidArgumentError(msg)
+    return float(ttl)
+
+
+def take_lease(lease: Lease | None, name: str, owner: str, ttl: float) -> Lease:
+    """The lease `owner` gets from `lease` (the record as stored, None if never taken), or
+    `NotOwner`: the rule of `Store.acquire_lease` for backends that hold the record in
+    memory or read it in a transaction. The result's `expires_in` is `ttl`."""
+    if lease is None:
+        return Lease(name, owner, 1, ttl)
+    if lease.held_by(owner):
+        return Lease(name, owner, lease.epoch, ttl, lease.wanted_by)
+    if lease.held:
+        assert lease.owner is not None
+        raise NotOwner(name, lease.owner, lease.expires_in)
+    return Lease(name, owner, lease.epoch + 1, ttl)
