@@ -23,13 +23,23 @@ from storage._exceptions import (
     ContextError,
     ContextExistsError,
     ContextNotFoundError,
+    LeaseLost,
+    NotOwner,
     PersistenceError,
     RecoveryPointNotFoundError,
     SnapshotNotFoundError,
     UnsupportedFormatError,
     VersionConflict,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
+from storage._store import (
+    DEFAULT_RETAIN_HEADS,
+    ContextExport,
+    Lease,
+    RecoveryPoint,
+    Store,
+    Write,
+    take_lease,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -43,7 +53,7 @@ __all__ = [
 APPLICATION_ID = 0x43545852
 """`PRAGMA application_id` of our databases: b"CTXR" read as a big-endian int."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """`PRAGMA user_version` of the schema this library writes and reads."""
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -84,13 +94,29 @@ CREATE TABLE journal (
     blob    BLOB NOT NULL,
     UNIQUE (context, version)
 );
+CREATE TABLE leases (
+    context    TEXT PRIMARY KEY NOT NULL,
+    owner      TEXT,
+    epoch      INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    wanted_by  TEXT
+) WITHOUT ROWID;
 """
 
 _MIGRATIONS = {
     # 1 -> 2: journaled deltas.
     1: "CREATE TABLE journal (context TEXT NOT NULL, version INTEGER NOT NULL, "
     "blob BLOB NOT NULL, UNIQUE (context, version))",
+    # 2 -> 3: leases (one owner per context); a row outlives its context, so that epochs
+    # only grow even across a delete and re-create.
+    2: "CREATE TABLE leases (context TEXT PRIMARY KEY NOT NULL, owner TEXT, "
+    "epoch INTEGER NOT NULL, expires_at REAL NOT NULL, wanted_by TEXT) WITHOUT ROWID",
 }
+
+_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+"""The store's clock in SQL: the host's Unix time in seconds (SQLite reads it to the
+millisecond). Every process sharing a file runs on its host, so all read one clock; a step of
+the host's clock moves the end of every lease by as much."""
 
 
 class SqliteStore(Store):
@@ -462,6 +488,12 @@ class SqliteStore(Store):
                 if row is None:
                     results.append(ContextNotFoundError(name))
                     continue
+                if write.lease is not None and name not in refused:
+                    lost = _check_fence(conn, name, write.lease)
+                    if lost is not None:
+                        refused.add(name)
+                        results.append(lost)
+                        continue
                 if row[0] != write.expected or name in refused:
                     refused.add(name)
                     results.append(VersionConflict(name, write.expected, row[0]))
@@ -478,6 +510,63 @@ class SqliteStore(Store):
                     self._drop_old(conn, name)
                 results.append(None)
         return results
+
+    # -- leases: a row of `leases` per context, changed under the write lock -----------------
+
+    supports_leases = True
+
+    def _acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
+        refusal: NotOwner | None = None
+        with self._transaction("acquire lease") as conn:
+            now = _select_now(conn)
+            try:
+                lease = take_lease(_select_lease(conn, name, now), name, owner, ttl)
+            except NotOwner as exc:
+                # Noted in the same transaction, and committed: the holder learns that
+                # someone waits. Only the first asker is kept until the lease changes hands.
+                conn.execute(
+                    "UPDATE leases SET wanted_by = ? WHERE context = ? AND wanted_by IS NULL",
+                    (owner, name),
+                )
+                refusal = exc
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO leases (context, owner, epoch, expires_at, wanted_by) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (name, owner, lease.epoch, now + ttl, lease.wanted_by),
+                )
+        if refusal is not None:
+            raise refusal
+        return lease
+
+    def _renew_leases(self, owner: str, epochs: dict[str, int], ttl: float) -> dict[str, Lease]:
+        # One transaction for every lease: one lock, one fsync, however many contexts.
+        with self._transaction("renew leases") as conn:
+            now = _select_now(conn)
+            conn.executemany(
+                "UPDATE leases SET expires_at = ? "
+                "WHERE context = ? AND owner = ? AND epoch = ? AND expires_at > ?",
+                [(now + ttl, name, owner, epoch, now) for name, epoch in epochs.items()],
+            )
+            return _select_leases(conn, list(epochs), now)
+
+    def _read_leases(self, names: list[str]) -> dict[str, Lease]:
+        with self._read("read leases") as conn:
+            conn.execute("BEGIN")  # every lease as of one moment and one reading of the clock
+            try:
+                return _select_leases(conn, names, _select_now(conn))
+            finally:
+                conn.execute("ROLLBACK")  # read only: nothing to keep
+
+    def _release_lease(self, name: str, owner: str, epoch: int) -> None:
+        with self._transaction("release lease") as conn:
+            # The epoch stays: the next taker gets epoch + 1, and a write fenced with this
+            # one is refused from now on.
+            conn.execute(
+                f"UPDATE leases SET owner = NULL, wanted_by = NULL, expires_at = {_NOW} "  # noqa: S608 - a constant
+                f"WHERE context = ? AND owner = ? AND epoch = ? AND expires_at > {_NOW}",
+                (name, owner, epoch),
+            )
 
     def _drop_old(self, conn: sqlite3.Connection, name: str) -> None:
         """Keep the newest `retain_heads` snapshots (by count: a writer may skip versions)
@@ -676,6 +765,56 @@ def _select_journal_after(
         (name, after),
     ).fetchall()
     return rows
+
+
+def _select_now(conn: sqlite3.Connection) -> float:
+    now: float = conn.execute(f"SELECT {_NOW}").fetchone()[0]  # noqa: S608 - a constant
+    return now
+
+
+def _select_lease(conn: sqlite3.Connection, name: str, now: float) -> Lease | None:
+    """The lease of `name` as stored (None: never taken), its end counted from `now`."""
+    row = conn.execute(
+        "SELECT owner, epoch, expires_at, wanted_by FROM leases WHERE context = ?", (name,)
+    ).fetchone()
+    if row is None:
+        return None
+    owner, epoch, expires_at, wanted_by = row
+    return Lease(name, owner, epoch, expires_at - now, wanted_by)
+
+
+def _select_leases(conn: sqlite3.Connection, names: list[str], now: float) -> dict[str, Lease]:
+    """The leases of `names` (never taken: epoch 0), their ends counted from `now`."""
+    stored = {}
+    # In chunks: SQLite caps the parameters of one statement (32,766 since 3.32, 999 before),
+    # and a manager renews all its contexts at once.
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT context, owner, epoch, expires_at, wanted_by FROM leases "  # noqa: S608 - placeholders only
+            f"WHERE context IN ({marks})",
+            chunk,
+        ).fetchall()
+        stored.update(
+            (name, Lease(name, owner, epoch, expires_at - now, wanted_by))
+            for name, owner, epoch, expires_at, wanted_by in rows
+        )
+    return {name: stored.get(name) or Lease(name, None, 0, 0.0) for name in names}
+
+
+def _check_fence(conn: sqlite3.Connection, name: str, epoch: int) -> LeaseLost | None:
+    """None if the lease of `name` is held with `epoch` by the store's clock now, else the
+    `LeaseLost` that refuses a write fenced with it."""
+    row = conn.execute(
+        f"SELECT epoch, owner IS NOT NULL AND expires_at > {_NOW} FROM leases "  # noqa: S608 - a constant
+        "WHERE context = ?",
+        (name,),
+    ).fetchone()
+    if row is None:
+        return LeaseLost(name, epoch, 0)
+    current, held = row
+    return None if held and current == epoch else LeaseLost(name, epoch, current)
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -24,7 +24,10 @@ from storage import _sqlite as sqlite_module
 from storage._delta import Delta
 from storage._sqlite import APPLICATION_ID, SCHEMA_VERSION
 from storage._state import utc_now
-from tests.storage.processes import assert_two_processes_never_lose_an_update
+from tests.storage.processes import (
+    assert_two_processes_never_lose_an_update,
+    assert_two_processes_take_turns_with_a_lease,
+)
 
 TIMEOUT = 30.0
 """Seconds any wait in these tests may take before it counts as a hang."""
@@ -332,6 +335,37 @@ def test_failed_commit_is_rolled_back_and_the_store_recovers(tmp_path: Path) -> 
 @pytest.mark.timeout(60)
 def test_two_processes_never_lose_an_update(tmp_path: Path) -> None:
     assert_two_processes_never_lose_an_update(f"sqlite:///{tmp_path / 'counter.db'}")
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_contend_for_one_lease(tmp_path: Path) -> None:
+    assert_two_processes_take_turns_with_a_lease(f"sqlite:///{tmp_path / 'lease.db'}")
+
+
+def test_a_version_2_file_gains_the_leases_table_and_keeps_its_contexts(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with SqliteStore(path) as store:
+        store.create(State.new("a", {"n": 1}))
+    with raw(path) as conn:  # the file as version 2 of the schema left it
+        conn.execute("DROP TABLE leases")
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with SqliteStore(path) as store:
+        assert store.read_head("a").get("n") == 1
+        assert store.acquire_lease("a", "p1", 30).epoch == 1
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    conn.close()
+
+
+def test_a_lease_outlives_its_context_so_epochs_only_grow(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "a.db") as store:
+        store.create(State.new("a"))
+        store.acquire_lease("a", "p1", 30)
+        store.delete("a")
+        store.create(State.new("a"))
+        store.release_lease("a", "p1", 1)
+        assert store.acquire_lease("a", "p2", 30).epoch == 2
 
 
 def test_change_token_moves_when_another_connection_commits(tmp_path):
