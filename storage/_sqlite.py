@@ -768,7 +768,7 @@ def _select_journal_after(
 
 
 def _select_now(conn: sqlite3.Connection) -> float:
-    now: float = conn.execute(f"SELECT {_NOW}").fetchone()[0]  # noqa: S608 - a constant
+    now: float = conn.execute(f"SELECT {_NOW}").fetchone()[0]
     return now
 
 
@@ -785,7 +785,7 @@ def _select_lease(conn: sqlite3.Connection, name: str, now: float) -> Lease | No
 
 def _select_leases(conn: sqlite3.Connection, names: list[str], now: float) -> dict[str, Lease]:
     """The leases of `names` (never taken: epoch 0), their ends counted from `now`."""
-    stored = {}
+    stored: dict[str, Lease] = {}
     # In chunks: SQLite caps the parameters of one statement (32,766 since 3.32, 999 before),
     # and a manager renews all its contexts at once.
     for start in range(0, len(names), 500):
