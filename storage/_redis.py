@@ -46,6 +46,8 @@ from storage._exceptions import (
     ContextNotFoundError,
     CorruptSnapshotError,
     InvalidContextNameError,
+    LeaseLost,
+    NotOwner,
     PersistenceError,
     RecoveryPointNotFoundError,
     SnapshotNotFoundError,
@@ -55,6 +57,7 @@ from storage._exceptions import (
 )
 from storage._names import validate_context_name
 from storage._redis_scripts import (
+    ACQUIRE_LEASE,
     APPEND,
     COMPARE_AND_SET,
     CREATE,
@@ -67,10 +70,20 @@ from storage._redis_scripts import (
     READ_HEAD,
     READ_JOURNAL,
     READ_LATEST,
+    READ_LEASE,
+    RELEASE_LEASE,
+    RENEW_LEASE,
     STAMP_SCHEMA,
     UPGRADE_SCHEMA,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
+from storage._store import (
+    DEFAULT_RETAIN_HEADS,
+    ContextExport,
+    Lease,
+    RecoveryPoint,
+    Store,
+    Write,
+)
 
 __all__ = [
     "DEFAULT_CHANGE_SILENCE",
@@ -140,7 +153,29 @@ def _outcome(write: Write, reply: Any) -> ContextError | None:
         return ContextNotFoundError(write.context)
     if status == b"conflict":
         return VersionConflict(write.context, write.expected, int(reply[1]))
+    if status == b"lease":
+        assert write.lease is not None  # only a fenced write is refused so
+        return LeaseLost(write.context, write.lease, int(reply[1]))
     return None
+
+
+def _micros(seconds: float) -> str:
+    """A lease's length as the scripts take it: whole microseconds of the server's clock."""
+    return str(round(seconds * 1_000_000))
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def _lease(name: str, reply: Any) -> Lease:
+    """The `Lease` a renew or read script's reply `[owner, epoch, us left, wanted_by]` says."""
+    owner, epoch, left, wanted = cast("list[bytes | None]", reply)
+    assert epoch is not None  # the scripts always return it
+    assert left is not None
+    if int(epoch) == 0:
+        return Lease(name, None, 0, 0.0)  # never taken
+    return Lease(name, _text(owner), int(epoch), int(left) / 1_000_000, _text(wanted))
 
 
 def _is_context_name(name: str) -> bool:
@@ -320,6 +355,10 @@ class RedisStore(Store):
         self._export_script = self._client.register_script(EXPORT_CONTEXT)
         self._import_script = self._client.register_script(IMPORT_CONTEXT)
         self._stamp_script = self._client.register_script(STAMP_SCHEMA)
+        self._acquire_lease_script = self._client.register_script(ACQUIRE_LEASE)
+        self._renew_lease_script = self._client.register_script(RENEW_LEASE)
+        self._read_lease_script = self._client.register_script(READ_LEASE)
+        self._release_lease_script = self._client.register_script(RELEASE_LEASE)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._url()!r}, prefix={self.prefix!r})"
@@ -589,12 +628,63 @@ class RedisStore(Store):
     def _script_call(self, write: Write) -> tuple[Script, list[str], list[str | bytes | int]]:
         """The script that applies `write`, its keys and its arguments."""
         expected, version = _decimal(write.expected), _decimal(write.version)
-        keys = self._keys(write.context, "meta", "heads", "journal")
+        keys = self._keys(write.context, "meta", "heads", "journal", "lease")
         publish = [self._published, write.context]
+        fence = "" if write.lease is None else _decimal(write.lease)  # '': not checked
         if write.journal:
-            return self._append_script, keys, [expected, version, write.blob, *publish]
+            return self._append_script, keys, [expected, version, write.blob, *publish, fence]
         args: list[str | bytes | int] = [expected, version, write.blob, self.retain_heads]
-        return self._cas_script, keys, [*args, *publish]
+        return self._cas_script, keys, [*args, *publish, fence]
+
+    # -- leases: the hash `<prefix>:{name}:lease`, in the context's slot ----------------------
+
+    supports_leases = True
+
+    def _acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
+        keys = [self._key(name, "lease")]
+        with self._translate("acquire lease", writes=True):
+            reply = self._acquire_lease_script(keys, [owner, _micros(ttl)], self._client)
+        status, *rest = cast("list[bytes | None]", reply)
+        if status == b"taken":
+            holder, left = rest
+            assert holder is not None
+            assert left is not None
+            raise NotOwner(name, holder.decode("utf-8", "replace"), int(left) / 1_000_000)
+        epoch, wanted = rest
+        assert epoch is not None
+        return Lease(name, owner, int(epoch), ttl, _text(wanted))
+
+    def _renew_leases(self, owner: str, epochs: dict[str, int], ttl: float) -> dict[str, Lease]:
+        micros = _micros(ttl)
+        calls: list[tuple[Script, list[str], list[str | bytes | int]]] = [
+            (self._renew_lease_script, [self._key(name, "lease")], [owner, _decimal(epoch), micros])
+            for name, epoch in epochs.items()
+        ]
+        # One round trip for them all (per node, on a cluster): each renew is atomic alone.
+        with self._translate("renew leases", writes=True) as client:
+            replies = self._run_lease_scripts(client, calls)
+        return {name: _lease(name, reply) for name, reply in zip(epochs, replies, strict=True)}
+
+    def _read_leases(self, names: list[str]) -> dict[str, Lease]:
+        calls: list[tuple[Script, list[str], list[str | bytes | int]]] = [
+            (self._read_lease_script, [self._key(name, "lease")], []) for name in names
+        ]
+        with self._translate("read leases") as client:
+            replies = self._run_lease_scripts(client, calls)
+        return {name: _lease(name, reply) for name, reply in zip(names, replies, strict=True)}
+
+    def _release_lease(self, name: str, owner: str, epoch: int) -> None:
+        keys = [self._key(name, "lease")]
+        with self._translate("release lease", writes=True):
+            self._release_lease_script(keys, [owner, _decimal(epoch)], self._client)
+
+    def _run_lease_scripts(
+        self, client: Any, calls: list[tuple[Script, list[str], list[str | bytes | int]]]
+    ) -> list[Any]:
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return [script(keys, args, client)]
+        return self._run_scripts(client, calls)
 
     def _run_scripts(
         self,

@@ -16,6 +16,7 @@ docs/storage.md ("Redis") states each script's keys, arguments, effect and reply
 from __future__ import annotations
 
 __all__ = [
+    "ACQUIRE_LEASE",
     "APPEND",
     "COMPARE_AND_SET",
     "CREATE",
@@ -28,6 +29,9 @@ __all__ = [
     "READ_HEAD",
     "READ_JOURNAL",
     "READ_LATEST",
+    "READ_LEASE",
+    "RELEASE_LEASE",
+    "RENEW_LEASE",
     "STAMP_SCHEMA",
     "UPGRADE_SCHEMA",
 ]
@@ -46,6 +50,92 @@ local function greater(a, b)
   return a > b
 end
 """
+
+# A context's lease is the hash `<prefix>:{name}:lease` (owner, epoch, expires_at,
+# wanted_by), in the context's slot, so that the write scripts check it in the same atomic
+# step. Time is the server's (TIME, in microseconds), never the client's. A number written to
+# a key or returned goes through string.format('%d'): Lua's tostring, which redis.call uses
+# for numbers, keeps 14 digits and a time in microseconds has 16.
+_LEASE = """
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function us(n) return string.format('%d', n) end
+-- The lease in `key`: owner (false: none), epoch (0: never taken), microseconds until it
+-- ends from `now` (<= 0: ended), wanted_by (false: none).
+local function lease_record(key, now)
+  local l = redis.call('HMGET', key, 'owner', 'epoch', 'expires_at', 'wanted_by')
+  return l[1], tonumber(l[2] or '0'), tonumber(l[3] or '0') - now, l[4]
+end
+-- false if a write fenced with `epoch` ('' for an unfenced write) may go in, else the reply
+-- that refuses it: {'lease', current epoch}.
+local function fenced_out(key, epoch)
+  if epoch == '' then return false end
+  local owner, current, left = lease_record(key, server_now())
+  if owner and us(current) == epoch and left > 0 then return false end
+  return {'lease', us(current)}
+end
+"""
+
+ACQUIRE_LEASE = (
+    _LEASE
+    + """
+-- KEYS: lease   ARGV: owner, ttl (microseconds)
+local now = server_now()
+local owner, epoch, left, wanted = lease_record(KEYS[1], now)
+if owner and left > 0 and owner ~= ARGV[1] then
+  -- Refused; the first asker is noted, in the same step, so that the holder hands over.
+  if not wanted then redis.call('HSET', KEYS[1], 'wanted_by', ARGV[1]) end
+  return {'taken', owner, us(left)}
+end
+local expires = us(now + tonumber(ARGV[2]))
+if owner and left > 0 then
+  redis.call('HSET', KEYS[1], 'expires_at', expires)
+  return {'ok', us(epoch), wanted}
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', us(epoch + 1), 'expires_at', expires)
+redis.call('HDEL', KEYS[1], 'wanted_by')
+return {'ok', us(epoch + 1), false}
+"""
+)
+
+RENEW_LEASE = (
+    _LEASE
+    + """
+-- KEYS: lease   ARGV: owner, epoch, ttl (microseconds)
+local now = server_now()
+local owner, epoch, left, wanted = lease_record(KEYS[1], now)
+if owner == ARGV[1] and us(epoch) == ARGV[2] and left > 0 then
+  left = tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'expires_at', us(now + left))
+end
+return {owner, us(epoch), us(left), wanted}
+"""
+)
+
+READ_LEASE = (
+    _LEASE
+    + """
+-- KEYS: lease
+local owner, epoch, left, wanted = lease_record(KEYS[1], server_now())
+return {owner, us(epoch), us(left), wanted}
+"""
+)
+
+RELEASE_LEASE = (
+    _LEASE
+    + """
+-- KEYS: lease   ARGV: owner, epoch
+-- The epoch stays: the next taker gets epoch + 1.
+local now = server_now()
+local owner, epoch, left = lease_record(KEYS[1], now)
+if owner ~= ARGV[1] or us(epoch) ~= ARGV[2] or left <= 0 then return 0 end
+redis.call('HDEL', KEYS[1], 'owner', 'wanted_by')
+redis.call('HSET', KEYS[1], 'expires_at', us(now))
+return 1
+"""
+)
 
 # Every script makes all its checks, and the reads its writes depend on, before its first
 # write (so a key of the wrong type fails it with nothing written), and writes in an order
@@ -102,10 +192,14 @@ return {newest, redis.call('HGET', KEYS[2], newest)}
 
 COMPARE_AND_SET = (
     _GREATER
+    + _LEASE
     + """
--- KEYS: meta, heads, journal   ARGV: expected, version, blob, retain_heads, channel, name
+-- KEYS: meta, heads, journal, lease
+-- ARGV: expected, version, blob, retain_heads, channel, name, fence ('' or the epoch)
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return {'missing'} end
+local lost = fenced_out(KEYS[4], ARGV[7])
+if lost then return lost end
 if head ~= ARGV[1] then return {'conflict', head} end
 -- Snapshots and entries above the head were left by writes the server failed half way: drop
 -- them. Of the rest keep the newest retain_heads snapshots and the entries they need: above
@@ -136,10 +230,15 @@ return {'ok'}
 """
 )
 
-APPEND = """
--- KEYS: meta, heads, journal   ARGV: expected, version, blob, channel, name
+APPEND = (
+    _LEASE
+    + """
+-- KEYS: meta, heads, journal, lease
+-- ARGV: expected, version, blob, channel, name, fence ('' or the epoch)
 local head = redis.call('HGET', KEYS[1], 'version')
 if not head then return {'missing'} end
+local lost = fenced_out(KEYS[4], ARGV[6])
+if lost then return lost end
 if head ~= ARGV[1] then return {'conflict', head} end
 local stray = redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
@@ -149,6 +248,7 @@ redis.call('HSET', KEYS[1], 'version', ARGV[2])
 if ARGV[4] ~= '' then redis.pcall('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[2]) end
 return {'ok'}
 """
+)
 
 READ_JOURNAL = (
     _GREATER

@@ -22,6 +22,7 @@ from redis.crc import key_slot
 from storage import (
     ContextNotFoundError,
     CorruptSnapshotError,
+    NotOwner,
     PersistenceError,
     RedisStore,
     SnapshotCodec,
@@ -34,7 +35,10 @@ from storage._delta import Delta
 from storage._redis import REDIS_ERRORS, SCHEMA_VERSION
 from storage._state import utc_now
 from tests.redis_server import RedisServer, SilentLink, free_port
-from tests.storage.processes import assert_two_processes_never_lose_an_update
+from tests.storage.processes import (
+    assert_two_processes_never_lose_an_update,
+    assert_two_processes_take_turns_with_a_lease,
+)
 
 TIMEOUT = 30.0
 """Seconds any wait in these tests may take before it counts as a hang."""
@@ -698,6 +702,61 @@ def test_head_versions_is_one_round_trip(
 
     assert versions == {"a": 0, "b": 2}
     assert len(sent) == 1
+
+
+def test_lease_layout(make_store: Callable[..., RedisStore], redis_server: RedisServer) -> None:
+    store = make_store()
+    p = store.prefix
+    store.create(State.new("orders"))
+    lease = store.acquire_lease("orders", "p1", 30)
+    with pytest.raises(NotOwner):
+        store.acquire_lease("orders", "p2", 30)
+    with redis_server.client() as raw:
+        seconds, micros = raw.time()
+        record = raw.hgetall(f"{p}:{{orders}}:lease")
+        assert record.keys() == {b"owner", b"epoch", b"expires_at", b"wanted_by"}
+        assert (record[b"owner"], record[b"epoch"], record[b"wanted_by"]) == (b"p1", b"1", b"p2")
+        # The end is on the server's clock, in whole microseconds.
+        left = int(record[b"expires_at"]) - (seconds * 1_000_000 + micros)
+        assert 29_000_000 < left <= 30_000_000
+        store.release_lease("orders", "p1", lease.epoch)
+        record = raw.hgetall(f"{p}:{{orders}}:lease")
+        assert record.keys() == {b"epoch", b"expires_at"}  # no owner: released
+        assert record[b"epoch"] == b"1"  # kept: the next taker gets 2
+        # In the context's slot, so that a write's script checks it in the same step.
+        assert key_slot(f"{p}:{{orders}}:lease".encode()) == key_slot(b"orders")
+        # A lease outlives its context: a context made again keeps counting epochs.
+        store.delete("orders")
+        assert raw.exists(f"{p}:{{orders}}:lease")
+    assert store.acquire_lease("orders", "p2", 30).epoch == 2
+
+
+def test_renew_of_many_leases_is_one_round_trip(
+    make_store: Callable[..., RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    epochs = {f"c{i}": store.acquire_lease(f"c{i}", "p1", 30).epoch for i in range(200)}
+    store.acquire_lease("theirs", "p2", 30)
+    sent = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    renewed = store.renew_leases("p1", {**epochs, "theirs": 1}, 60)
+
+    assert len(sent) == 1
+    assert all(renewed[name].held_by("p1", 1) for name in epochs)
+    assert all(renewed[name].expires_in > 30 for name in epochs)
+    assert renewed["theirs"].held_by("p2", 1)
+    assert renewed["theirs"].expires_in <= 30
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_contend_for_one_lease(redis_server: RedisServer, prefix: str) -> None:
+    assert_two_processes_take_turns_with_a_lease(f"{redis_server.url}?prefix={prefix}")
 
 
 @pytest.mark.timeout(30)

@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from storage import (
     ConfigurationError,
+    LeaseLost,
     PersistenceError,
     RedisClusterStore,
     RedisStore,
@@ -206,6 +207,41 @@ def test_a_batch_across_every_master_is_applied_with_its_chains_and_refusals(red
             "NoneType",
         ]
         assert store.head_versions(names) == {name: 2 if name == names[1] else 1 for name in names}
+
+
+def test_leases_on_every_master_are_renewed_together_and_fence_a_batch(redis_cluster):
+    """Leases of contexts in slots of every master: one renew reaches them all (a pipeline
+    per master), and a batch across masters is fenced per context, each on its own master."""
+    prefix = _prefix()
+    names = _names_on_every_master(redis_cluster, prefix, per_master=2)
+    with open_store(f"{redis_cluster.url}?prefix={prefix}") as store:
+        for name in names:
+            store.create(State.new(name, {"n": 0}))
+        epochs = {name: store.acquire_lease(name, "p1", 30).epoch for name in names}
+        lost = names[0]
+        store.release_lease(lost, "p1", epochs[lost])
+        renewed = store.renew_leases("p1", epochs, 60)
+        assert not renewed[lost].held
+        assert renewed[lost].epoch == 1
+        assert all(renewed[name].held_by("p1", 1) for name in names[1:])
+        assert all(renewed[name].expires_in > 30 for name in names[1:])
+        read = store.read_leases(names)
+        assert [read[name].held for name in names] == [False] + [True] * (len(names) - 1)
+        writes = [
+            store.prepare_snapshot(_state_after(store, name), 0, lease=epochs[name])
+            for name in names
+        ]
+        results = store.commit(writes)
+        assert isinstance(results[0], LeaseLost)
+        assert results[1:] == [None] * (len(names) - 1)
+        assert store.head_versions(names) == {name: 0 if name == lost else 1 for name in names}
+
+
+def _state_after(store: RedisStore, name: str) -> Any:
+    state = store.read_head(name).snapshot()
+    state.version += 1
+    state.set("n", state.version)
+    return state
 
 
 def test_a_batch_whose_slot_moved_is_redirected(redis_cluster, monkeypatch):
