@@ -22,6 +22,7 @@ from actors._cell import ContextStatus
 from actors._change_stream import ChangeStream
 from actors._changes import Change, ChangeCause, CurrentContextChange
 from actors._config import (
+    LeasePolicy,
     Overflow,
     SubscriptionConfig,
     SupervisorConfig,
@@ -116,6 +117,7 @@ __all__ = [
     "KeyNotFoundError",
     "LeaseError",
     "LeaseLost",
+    "LeasePolicy",
     "MigrationError",
     "ModelMismatchError",
     "ModelValueError",

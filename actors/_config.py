@@ -14,7 +14,14 @@ import attrs
 
 from storage import ConfigurationError
 
-__all__ = ["Overflow", "SubscriptionConfig", "SupervisorConfig", "SyncPolicy", "TrackerConfig"]
+__all__ = [
+    "LeasePolicy",
+    "Overflow",
+    "SubscriptionConfig",
+    "SupervisorConfig",
+    "SyncPolicy",
+    "TrackerConfig",
+]
 
 
 def _refuse(
@@ -157,6 +164,46 @@ class SupervisorConfig:
         return min(self.backoff_initial * 2.0 ** (restarts_in_window - 1), self.backoff_max)
 
 
+def _contexts_filter(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        _refuse(instance, attribute, value, "a function of a context name, or None")
+
+
+@attrs.frozen
+class LeasePolicy:
+    """One owner per context across processes (`TrackerConfig.leases`): a tracker takes its
+    context's lease in the store before its first write, and every write it makes is fenced
+    with the lease's epoch, so two processes never race for one context and a former owner
+    (paused, cut off) can never write over its successor. docs/architecture.md, "Leases".
+
+    Attributes:
+        ttl: seconds a lease lasts by the store's clock unless renewed; the manager renews
+            all its leases in one store call every `ttl / 3`. A process paused longer than
+            this loses its leases (its writes are then refused: `LeaseLost`).
+        hold: seconds a tracker keeps the lease, once another process asked for it, before
+            it hands over (after storing what is in flight): longer trades the other
+            process's wait for fewer hand-overs.
+        wait: seconds a write of a tracker that does not hold the lease waits for it (the
+            holder is asked to hand over) before its caller gets `NotOwner`, naming the
+            holder. 0: at once, for applications that route each call to the owner.
+        contexts: which contexts take leases (a function of the name); None: all.
+    """
+
+    ttl: float = attrs.field(default=10.0, validator=_positive)
+    hold: float = attrs.field(default=0.05, validator=_positive)
+    wait: float = attrs.field(default=5.0, validator=_not_negative)
+    contexts: Any = attrs.field(default=None, validator=_contexts_filter)
+
+    def __attrs_post_init__(self) -> None:
+        if self.hold >= self.ttl / 3:
+            msg = f"LeasePolicy.hold ({self.hold!r}) must be under a third of ttl ({self.ttl!r})"
+            raise ConfigurationError(msg)
+
+    def covers(self, name: str) -> bool:
+        """Whether context `name` takes a lease under this policy."""
+        return self.contexts is None or bool(self.contexts(name))
+
+
 @attrs.frozen
 class TrackerConfig:
     """Everything a tracker and its manager are configured with; see `ContextTrackerFactory`.
@@ -197,6 +244,9 @@ class TrackerConfig:
         stash_capacity: requests a tracker holds back while it cannot run them (a write in
             flight, a conflict backoff, a restart); one more is refused with
             `ContextBusyError` and changes nothing. Control messages are never refused.
+        leases: one owner per context across processes (`LeasePolicy`); None: any process
+            may write any context, arbitrated by compare-and-set. Needs the durable sync
+            policy and a store that keeps leases.
     """
 
     sync: SyncPolicy = attrs.field(factory=SyncPolicy.durable, validator=_instance_of(SyncPolicy))
@@ -215,6 +265,17 @@ class TrackerConfig:
     exit_timeout: float = attrs.field(default=5.0, validator=_not_negative)
     stash_capacity: int = attrs.field(default=10_000, validator=_whole(1))
     tracker_threads: int = attrs.field(default=16, validator=_whole(1, 1024))
+    leases: LeasePolicy | None = attrs.field(
+        default=None, validator=_or_none(_instance_of(LeasePolicy))
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.leases is not None and not self.sync.is_durable:
+            msg = (
+                "TrackerConfig.leases needs the durable sync policy: a batched update is "
+                "acknowledged before it is written, so it could not wait for the lease"
+            )
+            raise ConfigurationError(msg)
 
 
 class Overflow(enum.Enum):

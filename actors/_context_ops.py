@@ -213,6 +213,7 @@ def activate(
         dispatcher=manager._dispatcher,
         seed=seed,
         metrics=manager._metrics,
+        leases=manager._leases,
     )
     if first is not None:
         ref.tell(first)  # queued behind the load

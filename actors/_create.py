@@ -91,6 +91,7 @@ def create_manager(
     else:  # callers may be untyped
         msg = f"store must be a Store, a store URL or None, not {type(store).__name__}"  # type: ignore[unreachable]
         raise ConfigurationError(msg)
+    _check_leases(settings, store, owns_store=owns_store)
     group_commit = factory.config.group_commit and store.commits_in_batches
     own_clock = SystemClock() if clock is None else None
     try:
@@ -113,3 +114,14 @@ def create_manager(
     manager = ContextManager(ref, store, factory.config)
     register_manager(manager)  # its threads are daemons: the exit hook shuts it down
     return manager
+
+
+def _check_leases(settings: TrackerConfig, store: Store, *, owns_store: bool) -> None:
+    if settings.leases is not None and not store.supports_leases:
+        if owns_store:
+            store.close()
+        msg = (
+            f"TrackerConfig.leases needs a store that keeps leases; {type(store).__name__} "
+            "does not"
+        )
+        raise ConfigurationError(msg)

@@ -13,6 +13,7 @@ from actors._clock import Clock
 from actors._config import TrackerConfig
 from actors._dispatch import Dispatcher
 from actors._future import Reply
+from actors._lease import Leases
 from actors._metrics import NO_METRICS, Instruments
 from actors._tracker import TrackerActor
 from storage import ConfigurationError, State, Store
@@ -64,6 +65,7 @@ class ContextTrackerFactory:
         dispatcher: Dispatcher,
         seed: State | None = None,
         metrics: Instruments = NO_METRICS,
+        leases: Leases | None = None,
     ) -> pykka.ActorRef[Any]:
         """Start the tracker actor of context `name`; `ready` resolves once it has loaded.
         With a `writer`, its durable writes go through that group-commit actor; with
@@ -80,4 +82,5 @@ class ContextTrackerFactory:
             dispatcher=dispatcher,
             seed=seed,
             metrics=metrics,
+            leases=leases,
         )

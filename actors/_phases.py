@@ -68,6 +68,7 @@ from actors._writes import LATER, StaleWrite
 from storage import (
     ContextError,
     ContextFailedError,
+    LeaseLost,
     OutcomeUnknownError,
     State,
     VersionConflict,
@@ -227,6 +228,8 @@ class Running(Phase):
         try:
             result = self._run(message)
             if isinstance(result, updates.Update):
+                if t.lease is not None and not t.keep_lease():
+                    return take_lease(t, message, attempt)  # not applied: runs again there
                 result = apply_update(t, result, message, attempt)
             elif type(message) in REQUESTS:
                 t.metrics.reads.add(1)
@@ -269,11 +272,17 @@ class Running(Phase):
         msg = f"no handler for {type(message).__name__}"  # pragma: no cover - a bug of ours
         raise TypeError(msg)  # pragma: no cover
 
-    def lost_race(self, message: TrackerRequest, attempt: int, conflict: VersionConflict) -> Phase:
+    def lost_race(
+        self, message: TrackerRequest, attempt: int, conflict: VersionConflict | LeaseLost
+    ) -> Phase:
         """Another process wrote the context under us: reload, and run the request again on
         the fresh State (`modify` re-runs its function, `set` re-applies, and `update_state`
-        now fails with `VersionConflict` by itself, as its version is stale)."""
+        now fails with `VersionConflict` by itself, as its version is stale). With leases,
+        the store refused a write of a lease that had ended (`LeaseLost`): the same, and the
+        request takes the lease again first."""
         self.t.metrics.conflicts.add(1)
+        if isinstance(conflict, LeaseLost) and self.t.lease is not None:
+            self.t.lease.lost()
         suspended = self.t.refresh_quietly()
         if suspended is not None:
             reject(message.reply, conflict)
@@ -366,5 +375,7 @@ class Failed(Phase):
         return self
 
 
-# Persisting builds on the phases above; Running turns into it, so it is imported last.
+# Persisting and the wait for a lease build on the phases above; Running turns into them, so
+# they are imported last.
+from actors._lease_phase import take_lease  # noqa: E402
 from actors._pipeline_phase import Persisting  # noqa: E402

@@ -36,7 +36,7 @@ from actors._messages import TrackerRequest, Wake
 from actors._updates import Update
 from actors._writer import WriteBatch, WriteRequest, Written, answer_batch
 from actors._writes import LATER, StaleWrite, WriteHost, WritePath
-from storage import VersionConflict
+from storage import LeaseLost, VersionConflict
 from storage._delta import Delta
 from storage._store import Write
 
@@ -204,10 +204,12 @@ class DurableWrites(WritePath):
             and not _snapshot_due(config, entries, size, snapshot)
             and delta.version == self._chain_version + 1
         ):
-            write = store.prepare_delta(delta, self._chain_version)
+            write = store.prepare_delta(delta, self._chain_version, lease=host.lease_epoch)
             journal = entries + 1, size + len(write.blob), snapshot
         else:
-            write = store.prepare_snapshot(host.current, self._chain_version, delta.cause)
+            write = store.prepare_snapshot(
+                host.current, self._chain_version, delta.cause, lease=host.lease_epoch
+            )
             journal = 0, 0, len(write.blob)
         self._chain_version, self._chain_journal = write.version, journal
         return Pending(
@@ -266,7 +268,7 @@ class DurableWrites(WritePath):
     def _commit(self, pending: Pending) -> None:
         """Commit one write from this thread (no writer actor), raising its error."""
         (error,) = self._host.store.commit([pending.write])
-        if isinstance(error, VersionConflict):
+        if isinstance(error, VersionConflict | LeaseLost):
             raise StaleWrite(error)  # the caller undoes the update and catches up
         if error is not None:
             raise error

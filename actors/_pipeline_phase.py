@@ -14,7 +14,7 @@ from actors._pipeline import DurableWrites
 from actors._stash import busy_error, refuse
 from actors._writer import Written
 from actors._writes import LATER
-from storage import ContextError, VersionConflict, WriteOutcomeUnknownError
+from storage import ContextError, LeaseLost, VersionConflict, WriteOutcomeUnknownError
 
 if TYPE_CHECKING:
     from actors._tracker import TrackerActor
@@ -55,7 +55,7 @@ class Persisting(Phase):
     def request(self, message: TrackerRequest) -> Phase:
         t = self.t
         pure = REQUESTS.get(type(message))
-        if self.waiting or pure is None:
+        if self.waiting or pure is None or t.handing_over:
             return self._wait(message)
         writes = self.writes
         if writes.queued + len(self.waiting) >= t.config.stash_capacity:
@@ -118,8 +118,9 @@ class Persisting(Phase):
             return self
         error = message.error
         first = failure.carried[0]
-        if isinstance(error, VersionConflict):
-            # Another process wrote this context: catch up and run them all again.
+        if isinstance(error, VersionConflict | LeaseLost):
+            # Another process wrote this context (or holds its lease now): catch up and run
+            # them all again.
             self.rerun([item.message for item in failure.items[1:]])
             return Running(t).lost_race(first.message, first.attempt, error)
         carried = {id(pending) for pending in failure.carried}

@@ -28,6 +28,7 @@ import pykka
 from actors import _context_ops as context_ops
 from actors._cell import ContextStatus
 from actors._future import Reply, new_reply, reject, resolve
+from actors._lease import CloseKeeper
 from actors._messages import ListStopping
 from actors._requests import ManagerRequest, Shutdown
 from actors._store_io import CloseIO
@@ -84,6 +85,8 @@ class ShutdownSequence:
             helpers.append(_ask(manager._writer, Drain))
         if manager._watcher is not None:  # failed earlier (a bug, logged): nothing to close
             helpers.append(_ask(manager._watcher, CloseWatcher))
+        if manager._leases is not None:  # every tracker gave its lease up as it stopped
+            helpers.append(_ask(manager._leases.keeper, CloseKeeper))
         self._when_all(helpers, partial(self._close, stops))
 
     def _close(self, stops: list[Reply[None]]) -> None:

@@ -96,6 +96,8 @@ def passivate_if_idle(t: TrackerActor, idle_since: float) -> None:
 def stopped(t: TrackerActor) -> None:
     """Pykka's on_stop(): answer what we hold, then whoever asked for the stop."""
     t.writes.close()
+    if t.lease is not None:  # every write is stored: the next owner may go on from here
+        t.lease.give()
     order = t.stop_order
     if order is not None and order.passivating:
         # What came in after our stop goes back to the manager, which starts a new
@@ -114,6 +116,8 @@ def stopped(t: TrackerActor) -> None:
 def died(t: TrackerActor) -> None:  # pragma: no cover - only on a bug of ours
     """Pykka's on_failure(): a bug of ours stopped the tracker; answer what it held."""
     t.writes.close()
+    if t.lease is not None:
+        t.lease.give()
     t.failure = t.failure or UpdateNotAppliedError(
         f"tracker of context {t.name!r} died before handling the call"
     )

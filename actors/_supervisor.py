@@ -34,6 +34,7 @@ from actors._dispatch import Dispatcher
 from actors._exit import forget_manager
 from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
+from actors._lease import LeaseKeeper, Leases, new_owner_id
 from actors._messages import (
     Deliver,
     Done,
@@ -145,6 +146,7 @@ class ManagerActor(ThreadedActor):
         )
         self._dispatcher.prestart()
         self._watcher: pykka.ActorRef[Any] | None = None  # started in on_start
+        self._leases: Leases | None = None  # with TrackerConfig.leases: started in on_start
 
     # -- mailbox ----------------------------------------------------------------------------
 
@@ -316,6 +318,11 @@ class ManagerActor(ThreadedActor):
         interval = self._config.watch_interval
         if interval is not None and self._store.shared_between_processes:
             self._watcher = WatcherActor.start(self._store, interval, self._clock)
+        policy = self._config.leases
+        if policy is not None:
+            owner = new_owner_id()
+            keeper = LeaseKeeper.start(self._store, policy, owner, self._clock)
+            self._leases = Leases(policy, owner, keeper)
 
     def _watch(self, message: Watch | Unwatch) -> None:
         if self._watcher is not None:

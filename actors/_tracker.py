@@ -33,6 +33,7 @@ from actors._clock import Clock, Scheduled
 from actors._config import TrackerConfig
 from actors._dispatch import Dispatcher, PooledActor
 from actors._future import Reply, reject, resolve
+from actors._lease import HandOver, LeaseEnded, Leases
 from actors._logs import context_fields
 from actors._messages import (
     Flush,
@@ -80,8 +81,11 @@ class TrackerActor(PooledActor):
         dispatcher: Dispatcher,
         seed: State | None = None,
         metrics: Instruments = NO_METRICS,
+        leases: Leases | None = None,
     ) -> None:
         super().__init__(dispatcher)
+        # The lease of our context, if it takes one (`TrackerConfig.leases`).
+        self.lease = leases.hold_for(name, store, clock) if leases is not None else None
         self.metrics = metrics
         self._seed = seed  # created by the first load if the context is not stored
         self.name = name
@@ -114,6 +118,24 @@ class TrackerActor(PooledActor):
     @property
     def listened(self) -> bool:
         return self._publisher.listened
+
+    @property
+    def lease_epoch(self) -> int | None:
+        """The epoch our writes are fenced with (None: no lease taken, or none held)."""
+        return self.lease.epoch if self.lease is not None else None
+
+    @property
+    def handing_over(self) -> bool:
+        """Whether we are to hand our lease over once nothing is in flight: writes wait."""
+        return self.lease is not None and self.lease.hand_over_due()
+
+    def keep_lease(self) -> bool:
+        """Whether we may write under our lease now; one that is to be handed over is given
+        up here (nothing is in flight when a phase asks), and the asker goes first."""
+        assert self.lease is not None
+        if self.lease.hand_over_due() and not self.writes.busy:
+            self.lease.give(resting=True)
+        return self.lease.held
 
     @property
     def log_fields(self) -> dict[str, Any]:
@@ -149,10 +171,24 @@ class TrackerActor(PooledActor):
         if isinstance(message, Describe):
             resolve(message.reply, self.describe())
             return
+        if isinstance(message, HandOver | LeaseEnded):
+            self._lease_news(message)
+            return
         if isinstance(message, Flush):
             self.writes.timer_fired()
         self._deliver(message)
         self._unstash()
+
+    def _lease_news(self, message: HandOver | LeaseEnded) -> None:
+        lease = self.lease
+        if lease is None or lease.epoch != message.epoch:
+            return  # about a lease we no longer hold
+        if isinstance(message, LeaseEnded):
+            lease.ended(message.epoch)  # a write in flight is refused by the store: rerun
+            return
+        lease.asked = True
+        if isinstance(self.phase, Running) and not self.stash:
+            self.keep_lease()  # idle: hand over now if we held it long enough
 
     def _deliver(self, message: Any) -> None:
         phase = self.phase.receive(message)

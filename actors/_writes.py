@@ -28,7 +28,7 @@ from actors._messages import Flush, TrackerRequest, Wake
 from actors._metrics import Instruments
 from actors._updates import Update
 from actors._writer import Written
-from storage import ContextError, State, Store, VersionConflict
+from storage import ContextError, LeaseLost, State, Store, VersionConflict
 from storage._delta import Delta
 
 __all__ = [
@@ -44,9 +44,10 @@ logger = logging.getLogger("actors.tracker")
 
 
 class StaleWrite(Exception):  # noqa: N818 - internal signal, never escapes
-    """The store refused a write because another process wrote first."""
+    """The store refused a write because another process wrote first (or, with leases,
+    holds the context's lease now)."""
 
-    def __init__(self, conflict: VersionConflict) -> None:
+    def __init__(self, conflict: VersionConflict | LeaseLost) -> None:
         super().__init__(conflict)
         self.conflict = conflict
 
@@ -65,6 +66,8 @@ class WriteHost(Protocol):
     def stopping(self) -> bool: ...
     @property
     def listened(self) -> bool: ...
+    @property
+    def lease_epoch(self) -> int | None: ...
     @property
     def actor_ref(self) -> pykka.ActorRef[Any]: ...
     def publish(self, delta: Delta, cause: ChangeCause) -> None: ...

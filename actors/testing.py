@@ -26,7 +26,7 @@ from actors._handle import ContextTracker
 from actors._messages import Crash
 from actors._tracker import InjectedCrash
 from storage import ContextError, InvalidArgumentError, PersistenceError, RecoveryPoint, Store
-from storage._store import ContextExport, Write
+from storage._store import ContextExport, Lease, Write
 
 __all__ = ["FaultyStore", "InjectedCrash", "ManualClock", "crash"]
 
@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 OPERATIONS = frozenset(
     {
+        "acquire_lease",
         "commit",
         "create",
         "create_recovery_point",
@@ -45,6 +46,9 @@ OPERATIONS = frozenset(
         "list_contexts",
         "list_recovery_points",
         "list_versions",
+        "read_leases",
+        "release_lease",
+        "renew_leases",
         "change_token",
         "head_versions",
         "import_context",
@@ -80,8 +84,9 @@ class FaultyStore(Store):
     `read_journal`, `delete`, `exists`, `list_contexts`, `list_versions`, `read_version`,
     `create_recovery_point`, `list_recovery_points`, `read_recovery_point`,
     `delete_recovery_point`, `export_context` and `import_context` (what a copy between
-    stores reads and writes). Every primitive a backend implements is forwarded through one
-    of them, so a fault test runs the same path as production.
+    stores reads and writes), `acquire_lease`, `renew_leases`, `read_leases` and
+    `release_lease` (`TrackerConfig.leases`). Every primitive a backend implements is
+    forwarded through one of them, so a fault test runs the same path as production.
     `history`, `read_at` and `read_as_of` read everything kept of a context in one
     `read_changes` (the one-moment read a catch-up makes): fail that to fail them.
 
@@ -95,6 +100,7 @@ class FaultyStore(Store):
         self.supports_journal = inner.supports_journal
         self.commits_in_batches = inner.commits_in_batches
         self.shared_between_processes = inner.shared_between_processes
+        self.supports_leases = inner.supports_leases
         self.inner = inner
         """The store that does the real work."""
         self._faults: dict[str, deque[tuple[BaseException, bool]]] = {}
@@ -176,6 +182,18 @@ class FaultyStore(Store):
     def change_token(self) -> object | None:
         """The inner store's change token (see `Store.change_token`)."""
         return self._run("change_token", self.inner.change_token)
+
+    def _acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
+        return self._run("acquire_lease", lambda: self.inner._acquire_lease(name, owner, ttl))
+
+    def _renew_leases(self, owner: str, epochs: dict[str, int], ttl: float) -> dict[str, Lease]:
+        return self._run("renew_leases", lambda: self.inner._renew_leases(owner, epochs, ttl))
+
+    def _read_leases(self, names: list[str]) -> dict[str, Lease]:
+        return self._run("read_leases", lambda: self.inner._read_leases(names))
+
+    def _release_lease(self, name: str, owner: str, epoch: int) -> None:
+        self._run("release_lease", lambda: self.inner._release_lease(name, owner, epoch))
 
     def _export_context(self, name: str) -> ContextExport:
         return self._run("export_context", lambda: self.inner._export_context(name))

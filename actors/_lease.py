@@ -1,0 +1,253 @@
+"""Leases: one owner per context across processes (`TrackerConfig.leases`).
+
+Each tracker whose context takes leases holds a `LeaseHold`: the epoch of the lease it holds
+in the store, if any. It takes the lease before its first write (`actors/_lease_phase.py`),
+fences every write with the epoch (the store refuses a write of an ended lease:
+`LeaseLost`), and gives the lease up when it stops or hands it over. One `LeaseKeeper` actor
+per manager renews every lease its trackers hold in one store call every `ttl / 3`, and in
+between looks, every `hold / 2`, at whether another process asked for one of them: that
+tracker is told `HandOver`, and one whose lease ended is told `LeaseEnded`.
+
+The keeper, not the trackers, does this periodic store I/O, so that a thousand held leases
+cost one round trip per look rather than a thousand timers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from typing import Any
+
+import attrs
+import pykka
+
+from actors._clock import Clock
+from actors._config import LeasePolicy
+from actors._future import Reply, resolve
+from actors._teardown import ThreadedActor, answer_mailbox
+from actors._timers import Timers
+from storage import ContextError, Store
+
+__all__ = [
+    "CloseKeeper",
+    "HandOver",
+    "LeaseEnded",
+    "LeaseGiven",
+    "LeaseHold",
+    "LeaseKeeper",
+    "LeaseTaken",
+    "Leases",
+    "new_owner_id",
+]
+
+logger = logging.getLogger("actors.leases")
+
+
+def new_owner_id() -> str:
+    """A name for one manager as a lease owner: host, process and a random part (two
+    managers of one process are two owners)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@attrs.frozen
+class LeaseTaken:
+    """To the keeper: `tracker` holds the lease of `name` with `epoch`; keep it renewed."""
+
+    name: str
+    epoch: int
+    tracker: pykka.ActorRef[Any]
+
+
+@attrs.frozen
+class LeaseGiven:
+    """To the keeper: the lease of `name` with `epoch` was given up."""
+
+    name: str
+    epoch: int
+
+
+@attrs.frozen
+class HandOver:
+    """To a tracker: another process asked for the lease of epoch `epoch` you hold."""
+
+    epoch: int
+
+
+@attrs.frozen
+class LeaseEnded:
+    """To a tracker: your lease of epoch `epoch` has ended (it was not renewed in time, or
+    another process holds the context now)."""
+
+    epoch: int
+
+
+@attrs.frozen
+class _Look:
+    """The keeper's timer: time to renew, or to look for hand-over requests."""
+
+
+@attrs.frozen
+class CloseKeeper:
+    """Stop the keeper; `reply` resolves once it has stopped."""
+
+    reply: Reply[None]
+
+
+@attrs.frozen
+class Leases:
+    """What a manager's trackers share about leases: the policy, who they are as an owner,
+    and their keeper."""
+
+    policy: LeasePolicy
+    owner: str
+    keeper: pykka.ActorRef[Any]
+
+    def hold_for(self, name: str, store: Store, clock: Clock) -> LeaseHold | None:
+        """The `LeaseHold` of context `name`'s tracker, or None if it takes no lease."""
+        return LeaseHold(self, name, store, clock) if self.policy.covers(name) else None
+
+
+class LeaseHold:
+    """One tracker's lease (used in the tracker's thread only): which epoch it holds, since
+    when, and whether it was asked to hand it over."""
+
+    def __init__(self, leases: Leases, name: str, store: Store, clock: Clock) -> None:
+        self.leases = leases
+        self.policy = leases.policy
+        self.name = name
+        self._store = store
+        self._clock = clock
+        self.epoch: int | None = None
+        """The epoch of the lease held; None: not held (writes must take it first)."""
+        self.taken_at = 0.0
+        self.asked = False
+        """Another process asked for it: hand it over once nothing is in flight."""
+        self.resting_until = 0.0
+        """After a hand-over, when this tracker may ask again (the asker goes first)."""
+
+    @property
+    def held(self) -> bool:
+        return self.epoch is not None
+
+    def take(self, tracker: pykka.ActorRef[Any]) -> None:
+        """Take (or extend) the lease in the store. Raises `NotOwner` (the store notes that
+        we asked) or the store's error."""
+        lease = self._store.acquire_lease(self.name, self.leases.owner, self.policy.ttl)
+        if lease.epoch != self.epoch:
+            self.epoch = lease.epoch
+            self.taken_at = self._clock.now()
+            self.asked = False
+            with contextlib.suppress(pykka.ActorDeadError):  # shutting down: nothing to renew
+                self.leases.keeper.tell(LeaseTaken(self.name, lease.epoch, tracker))
+
+    def hand_over_due(self) -> bool:
+        """Whether we were asked for the lease and have held it for `hold` seconds."""
+        return self.held and self.asked and self._clock.now() - self.taken_at >= self.policy.hold
+
+    def give(self, *, resting: bool = False) -> None:
+        """Give the lease up in the store (a failure is logged: the lease then ends by
+        itself within `ttl`). `resting`: a hand-over, so do not ask again for `hold`
+        seconds, letting the asker take it."""
+        epoch, self.epoch, self.asked = self.epoch, None, False
+        if epoch is None:
+            return
+        if resting:
+            self.resting_until = self._clock.now() + self.policy.hold
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.leases.keeper.tell(LeaseGiven(self.name, epoch))
+        try:
+            self._store.release_lease(self.name, self.leases.owner, epoch)
+        except ContextError as exc:
+            logger.warning(
+                "could not give up the lease of context %r (it ends by itself): %s",
+                self.name,
+                exc,
+                extra={"context": self.name},
+            )
+
+    def ended(self, epoch: int) -> None:
+        """The lease of `epoch` ended (the keeper or a refused write says so)."""
+        if self.epoch == epoch:
+            self.epoch, self.asked = None, False
+
+    def lost(self) -> None:
+        """A write of ours was refused with `LeaseLost`: whatever we held has ended."""
+        if self.epoch is not None:
+            epoch, self.epoch, self.asked = self.epoch, None, False
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.leases.keeper.tell(LeaseGiven(self.name, epoch))
+
+
+class LeaseKeeper(ThreadedActor):
+    """Renews the leases a manager's trackers hold and passes on hand-over requests; see the
+    module docstring."""
+
+    def __init__(self, store: Store, policy: LeasePolicy, owner: str, clock: Clock) -> None:
+        super().__init__()
+        self._store = store
+        self._policy = policy
+        self._owner = owner
+        self._clock = clock
+        self._held: dict[str, tuple[int, pykka.ActorRef[Any]]] = {}
+        self._renewed_at = clock.now()
+        self._timers = Timers(clock)
+        self._closed: Reply[None] | None = None
+
+    def on_start(self) -> None:
+        self._arm()
+
+    def on_stop(self) -> None:
+        self._timers.cancel_all()
+        answer_mailbox(self)
+        if self._closed is not None:
+            resolve(self._closed, None)
+
+    def on_late_message(self, message: Any) -> None:
+        if isinstance(message, CloseKeeper):
+            resolve(message.reply, None)  # closed already
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, LeaseTaken):
+            self._held[message.name] = (message.epoch, message.tracker)
+        elif isinstance(message, LeaseGiven):
+            if self._held.get(message.name, (None,))[0] == message.epoch:
+                del self._held[message.name]
+        elif isinstance(message, _Look):
+            if self._closed is None:
+                self._look()
+                self._arm()
+        elif isinstance(message, CloseKeeper):
+            self._closed = message.reply
+            self.stop()
+
+    def _look(self) -> None:
+        if not self._held:
+            return
+        epochs = {name: epoch for name, (epoch, _) in self._held.items()}
+        now = self._clock.now()
+        try:
+            if now - self._renewed_at >= self._policy.ttl / 3:
+                leases = self._store.renew_leases(self._owner, epochs, self._policy.ttl)
+                self._renewed_at = now
+            else:
+                leases = self._store.read_leases(list(epochs))
+        except ContextError as exc:  # the store is down: writes are fenced; look again
+            logger.warning("renewing or reading leases failed: %s", exc)
+            return
+        for name, lease in leases.items():
+            epoch, tracker = self._held[name]
+            if not lease.held_by(self._owner, epoch):
+                del self._held[name]
+                message: Any = LeaseEnded(epoch)
+            elif lease.wanted_by is not None and lease.wanted_by != self._owner:
+                message = HandOver(epoch)
+            else:
+                continue
+            with contextlib.suppress(pykka.ActorDeadError):
+                tracker.tell(message)
+
+    def _arm(self) -> None:
+        self._timers.tell_after(self._policy.hold / 2, self.actor_ref, _Look())
