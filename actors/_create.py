@@ -120,8 +120,6 @@ def _check_leases(settings: TrackerConfig, store: Store, *, owns_store: bool) ->
     if settings.leases is not None and not store.supports_leases:
         if owns_store:
             store.close()
-        msg = (
-            f"TrackerConfig.leases needs a store that keeps leases; {type(store).__name__} "
-            "does not"
-        )
+        kind = type(store).__name__
+        msg = f"TrackerConfig.leases needs a store that keeps leases; {kind} does not"
         raise ConfigurationError(msg)
