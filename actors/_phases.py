@@ -282,6 +282,13 @@ class Running(Phase):
         request takes the lease again first."""
         self.t.metrics.conflicts.add(1)
         if isinstance(conflict, LeaseLost) and self.t.lease is not None:
+            logger.info(
+                "tracker %r: the store refused a write of the lease it held (%s); it takes "
+                "the lease again and runs the request again",
+                self.t.name,
+                conflict,
+                extra=self.t.log_fields,
+            )
             self.t.lease.lost()
         suspended = self.t.refresh_quietly()
         if suspended is not None:

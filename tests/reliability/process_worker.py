@@ -1,8 +1,9 @@
 """Child process of the many-processes tests: THREADS threads x INCREMENTS `modify`
 increments of one counter, through a manager of its own on a shared store.
 
-Run as `python -m tests.reliability.process_worker URL THREADS INCREMENTS`; prints
-"done <acknowledged increments>" and exits 0 when every increment was acknowledged.
+Run as `python -m tests.reliability.process_worker URL THREADS INCREMENTS [leases]`; prints
+"done <acknowledged increments>" and exits 0 when every increment was acknowledged. With
+"leases", the manager takes one owner per context (`TrackerConfig.leases`).
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import contextlib
 import sys
 import threading
 
-from actors import ContextExistsError, State, create_manager
+from actors import ContextExistsError, LeasePolicy, State, create_manager
 
 
 def bump(state: State) -> None:
     state.set("n", state.get("n", 0) + 1)
 
 
-def main(url: str, threads: int, increments: int) -> None:
-    manager = create_manager(url)
+def main(url: str, threads: int, increments: int, *, leases: bool = False) -> None:
+    manager = create_manager(url, leases=LeasePolicy(wait=60) if leases else None)
     try:
         with contextlib.suppress(ContextExistsError):  # the other process made it first
             manager.create_context("shared", {"n": 0}).get()
@@ -49,4 +50,4 @@ def main(url: str, threads: int, increments: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), leases="leases" in sys.argv[4:])
