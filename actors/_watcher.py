@@ -2,10 +2,11 @@
 
 Every `watch_interval` seconds it asks the store whether anything changed (SQLite: `PRAGMA
 data_version` on a connection of its own; Redis: messages on the channel its write scripts
-publish to) and, only if so, reads the head versions of the contexts whose trackers run here,
-in one round trip. A tracker whose context moved on
-hears `StoredVersion` and catches up from the journal, publishing each version it missed to
-its subscribers. Writes of this process show up too; a tracker that made them ignores them.
+publish to; Redis Cluster: messages on the shard channels of the contexts it follows, which
+it names to the store with `Store.follow`) and, only if so, reads the head versions of the
+contexts whose trackers run here, in one round trip. A tracker whose context moved on hears
+`StoredVersion` and catches up from the journal, publishing each version it missed to its
+subscribers. Writes of this process show up too; a tracker that made them ignores them.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class WatcherActor(ThreadedActor):
         self._targets: dict[str, pykka.ActorRef[Any]] = {}
         self._seen: dict[str, int] = {}
         self._token: object | None = None
+        self._followed = False  # whether the store knows the current targets (Store.follow)
         self._timers = Timers(clock)
         self._closed: Reply[None] | None = None
 
@@ -94,10 +96,12 @@ class WatcherActor(ThreadedActor):
             self._targets[message.name] = message.tracker
             self._seen.pop(message.name, None)
             self._token = None  # look at least once for the new tracker
+            self._followed = False
         elif isinstance(message, Unwatch):
             if self._targets.get(message.name) is message.tracker:
                 del self._targets[message.name]
                 self._seen.pop(message.name, None)
+                self._followed = False
         elif isinstance(message, Poll):
             if self._closed is None:
                 self._poll()
@@ -107,6 +111,11 @@ class WatcherActor(ThreadedActor):
             self.stop()
 
     def _poll(self) -> None:
+        if not self._followed:
+            # Once per change of targets, not per poll: a store that listens per context
+            # (Redis Cluster) subscribes to these at its next change_token() call.
+            self._store.follow(list(self._targets))
+            self._followed = True
         if not self._targets:
             return
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TypeVar
 
@@ -194,6 +194,11 @@ class FaultyStore(Store):
 
     def _release_lease(self, name: str, owner: str, epoch: int) -> None:
         self._run("release_lease", lambda: self.inner._release_lease(name, owner, epoch))
+
+    def follow(self, names: Collection[str]) -> None:
+        """Pass the followed contexts to the inner store (see `Store.follow`): no I/O, so
+        no fault to inject."""
+        self.inner.follow(names)
 
     def _export_context(self, name: str) -> ContextExport:
         return self._run("export_context", lambda: self.inner._export_context(name))

@@ -4,9 +4,10 @@ Every write that checks one key and changes another is one Lua script (`EVALSHA`
 redis-py's `register_script`), so compare-and-set, journal appends, retention and compaction,
 create and delete are atomic on the server. All keys of one context carry the hash tag
 `{name}`, so each script touches one cluster slot. The scripts that move a head also publish
-on `<prefix>:changes`; `change_token()` listens there, so a watcher learns of other
-processes' writes without reading every head. The key layout, the channel and the scripts'
-contract are in docs/storage.md ("Redis").
+on `<prefix>:changes` (on a Redis Cluster of Redis 7 or later: on the context's shard channel
+`<prefix>:{name}:changes`); `change_token()` listens there (storage/_redis_changes.py), so a
+watcher learns of other processes' writes without reading every head. The key layout, the
+channels and the scripts' contract are in docs/storage.md ("Redis").
 
 redis-py is an optional dependency (`pip install 'context-runtime[redis]'`); `storage`
 imports this module only when a RedisStore is asked for.
@@ -18,8 +19,7 @@ import contextlib
 import operator
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
@@ -28,7 +28,6 @@ try:
     import redis
     import redis.exceptions
     from redis.backoff import NoBackoff
-    from redis.client import PubSub
     from redis.commands.core import Script
     from redis.retry import Retry
 except ImportError as exc:  # redis-py is an optional extra
@@ -56,6 +55,7 @@ from storage._exceptions import (
     WriteOutcomeUnknownError,
 )
 from storage._names import validate_context_name
+from storage._redis_changes import ChannelListener, ShardListener, sharded_pubsub
 from storage._redis_scripts import (
     ACQUIRE_LEASE,
     APPEND,
@@ -124,9 +124,6 @@ _REDIRECTS = (
 )
 """Replies of a cluster node that mean the command did not run there (its slot is elsewhere
 or being moved): safe to send again, through the cluster client, which follows them."""
-
-_DRAIN_LIMIT = 10_000
-"""The most change messages one `change_token()` call reads; any more wait for the next."""
 
 DEFAULT_CHANGE_SILENCE = 10.0
 """Seconds the change subscription may stay silent before `change_token()` pings it."""
@@ -224,8 +221,9 @@ class RedisStore(Store):
 
     Every script touches the keys of one context, which share the hash tag `{name}` and so
     one cluster slot; on a cluster (`RedisClusterStore`, or a `redis.RedisCluster` passed as
-    `client`) a batch of writes is pipelined per node and change notification is by polling
-    (`change_token()` returns None). docs/storage.md ("Redis Cluster").
+    `client`) a batch of writes is pipelined per node, and change notification is per
+    context on sharded pub/sub (Redis 7 or later; `follow()` names the contexts) or else by
+    polling (`change_token()` returns None). docs/storage.md ("Redis Cluster").
 
     Args:
         host, port, db: the server and the database number.
@@ -299,11 +297,7 @@ class RedisStore(Store):
         """The pub/sub channel every head-moving write publishes on (docs/storage.md); on a
         cluster nothing is published there (a PUBLISH reaches every node)."""
         self._closed = False
-        self._watch_lock = threading.Lock()  # guards the two fields below
-        self._pubsub: PubSub | None = None  # change_token()'s subscription, once opened
-        self._changes = 0  # change messages read, plus one per subscription
-        self._heard = 0.0  # when the subscription last received anything (monotonic)
-        self._pinged: float | None = None  # when its unanswered PING was sent, if one was
+        self._watch_lock = threading.Lock()  # serializes change_token() with close()
         self._owns_client = client is None
         self._client: Any = (
             client
@@ -329,16 +323,44 @@ class RedisStore(Store):
         if self.cluster and db != 0:
             msg = f"a Redis Cluster has database 0 only, not {db!r}"
             raise ConfigurationError(msg)
-        self._published = "" if self.cluster else self.channel  # '' publishes nothing
         if client is not None:
             _check_client(client)
         self._register_scripts()
         try:
             self._check_schema()
+            self.sharded = self.cluster and self._has_sharded_pubsub()
+            """Whether the store is on a cluster whose masters all have sharded pub/sub
+            (Redis 7 or later), found at open: the scripts SPUBLISH on each context's shard
+            channel and `change_token()` listens to the followed contexts' channels."""
         except BaseException:
             if self._owns_client:
                 self._client.close()
             raise
+        self._listener: ChannelListener | ShardListener | None = (
+            ShardListener(self._client, self._channel_of, self.socket_timeout, self.change_silence)
+            if self.sharded
+            else None
+            if self.cluster
+            else ChannelListener(
+                self._client, self.channel, self.socket_timeout, self.change_silence
+            )
+        )
+
+    def _has_sharded_pubsub(self) -> bool:
+        with self._translate("open") as client:
+            return sharded_pubsub(client)
+
+    def _channel_of(self, name: str) -> str:
+        """The shard channel of context `name`: in the slot of its keys."""
+        return self._key(name, "changes")
+
+    def _publish_to(self, name: str) -> str:
+        """The channel a script that moves the head of `name` publishes on: the shard
+        channel (SPUBLISH, for it holds a hash tag), the store's channel (PUBLISH), or ''
+        (nothing: a cluster without sharded pub/sub)."""
+        if self.sharded:
+            return self._channel_of(name)
+        return "" if self.cluster else self.channel
 
     def _register_scripts(self) -> None:
         self._create_script = self._client.register_script(CREATE)
@@ -439,95 +461,55 @@ class RedisStore(Store):
         `PersistenceError`."""
         self._closed = True
         with self._watch_lock:
-            self._unsubscribe()
+            if self._listener is not None:
+                self._listener.close()
         if self._owns_client:
             self._client.close()
 
     # -- change notification ---------------------------------------------------------------
 
     def change_token(self) -> object | None:
-        """A counter of the messages on `channel`: it changes iff a write that moved a head
+        """A counter of the change messages heard: it changes iff a write that moved a head
         (of this process or another) was published since the last call.
 
-        The first call subscribes, on a connection of its own, and waits for the server to
-        confirm, so no write after it goes unnoticed. Later calls read the pending messages
-        without waiting. If the subscription fails (the server restarted, a timeout), the
-        call returns None (read the heads) and the next call subscribes again, with a token
-        unlike any before.
+        One server: the messages on `channel`, every context's. The first call subscribes,
+        on a connection of its own, and waits for the server to confirm, so no write after
+        it goes unnoticed. Later calls read the pending messages without waiting.
 
-        On a Redis Cluster it is always None: a PUBLISH there reaches every node, so the
-        scripts publish nothing, and a watcher reads the head versions (`head_versions()`,
-        one pipelined round trip per node).
+        A Redis Cluster with sharded pub/sub (`sharded`): the messages on the shard channels
+        of the contexts last named to `follow()`; each call first subscribes to newly
+        followed contexts (waiting for the confirmations, and counting one) and leaves the
+        others. None until `follow()` is called. A cluster without it: always None (read
+        the heads: `head_versions()` is one pipelined round trip per master).
+
+        If a subscription fails (the server restarted, a timeout, a slot moved), the call
+        returns None (read the heads) and the next call subscribes again, with a token
+        unlike any before.
 
         Raises:
             PersistenceError: the store is closed.
         """
-        if self.cluster:
+        listener = self._listener
+        if listener is None:
             if self._closed:
                 raise PersistenceError(f"{self!r} is closed")
             return None
         with self._watch_lock:
             try:
                 with self._translate("watch changes"):
-                    return self._read_changes()
+                    return listener.token()
             except PersistenceError:
                 if self._closed:
                     raise
-                self._unsubscribe()
+                listener.reset()
                 return None
 
-    def _read_changes(self) -> int:
-        if self._pubsub is None:
-            self._subscribe()
-            self._changes += 1  # writes before now were not counted: look at the heads
-            self._heard, self._pinged = time.monotonic(), None
-            return self._changes
-        for _ in range(_DRAIN_LIMIT):
-            message = self._pubsub.get_message(timeout=0)
-            if message is None:
-                break
-            self._heard, self._pinged = time.monotonic(), None  # a pong counts too
-            if message["type"] == "message":
-                self._changes += 1
-        self._check_alive(self._pubsub)
-        return self._changes
-
-    def _check_alive(self, pubsub: PubSub) -> None:
-        """A connection whose peer vanished without closing it (a crashed host, a NAT that
-        forgot it) reads as silence forever: after `change_silence` quiet seconds, PING;
-        with no answer within `socket_timeout`, give the subscription up (the caller
-        subscribes again)."""
-        now = time.monotonic()
-        if self._pinged is None:
-            if now - self._heard >= self.change_silence:
-                pubsub.ping()
-                self._pinged = now
-        elif now - self._pinged >= self.socket_timeout:
-            msg = (
-                f"the change subscription heard nothing for {now - self._heard:.1f} s and "
-                f"did not answer a PING within {self.socket_timeout} s"
-            )
-            raise redis.exceptions.TimeoutError(msg)
-
-    def _subscribe(self) -> None:
-        # A connection from the store's pool, so with its timeouts and no retries.
-        self._pubsub = self._client.pubsub()
-        self._pubsub.subscribe(self.channel)
-        # SUBSCRIBE is sent without waiting: wait for its confirmation, or a write published
-        # before the server subscribed us would be missed by a head read made after it.
-        deadline = time.monotonic() + self.socket_timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            message = self._pubsub.get_message(timeout=remaining)
-            if message is not None and message["type"] == "subscribe":
-                return
-        msg = f"no reply to SUBSCRIBE {self.channel} within {self.socket_timeout} s"
-        raise redis.exceptions.TimeoutError(msg)
-
-    def _unsubscribe(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(*REDIS_ERRORS):  # it is being thrown away
-                pubsub.close()
+    def follow(self, names: Collection[str]) -> None:
+        """On a cluster with sharded pub/sub, listen to exactly these contexts' shard
+        channels from the next `change_token()` call on; elsewhere nothing (one server's
+        channel carries every context). No I/O."""
+        if isinstance(self._listener, ShardListener):
+            self._listener.follow(names)
 
     def _head_versions(self, names: list[str]) -> dict[str, int]:
         # One pipeline, one round trip (per node, on a cluster), however many names.
@@ -546,7 +528,7 @@ class RedisStore(Store):
     def _create(self, name: str, version: int, blob: bytes) -> None:
         keys = self._all_keys(name)
         with self._translate("create", writes=True):
-            args: list[str | bytes] = [_decimal(version), blob, self._published, name]
+            args: list[str | bytes] = [_decimal(version), blob, self._publish_to(name), name]
             created = self._create_script(keys, args, self._client)
         if not created:
             raise ContextExistsError(name)
@@ -629,7 +611,7 @@ class RedisStore(Store):
         """The script that applies `write`, its keys and its arguments."""
         expected, version = _decimal(write.expected), _decimal(write.version)
         keys = self._keys(write.context, "meta", "heads", "journal", "lease")
-        publish = [self._published, write.context]
+        publish = [self._publish_to(write.context), write.context]
         fence = "" if write.lease is None else _decimal(write.lease)  # '': not checked
         if write.journal:
             return self._append_script, keys, [expected, version, write.blob, *publish, fence]
@@ -829,7 +811,7 @@ class RedisStore(Store):
         args: list[str | bytes | int] = [
             int(replace),
             _decimal(export.head),
-            self._published,
+            self._publish_to(name),
             name,
             len(export.snapshots),
             len(export.journal),
@@ -855,7 +837,7 @@ class RedisStore(Store):
 
     def _delete(self, name: str) -> None:
         with self._translate("delete", writes=True):
-            args = [self._published, name]
+            args = [self._publish_to(name), name]
             deleted = self._delete_script(self._all_keys(name), args, self._client)
         if not deleted:
             raise ContextNotFoundError(name)

@@ -2,11 +2,14 @@
 
 Every script touches only the keys of one context, which share a hash tag and so one cluster
 slot (or, UPGRADE_SCHEMA, the one key `<prefix>:schema`); they are passed in KEYS, never built
-inside a script. The scripts that move a head (CREATE, COMPARE_AND_SET, APPEND, DELETE) also
-`PUBLISH` `<name> <version>` (`<name> -` for a delete) on the channel passed in ARGV, last and
-only when they wrote: a channel is not a key, so the script stays in one slot. An empty
-channel publishes nothing: on a Redis Cluster a PUBLISH goes to every node, so the cluster
-store passes '' and its watchers read head versions instead. They publish
+inside a script. The scripts that move a head (CREATE, COMPARE_AND_SET, APPEND, IMPORT_CONTEXT,
+DELETE) also publish `<name> <version>` (`<name> -` for a delete) on the channel passed in
+ARGV, last and only when they wrote. A channel with a hash tag is the context's shard channel
+`<prefix>:{<name>}:changes`, in the slot of its keys, and is published with SPUBLISH (a
+Redis Cluster of Redis 7 or later: the message stays in that slot's shard); any other with
+PUBLISH (one server: `<prefix>:changes`, whose prefix cannot hold a brace); an empty one not
+at all (a cluster without sharded pub/sub, where a PUBLISH would reach every node: its
+watchers read head versions instead). They publish
 with `redis.pcall`, so that a publish that fails (a user whose ACL denies it) cannot fail a
 script that has already written: the write stands and is reported as done, and only the
 notification is lost (other processes then see the write at their next read or conflict).
@@ -137,6 +140,18 @@ return 1
 """
 )
 
+# How the scripts that move a head announce it (see the module docstring).
+_PUBLISH = """
+local function publish(channel, message)
+  if channel == '' then return end
+  if string.find(channel, '{', 1, true) then
+    redis.pcall('SPUBLISH', channel, message)
+  else
+    redis.pcall('PUBLISH', channel, message)
+  end
+end
+"""
+
 # Every script makes all its checks, and the reads its writes depend on, before its first
 # write (so a key of the wrong type fails it with nothing written), and writes in an order
 # that leaves a readable context should the server fail it half way (Redis does not roll back
@@ -144,15 +159,18 @@ return 1
 # written before the head version that makes it visible, readers take nothing above the head,
 # and a write that moves the head drops what such a failure left where the head now reaches.
 
-CREATE = """
+CREATE = (
+    _PUBLISH
+    + """
 -- KEYS: meta, heads, points, point_blobs, journal   ARGV: version, blob, channel, name
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[1], 'version', ARGV[1])
-if ARGV[3] ~= '' then redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[1]) end
+publish(ARGV[3], ARGV[4] .. ' ' .. ARGV[1])
 return 1
 """
+)
 
 # The reads READ_HEAD, READ_JOURNAL and READ_LATEST share: the newest snapshot at or below
 # the head, and the journal entries in (after, head], appended to a flat reply.
@@ -193,6 +211,7 @@ return {newest, redis.call('HGET', KEYS[2], newest)}
 COMPARE_AND_SET = (
     _GREATER
     + _LEASE
+    + _PUBLISH
     + """
 -- KEYS: meta, heads, journal, lease
 -- ARGV: expected, version, blob, retain_heads, channel, name, fence ('' or the epoch)
@@ -225,13 +244,14 @@ for _, entry in ipairs(entries) do
     redis.call('HDEL', KEYS[3], entry)
   end
 end
-if ARGV[5] ~= '' then redis.pcall('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[2]) end
+publish(ARGV[5], ARGV[6] .. ' ' .. ARGV[2])
 return {'ok'}
 """
 )
 
 APPEND = (
     _LEASE
+    + _PUBLISH
     + """
 -- KEYS: meta, heads, journal, lease
 -- ARGV: expected, version, blob, channel, name, fence ('' or the epoch)
@@ -245,7 +265,7 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 -- A snapshot at this version was left by a compare-and-set the server failed half way.
 if stray then redis.call('HDEL', KEYS[2], ARGV[2]) end
 redis.call('HSET', KEYS[1], 'version', ARGV[2])
-if ARGV[4] ~= '' then redis.pcall('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[2]) end
+publish(ARGV[4], ARGV[5] .. ' ' .. ARGV[2])
 return {'ok'}
 """
 )
@@ -327,7 +347,9 @@ return reply
 """
 )
 
-IMPORT_CONTEXT = """
+IMPORT_CONTEXT = (
+    _PUBLISH
+    + """
 -- KEYS: meta, heads, points, point_blobs, journal
 -- ARGV: replace (1 or 0), head, channel, name, snapshots, entries, points, then the
 -- snapshots and the journal entries as version, blob pairs and the points as id, info, blob
@@ -350,17 +372,21 @@ for _ = 1, tonumber(ARGV[7]) do
   at = at + 3
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[2])
-if ARGV[3] ~= '' then redis.pcall('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[2]) end
+publish(ARGV[3], ARGV[4] .. ' ' .. ARGV[2])
 return 1
 """
+)
 
-DELETE = """
+DELETE = (
+    _PUBLISH
+    + """
 -- KEYS: meta, heads, points, point_blobs, journal   ARGV: channel, name
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-if ARGV[1] ~= '' then redis.pcall('PUBLISH', ARGV[1], ARGV[2] .. ' -') end
+publish(ARGV[1], ARGV[2] .. ' -')
 return 1
 """
+)
 
 CREATE_RECOVERY_POINT = """
 -- KEYS: meta, points, point_blobs   ARGV: point_id, info, blob

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import itertools
+from collections.abc import Collection
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -440,8 +441,20 @@ class Store(abc.ABC):
 
     def change_token(self) -> object | None:
         """A value that changes whenever another connection may have written: comparing it
-        with the last one is cheaper than reading head versions. None: unknown, poll."""
+        with the last one is cheaper than reading head versions. None: unknown, poll.
+
+        A store that listens per context (a Redis Cluster with sharded pub/sub) watches only
+        the contexts last named to `follow()`, and returns None until `follow()` is called.
+        """
         return None
+
+    def follow(self, names: Collection[str]) -> None:
+        """Say which contexts later `change_token()` calls are about: a store that can
+        listen per context (a Redis Cluster with sharded pub/sub) listens to exactly these,
+        from its next `change_token()` call on; every other store listens to all writes and
+        ignores this. It does no I/O and never fails; each call replaces the last one's
+        names."""
+        del names  # stores that hear every write have nothing to narrow
 
     def _head_versions(self, names: list[str]) -> dict[str, int]:
         versions = {}

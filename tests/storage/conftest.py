@@ -4,5 +4,8 @@ stores."""
 from __future__ import annotations
 
 from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
-from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
+from tests.redis_cluster import (  # noqa: F401 - pytest finds fixtures by name
+    redis_cluster,
+    valkey_cluster,
+)
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name

@@ -105,6 +105,10 @@ def _redis_cluster(request, tmp_path, **options):
     return cluster_store(request, **options)
 
 
+def _valkey_cluster(request, tmp_path, **options):
+    return cluster_store(request, "valkey_cluster", **options)
+
+
 def _damage_redis_cluster_entry(store, name, version):
     key = f"{store.prefix}:{{{name}}}:journal"
     with raw_cluster_client(store) as client:
@@ -155,6 +159,9 @@ JOURNALED = {
     "redis": Journaled(_redis, _damage_redis_entry, _damage_redis_snapshot),
     "redis_cluster": Journaled(
         _redis_cluster, _damage_redis_cluster_entry, _damage_redis_cluster_snapshot
+    ),
+    "valkey_cluster": Journaled(
+        _valkey_cluster, _damage_redis_cluster_entry, _damage_redis_cluster_snapshot
     ),
     "postgres": Journaled(_postgres, _damage_postgres_entry, _damage_postgres_snapshot),
 }

@@ -114,6 +114,12 @@ def _redis_cluster_factory(request: pytest.FixtureRequest, tmp_path: Path, **opt
     return cluster_store(request, **options)
 
 
+def _valkey_cluster_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, **options: Any
+) -> Store:
+    return cluster_store(request, "valkey_cluster", **options)
+
+
 def _redis_cluster_corrupt(store: Store, name: str, version: int) -> None:
     key = f"{store.prefix}:{{{name}}}:heads"  # type: ignore[attr-defined]
     with raw_cluster_client(store) as client:
@@ -145,7 +151,8 @@ BACKENDS = [
     Backend("memory", _memory_factory, _memory_corrupt),
     Backend("sqlite", _sqlite_factory, _sqlite_corrupt),
     Backend("redis", _redis_factory, _redis_corrupt),
-    Backend("redis_cluster", _redis_cluster_factory, _redis_cluster_corrupt),
+    Backend("redis_cluster", _redis_cluster_factory, _redis_cluster_corrupt),  # 6.2: polling
+    Backend("valkey_cluster", _valkey_cluster_factory, _redis_cluster_corrupt),  # sharded
     Backend("postgres", _postgres_factory, _postgres_corrupt),
 ]
 
