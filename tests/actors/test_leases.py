@@ -14,15 +14,17 @@ import pytest
 
 from actors import (
     ConfigurationError,
+    ContextError,
     ContextManager,
     LeasePolicy,
     NotOwner,
+    ShutdownError,
     State,
     SyncPolicy,
     TrackerConfig,
     create_manager,
 )
-from actors.testing import ManualClock
+from actors.testing import ManualClock, crash
 from storage import MemoryStore
 
 from .conftest import WAIT, advance_when_scheduled, make_manager, run_threads
@@ -256,3 +258,48 @@ def test_a_store_without_leases_is_refused_at_start(store: MemoryStore) -> None:
     faulty.supports_leases = False
     with pytest.raises(ConfigurationError, match="keeps leases"):
         create_manager(faulty, leases=LeasePolicy())
+
+
+def test_shutdown_while_a_write_waits_for_a_lease_answers_it_at_once(store: MemoryStore) -> None:
+    store.create(State.new("ctx", {"n": 0}))
+    store.acquire_lease("ctx", "elsewhere", 30)
+    manager = make_manager(store, leases=LeasePolicy(ttl=30, hold=0.01, wait=WAIT * 2))
+    tracker = manager.get_tracker("ctx").get()
+    waiting = tracker.set("k", 1)
+    behind = tracker.set("k", 2)
+    manager.shutdown().get(timeout=WAIT)  # does not wait out the lease
+    for future in (waiting, behind):
+        with pytest.raises(ShutdownError):
+            future.get(timeout=WAIT)
+    assert store.read_head("ctx").version == 0
+
+
+def test_deactivating_while_a_write_waits_for_a_lease_refuses_it_and_stops(
+    store: MemoryStore,
+) -> None:
+    store.create(State.new("ctx", {"n": 0}))
+    store.acquire_lease("ctx", "elsewhere", 30)
+    manager = make_manager(store, leases=LeasePolicy(ttl=30, hold=0.01, wait=WAIT * 2))
+    try:
+        tracker = manager.get_tracker("ctx").get()
+        waiting = tracker.set("k", 1)
+        manager.deactivate("ctx").get(timeout=WAIT)
+        with pytest.raises(ContextError):
+            waiting.get(timeout=WAIT)
+        assert store.read_head("ctx").version == 0
+        assert _holder(store, "ctx") == "elsewhere"  # we never held it: nothing given up
+    finally:
+        manager.shutdown().get()
+
+
+def test_a_tracker_restarted_after_a_crash_keeps_its_lease(store: MemoryStore) -> None:
+    manager = make_manager(store, leases=FAST)
+    try:
+        manager.create_context("ctx", {"n": 0}).get()
+        tracker = manager.get_tracker("ctx").get()
+        tracker.modify(_count).get()
+        crash(tracker).get(timeout=WAIT)
+        assert tracker.modify(_count).get(timeout=WAIT).get("n") == 2
+        assert store.read_leases(["ctx"])["ctx"].epoch == 1  # the same lease throughout
+    finally:
+        manager.shutdown().get()
