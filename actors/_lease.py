@@ -27,6 +27,7 @@ import pykka
 from actors._clock import Clock
 from actors._config import LeasePolicy
 from actors._future import Reply, resolve
+from actors._metrics import NO_METRICS, Instruments
 from actors._teardown import ThreadedActor, answer_mailbox
 from actors._timers import Timers
 from storage import ContextError, Store
@@ -104,6 +105,7 @@ class Leases:
     policy: LeasePolicy
     owner: str
     keeper: pykka.ActorRef[Any]
+    metrics: Instruments = NO_METRICS
 
     def hold_for(self, name: str, store: Store, clock: Clock) -> LeaseHold | None:
         """The `LeaseHold` of context `name`'s tracker, or None if it takes no lease."""
@@ -137,6 +139,7 @@ class LeaseHold:
         we asked) or the store's error."""
         lease = self._store.acquire_lease(self.name, self.leases.owner, self.policy.ttl)
         if lease.epoch != self.epoch:
+            self.leases.metrics.leases_taken.add(1)
             self.epoch = lease.epoch
             self.taken_at = self._clock.now()
             self.asked = False
@@ -155,6 +158,7 @@ class LeaseHold:
         if epoch is None:
             return
         if resting:
+            self.leases.metrics.lease_handovers.add(1)
             self.resting_until = self._clock.now() + self.policy.hold
         with contextlib.suppress(pykka.ActorDeadError):
             self.leases.keeper.tell(LeaseGiven(self.name, epoch))
@@ -171,11 +175,13 @@ class LeaseHold:
     def ended(self, epoch: int) -> None:
         """The lease of `epoch` ended (the keeper or a refused write says so)."""
         if self.epoch == epoch:
+            self.leases.metrics.leases_lost.add(1)
             self.epoch, self.asked = None, False
 
     def lost(self) -> None:
         """A write of ours was refused with `LeaseLost`: whatever we held has ended."""
         if self.epoch is not None:
+            self.leases.metrics.leases_lost.add(1)
             epoch, self.epoch, self.asked = self.epoch, None, False
             with contextlib.suppress(pykka.ActorDeadError):
                 self.leases.keeper.tell(LeaseGiven(self.name, epoch))

@@ -116,6 +116,22 @@ class Instruments:
             unit="{message}",
             description="Messages in a tracker's mailbox each time it is given a thread",
         )
+        self.leases_taken: _Counter = counter(
+            "context_runtime.leases.taken",
+            unit="{lease}",
+            description="Leases taken by trackers before writing (TrackerConfig.leases)",
+        )
+        self.lease_handovers: _Counter = counter(
+            "context_runtime.leases.handed_over",
+            unit="{lease}",
+            description="Leases given up because another process asked for them",
+        )
+        self.leases_lost: _Counter = counter(
+            "context_runtime.leases.lost",
+            unit="{lease}",
+            description="Leases that ended while held (not renewed in time, or taken over): "
+            "the writes in flight under them were refused and run again",
+        )
         self.drops: _Counter = counter(
             "context_runtime.subscription.drops",
             unit="{change}",

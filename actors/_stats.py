@@ -48,6 +48,8 @@ class TrackerFigures:
     """Updates acknowledged and not written yet (batched policy; 0 under durable)."""
     waiting: int
     """Requests behind the current one: its mailbox, its stash and writes in flight."""
+    lease_epoch: int | None = None
+    """The epoch of the lease it holds (`TrackerConfig.leases`); None: none held."""
 
 
 @attrs.frozen
@@ -65,6 +67,9 @@ class ContextStats:
     stored_version: int | None
     unsaved: int | None
     waiting: int | None
+    lease_epoch: int | None
+    """The epoch of the context's lease its tracker holds here; None: none held (or no
+    answer, or leases off)."""
     restarts: int
     """Restarts of its tracker within the supervisor's window (`within_seconds`)."""
     last_error: str | None
@@ -114,6 +119,7 @@ def stats(manager: ManagerActor, request: GetStats) -> Any:
                     stored_version=figures.stored_version if figures else None,
                     unsaved=figures.unsaved if figures else None,
                     waiting=figures.waiting if figures else None,
+                    lease_epoch=figures.lease_epoch if figures else None,
                     restarts=manager._restarts.recent(cell.name),
                     last_error=manager._contexts.last_errors.get(cell.name),
                 )

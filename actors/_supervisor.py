@@ -322,7 +322,7 @@ class ManagerActor(ThreadedActor):
         if policy is not None:
             owner = new_owner_id()
             keeper = LeaseKeeper.start(self._store, policy, owner, self._clock)
-            self._leases = Leases(policy, owner, keeper)
+            self._leases = Leases(policy, owner, keeper, self._metrics)
 
     def _watch(self, message: Watch | Unwatch) -> None:
         if self._watcher is not None:

@@ -216,6 +216,7 @@ class TrackerActor(PooledActor):
             stored_version=self.writes.stored_version,
             unsaved=self.writes.unsaved,
             waiting=behind,
+            lease_epoch=self.lease_epoch,
         )
 
     # -- loading, failing -------------------------------------------------------------------

@@ -303,3 +303,36 @@ def test_a_tracker_restarted_after_a_crash_keeps_its_lease(store: MemoryStore) -
         assert store.read_leases(["ctx"])["ctx"].epoch == 1  # the same lease throughout
     finally:
         manager.shutdown().get()
+
+
+def test_leases_taken_handed_over_and_lost_are_counted_and_stats_show_the_epoch() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: PLC0415
+
+    from .test_metrics import collect  # noqa: PLC0415
+
+    reader = InMemoryMetricReader()
+    store_clock = ManualClock()
+    store = MemoryStore(clock=store_clock.now)
+    first = create_manager(
+        store, leases=FAST, meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    second = make_manager(store, leases=FAST)
+    try:
+        first.create_context("ctx", {"n": 0}).get()
+        mine = first.get_tracker("ctx").get()
+        mine.modify(_count).get()
+        assert [s.lease_epoch for s in first.stats().get()] == [1]
+        second.get_tracker("ctx").get().modify(_count).get(timeout=WAIT)  # we hand over
+        mine.modify(_count).get(timeout=WAIT)  # and take it back (epoch 3)
+        assert [s.lease_epoch for s in first.stats().get()] == [3]
+        store_clock.advance(FAST.ttl + 1)  # ours ends: our next write is refused, rerun
+        assert mine.modify(_count).get(timeout=WAIT).get("n") == 4
+        values = collect(reader)
+        assert values["context_runtime.leases.taken"] == 3
+        assert values["context_runtime.leases.handed_over"] == 1
+        assert values["context_runtime.leases.lost"] == 1
+        assert values["context_runtime.leases.taken unit"] == "{lease}"
+    finally:
+        first.shutdown().get()
+        second.shutdown().get()
