@@ -16,6 +16,7 @@ import pytest
 
 from actors import LeasePolicy, State, create_manager
 from storage import open_store
+from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,12 +26,12 @@ PROCESSES, THREADS, INCREMENTS = 2, 8, 60
 def _url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'leased.db'}"
-    server = request.getfixturevalue("redis_server")
+    server = request.getfixturevalue(backend if backend == "redis_cluster" else "redis_server")
     return f"{server.url}?prefix=lease-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis_cluster"])
 def test_two_processes_with_leases_share_a_hot_context_exactly(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
