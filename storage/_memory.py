@@ -124,6 +124,7 @@ class MemoryStore(Store):
     supports_journal = True
     supports_leases = True
     shared_between_processes = False
+    commits_creates = True
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
         results: list[ContextError | None] = []
@@ -134,6 +135,16 @@ class MemoryStore(Store):
             now = self._clock()
             for write in writes:
                 context = self._contexts.get(write.context)
+                if write.create:
+                    if context is not None or write.context in refused:
+                        refused.add(write.context)
+                        results.append(ContextExistsError(write.context))
+                    else:
+                        self._contexts[write.context] = _Context(
+                            write.version, {write.version: write.blob}
+                        )
+                        results.append(None)
+                    continue
                 if context is None:
                     results.append(ContextNotFoundError(write.context))
                     continue

@@ -427,11 +427,15 @@ class SqliteStore(Store):
         with self._transaction("create") as conn:
             if _select_exists(conn, name):
                 raise ContextExistsError(name)
-            conn.execute("INSERT INTO contexts (name, version) VALUES (?, ?)", (name, version))
-            conn.execute(
-                "INSERT INTO snapshots (context, version, blob) VALUES (?, ?, ?)",
-                (name, version, blob),
-            )
+            self._insert_context(conn, name, version, blob)
+
+    @staticmethod
+    def _insert_context(conn: sqlite3.Connection, name: str, version: int, blob: bytes) -> None:
+        conn.execute("INSERT INTO contexts (name, version) VALUES (?, ?)", (name, version))
+        conn.execute(
+            "INSERT INTO snapshots (context, version, blob) VALUES (?, ?, ?)",
+            (name, version, blob),
+        )
 
     def _read_head(self, name: str) -> tuple[int, bytes]:
         with self._read("read head") as conn:
@@ -472,6 +476,7 @@ class SqliteStore(Store):
 
     supports_journal = True
     commits_in_batches = True
+    commits_creates = True
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
         # Group commit: the whole batch is one transaction, so one fsync acknowledges it all.
@@ -485,6 +490,14 @@ class SqliteStore(Store):
                 row = conn.execute(
                     "SELECT version FROM contexts WHERE name = ?", (name,)
                 ).fetchone()
+                if write.create:
+                    if row is not None or name in refused:
+                        refused.add(name)
+                        results.append(ContextExistsError(name))
+                    else:
+                        self._insert_context(conn, name, write.version, write.blob)
+                        results.append(None)
+                    continue
                 if row is None:
                     results.append(ContextNotFoundError(name))
                     continue

@@ -31,6 +31,7 @@ from storage._delta import Delta
 from storage._exceptions import (
     ConfigurationError,
     ContextError,
+    ContextExistsError,
     ContextNotFoundError,
     CorruptSnapshotError,
     InvalidArgumentError,
@@ -122,6 +123,9 @@ class Write:
     """The epoch of the writer's lease on the context (`acquire_lease`), or None for an
     unfenced write. A fenced write is refused with `LeaseLost` unless that lease still holds
     by the store's clock."""
+    create: bool = False
+    """True for the first snapshot of a new context (`Store.prepare_create()`, `expected`
+    -1): refused with `ContextExistsError` if a context of that name exists."""
 
 
 @attrs.frozen
@@ -219,6 +223,10 @@ class Store(abc.ABC):
     commits_in_batches: bool = False
     """Whether `commit()` of many writes costs about as much as of one (one transaction, one
     fsync), so that funnelling every tracker's writes through one writer pays off."""
+
+    commits_creates: bool = False
+    """Whether `_commit()` applies creates (`Write.create`) itself, in the batch's one
+    transaction; else `commit()` makes those contexts first, one `_create()` each."""
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -379,6 +387,17 @@ class Store(abc.ABC):
         blob = self.codec.encode(state, cause)
         return Write(name, expected_version, state.version, blob, journal=False, lease=lease)
 
+    def prepare_create(self, state: State) -> Write:
+        """Validate and encode, for `commit()`, the write that creates context
+        `state.context` with `state` as its first head (what `create()` stores at once).
+        Writes of the context chained after it in the same batch expect `state.version`.
+
+        Raises:
+            StateTooLargeError: the State is over the codec's size limit.
+        """
+        name = validate_context_name(state.context)
+        return Write(name, -1, state.version, self.codec.encode(state), journal=False, create=True)
+
     def prepare_delta(
         self, delta: Delta, expected_version: int, *, lease: int | None = None
     ) -> Write:
@@ -413,12 +432,41 @@ class Store(abc.ABC):
         context is refused too, with `VersionConflict`, even where the head it expects is
         there, since that head would be another writer's version.
 
+        A chain may start with a create (`prepare_create()`): refused with
+        `ContextExistsError` if the context exists (the rest of its chain then with
+        `VersionConflict`). Stores whose `commits_creates` is true apply it in the batch's
+        transaction; the others create such contexts first, each in its own call to the
+        backend, then commit the rest (so a failure of the rest may follow stored creates).
+
         Raises:
             PersistenceError: the batch failed. On a batching store none of it was written;
                 on another, any of its writes may have been (Redis sends them all in one
                 round trip); read the head versions to know.
         """
-        return self._commit(writes)
+        if self.commits_creates or not any(write.create for write in writes):
+            return self._commit(writes)
+        return self._commit_after_creates(writes)
+
+    def _commit_after_creates(self, writes: list[Write]) -> list[ContextError | None]:
+        """`commit()` on a store whose `_commit` takes no creates: each create through
+        `_create()`, in order, then the other writes in one `_commit()` (less those chained
+        after a refused create, refused too)."""
+        results: list[ContextError | None] = [None] * len(writes)
+        refused: dict[str, ContextError] = {}
+        rest: list[int] = []
+        for i, write in enumerate(writes):
+            if write.context in refused:
+                results[i] = VersionConflict(write.context, write.expected, -1)
+            elif write.create:
+                try:
+                    self._create(write.context, write.version, write.blob)
+                except ContextExistsError as exc:
+                    results[i] = refused[write.context] = exc
+            else:
+                rest.append(i)
+        for i, result in zip(rest, self._commit([writes[i] for i in rest]), strict=True):
+            results[i] = result
+        return results
 
     def _commit_one(self, write: Write) -> None:
         (error,) = self._commit([write])
