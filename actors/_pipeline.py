@@ -23,20 +23,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pykka
 
 from actors._changes import ChangeCause
 from actors._config import TrackerConfig
-from actors._future import Reply, reject, resolve
+from actors._future import Reply, new_reply, reject, resolve
 from actors._logs import context_fields
 from actors._messages import TrackerRequest, Wake
 from actors._updates import Update
 from actors._writer import WriteBatch, WriteRequest, Written, answer_batch
 from actors._writes import LATER, StaleWrite, WriteHost, WritePath
-from storage import LeaseLost, VersionConflict
+from storage import LeaseLost, State, VersionConflict
 from storage._delta import Delta
 from storage._store import Write
 
@@ -58,7 +58,8 @@ class Pending:
     message: TrackerRequest
     """The request that made the write, to run again if it was not stored."""
     attempt: int
-    delta: Delta
+    delta: Delta | None
+    """What subscribers hear once it is stored; None for the create, which they do not."""
     cause: ChangeCause
     journal: tuple[int, int, int]
     """The journal entries and bytes since the last snapshot, and that snapshot's bytes (0:
@@ -170,6 +171,40 @@ class DurableWrites(WritePath):
             undo()
             raise
         return update.result
+
+    def create(self, seed: State, waiters: list[Reply[None]]) -> bool:
+        """Send the creation of the context as `seed` to the writer, as the first write of
+        the chain: the requests that come meanwhile chain behind it, and the writer may
+        store their writes with it (one transaction). `waiters` are answered once it is
+        stored (by the writer's thread), or with the error that failed it. The tracker
+        holds `seed` meanwhile. False if there is no writer or we stop (nothing sent)."""
+        host = self._host
+        if self.writer is None or host.stopping or self.in_flight is not None:
+            return False
+        write = host.store.prepare_create(seed)
+        reply: Reply[None] = new_reply()
+
+        def answered(done: Reply[None]) -> None:
+            error = done.exception()
+            for waiter in waiters:
+                if error is None:
+                    resolve(waiter, None)
+                else:
+                    reject(waiter, error)
+
+        reply.add_done_callback(answered)
+        journal = 0, 0, len(write.blob)
+        # No request made it: a failed create is never run again (see Persisting).
+        nobody = cast("TrackerRequest", None)
+        cause = ChangeCause.UPDATE
+        pending = Pending(write, reply, None, _nothing, nobody, 1, None, cause, journal)
+        self.stored_version, self.unsaved = -1, 0
+        self._stored_journal = _NO_JOURNAL
+        self._chain_version, self._chain_journal = write.version, journal
+        if not self._send(_batch_of(pending)):
+            self._rewind()
+            return False
+        return True
 
     def hold(self, message: TrackerRequest, value: Any = None, error: Any = None) -> None:
         """Keep a request's outcome until the writes before it are stored."""
@@ -284,7 +319,8 @@ class DurableWrites(WritePath):
             self.stored_version = item.write.version
             self._stored_journal = item.journal
             self.unsaved = 0
-            self._host.publish(item.delta, item.cause)
+            if item.delta is not None:
+                self._host.publish(item.delta, item.cause)
 
     def settle_if_done(self) -> bool:
         batch = self.in_flight
@@ -368,6 +404,10 @@ class DurableWrites(WritePath):
         if batch is not None and batch.last is not None and not batch.wake_requested:
             batch.wake_requested = True
             batch.last.reply.add_done_callback(self._wake)
+
+
+def _nothing() -> None:
+    """The undo of a create: the tracker drops the seed it holds (reloads or suspends)."""
 
 
 def _batch_of(pending: Pending) -> Batch:

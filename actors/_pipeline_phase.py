@@ -7,14 +7,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from actors import _updates as updates
-from actors._future import reject
+from actors._future import reject, resolve
 from actors._messages import Stop, TrackerRequest, Wake
-from actors._phases import REQUESTS, Phase, Running, apply_update
-from actors._pipeline import DurableWrites
+from actors._phases import REQUESTS, Phase, Running, _as_outcome, apply_update
+from actors._pipeline import DurableWrites, Failure
 from actors._stash import busy_error, refuse
 from actors._writer import Written
 from actors._writes import LATER
-from storage import ContextError, LeaseLost, VersionConflict, WriteOutcomeUnknownError
+from storage import (
+    ContextError,
+    ContextExistsError,
+    LeaseLost,
+    VersionConflict,
+    WriteOutcomeUnknownError,
+)
 
 if TYPE_CHECKING:
     from actors._tracker import TrackerActor
@@ -118,6 +124,8 @@ class Persisting(Phase):
             return self
         error = message.error
         first = failure.carried[0]
+        if first.write.create:
+            return self._create_failed(failure, error)
         if isinstance(error, VersionConflict | LeaseLost):
             # Another process wrote this context (or holds its lease now): catch up and run
             # them all again.
@@ -138,3 +146,29 @@ class Persisting(Phase):
         for pending in failure.carried:
             reject(pending.reply, error)
         return Running(t)
+
+    def _create_failed(self, failure: Failure, error: BaseException) -> Phase:
+        """The create that began our chain was not stored. If another process created the
+        context first, get-or-create loads theirs: the create's waiters get the handle and
+        every request after it runs again on the loaded State. Otherwise the waiters and
+        the writes carried with it get the error (the context may not be stored), the
+        rest waits in the stash, and we suspend: the supervisor's restart loads the
+        context if the create was stored after all, and stops us if not."""
+        t = self.t
+        create = failure.carried[0]
+        if isinstance(error, ContextExistsError):
+            try:
+                t.load()
+            except Exception as exc:  # noqa: BLE001 - the supervisor restarts us
+                reject(create.reply, exc)
+                self.rerun([item.message for item in failure.items[1:]])
+                return t.suspend(exc)
+            resolve(create.reply, None)
+            self.rerun([item.message for item in failure.items[1:]])
+            return Running(t)
+        outcome = _as_outcome(error)
+        carried = {id(pending) for pending in failure.carried}
+        for pending in failure.carried:
+            reject(pending.reply, outcome)
+        self.rerun([item.message for item in failure.items if id(item) not in carried])
+        return t.suspend(error)

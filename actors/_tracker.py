@@ -44,6 +44,7 @@ from actors._messages import (
 )
 from actors._metrics import NO_METRICS, Instruments
 from actors._phases import Failed, InjectedCrash, Loading, Phase, Running, Suspended
+from actors._pipeline_phase import Persisting
 from actors._recovery import load_context
 from actors._stash import Stash
 from actors._stats import Describe, TrackerFigures
@@ -236,6 +237,8 @@ class TrackerActor(PooledActor):
         logger.debug(
             "tracker %r running at version %d", self.name, state.version, extra=self.log_fields
         )
+        if self.writes.busy:  # creating it: the waiters hear once the create is stored
+            return Persisting(self)
         for waiter in self.restart_waiters:
             resolve(waiter, None)
         self.restart_waiters.clear()
@@ -250,6 +253,16 @@ class TrackerActor(PooledActor):
         except ContextNotFoundError:
             if seed is None:
                 raise
+            state = seed.snapshot()
+            # The create is the first write of our chain, through the group writer: stored
+            # in one transaction with other contexts' writes (and the requests that come
+            # meanwhile), not beside the writer in a transaction of its own. (Under a lease
+            # every write waits for the lease, taken by a request: we create it ourselves.)
+            if self.lease is None and self.writes.create(state, self.restart_waiters[:]):
+                self.restart_waiters.clear()
+                self._publisher.announce(state, None, running=False)
+                self.state = state
+                return state
             try:
                 self.store.create(seed)
             except ContextExistsError:  # another process created it first: theirs it is

@@ -103,6 +103,11 @@ class WritePath:
         error raised (`StaleWrite` when another process wrote first)."""
         raise NotImplementedError
 
+    def create(self, seed: State, waiters: list[Reply[None]]) -> bool:
+        """Store `seed` as the new context through the writer (see `DurableWrites`):
+        False where this path does not, and the tracker creates it itself."""
+        return False
+
     def loaded(self, version: int) -> None:
         """The tracker (re)loaded version `version` from the store: nothing is unsaved."""
         self.stored_version = version

@@ -99,6 +99,7 @@ class FaultyStore(Store):
         super().__init__(codec=inner.codec, retain_heads=inner.retain_heads)
         self.supports_journal = inner.supports_journal
         self.commits_in_batches = inner.commits_in_batches
+        self.commits_creates = inner.commits_creates
         self.shared_between_processes = inner.shared_between_processes
         self.supports_leases = inner.supports_leases
         self.inner = inner
