@@ -136,14 +136,7 @@ class MemoryStore(Store):
             for write in writes:
                 context = self._contexts.get(write.context)
                 if write.create:
-                    if context is not None or write.context in refused:
-                        refused.add(write.context)
-                        results.append(ContextExistsError(write.context))
-                    else:
-                        self._contexts[write.context] = _Context(
-                            write.version, {write.version: write.blob}
-                        )
-                        results.append(None)
+                    results.append(self._create_in_commit(write, refused))
                     continue
                 if context is None:
                     results.append(ContextNotFoundError(write.context))
@@ -171,6 +164,14 @@ class MemoryStore(Store):
                 context.version = write.version
                 results.append(None)
         return results
+
+    def _create_in_commit(self, write: Write, refused: set[str]) -> ContextError | None:
+        """A create of `_commit`'s batch (the lock held): refused if the context exists."""
+        if write.context in self._contexts or write.context in refused:
+            refused.add(write.context)
+            return ContextExistsError(write.context)
+        self._contexts[write.context] = _Context(write.version, {write.version: write.blob})
+        return None
 
     def _acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
         with self._lock:
