@@ -61,7 +61,7 @@ class Persisting(Phase):
     def request(self, message: TrackerRequest) -> Phase:
         t = self.t
         pure = REQUESTS.get(type(message))
-        if self.waiting or pure is None or t.handing_over:
+        if self.waiting or pure is None or t.lease_blocks_writes:
             return self._wait(message)
         writes = self.writes
         if writes.queued + len(self.waiting) >= t.config.stash_capacity:

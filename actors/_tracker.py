@@ -122,13 +122,19 @@ class TrackerActor(PooledActor):
 
     @property
     def lease_epoch(self) -> int | None:
-        """The epoch our writes are fenced with (None: no lease taken, or none held)."""
-        return self.lease.epoch if self.lease is not None else None
+        """The epoch our writes are fenced with: None if our context takes no lease; 0 if it
+        does and none is held, which the store refuses (epochs start at 1), so that a write
+        of a leased context is never unfenced, whatever the phase."""
+        if self.lease is None:
+            return None
+        return self.lease.epoch or 0
 
     @property
-    def handing_over(self) -> bool:
-        """Whether we are to hand our lease over once nothing is in flight: writes wait."""
-        return self.lease is not None and self.lease.hand_over_due()
+    def lease_blocks_writes(self) -> bool:
+        """Whether new writes must wait until nothing is in flight, for the lease: it ended
+        (they take it again then) or is to be handed over."""
+        lease = self.lease
+        return lease is not None and (not lease.held or lease.hand_over_due())
 
     def keep_lease(self) -> bool:
         """Whether we may write under our lease now; one that is to be handed over is given
@@ -217,7 +223,7 @@ class TrackerActor(PooledActor):
             stored_version=self.writes.stored_version,
             unsaved=self.writes.unsaved,
             waiting=behind,
-            lease_epoch=self.lease_epoch,
+            lease_epoch=self.lease_epoch or None,
         )
 
     # -- loading, failing -------------------------------------------------------------------

@@ -223,3 +223,17 @@ def test_bad_owner_or_ttl_is_refused_and_changes_nothing(
     with pytest.raises(InvalidArgumentError, match=repr(owner) if owner != "p" else repr(ttl)):
         leased.acquire_lease("a", owner, ttl)  # type: ignore[arg-type]
     assert leased.read_leases(["a"])["a"].epoch == 0
+
+
+def test_a_write_fenced_with_epoch_zero_is_always_refused(leased: Store) -> None:
+    # The runtime fences a leased context's write with 0 while it holds no lease: it must
+    # never go in, whether the lease was never taken, is held by another, or was released.
+    for name in ("never", "held", "released"):
+        leased.create(State.new(name, {"n": 0}))
+    leased.acquire_lease("held", "p1", TTL)
+    epoch = leased.acquire_lease("released", "p1", TTL).epoch
+    leased.release_lease("released", "p1", epoch)
+    for name in ("never", "held", "released"):
+        (outcome,) = _fenced(leased, leased.read_head(name), 0)
+        assert isinstance(outcome, LeaseLost), name
+        assert leased.head_version(name) == 0
