@@ -1,8 +1,10 @@
 """Benchmarks against raw baselines measured in the same run: `uv run python -m tests.benchmarks`.
 
 Options: `--quick` (about a second per measurement), `--json PATH` (the table as JSON),
-`--only NAME` (substring filter). Prints one table: ops/s of ours, ops/s of the baseline,
-their ratio and the target ratio. Benchmarks are not tests: nothing here asserts a timing.
+`--only NAME` (substring filter); `--peers` (ours against other libraries: peers.py);
+`scaleout [--leases] ...` (many processes on each shared store: scaleout.py). Prints one
+table: ops/s of ours, ops/s of the baseline, their ratio and the target ratio.
+Benchmarks are not tests: nothing here asserts a timing.
 
 Where it can be measured, a row also has a *ceiling*: the ratio that the parts of the design
 no implementation can skip reach on their own, in the same run (raw Pykka actors and raw
@@ -478,6 +480,11 @@ def print_table(rows: list[Row]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scaleout"]:  # a subcommand with options of its own
+        from tests.benchmarks.scaleout import main as scaleout  # noqa: PLC0415
+
+        return scaleout(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="about a second per measurement")
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
