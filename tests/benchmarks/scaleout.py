@@ -194,9 +194,9 @@ class PostgresBackend(Backend):
         return self.server.url(label)
 
     def server_pids(self) -> list[int]:
-        """The postmaster and every backend: the processes of its process group."""
+        """The postmaster and every process it started (backends, WAL writer, ...)."""
         assert self.server.process is not None
-        return _process_group(self.server.process.pid)
+        return _children(self.server.process.pid)
 
     def verify(self) -> str:
         with self.server.connect() as conn:
@@ -217,26 +217,30 @@ BACKENDS: dict[str, type[Backend]] = {
 }
 
 
-def _process_group(group: int) -> list[int]:
-    pids = []
+def _children(parent: int) -> list[int]:
+    """`parent` and the processes it started (PostgreSQL's backends each start a session of
+    their own: the postmaster's process group holds only itself)."""
+    pids = [parent]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 # Fields after the command (which may hold spaces) start after its ")".
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == group:
+                if int(fields[1]) == parent:
                     pids.append(int(entry.name))
     return pids
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes `pids` have used (those still running)."""
+    """User + system CPU seconds the processes `pids` have used, with that of their children
+    that have exited and been waited for (a backend that ends between two readings moves its
+    time to its parent's count, and so stays counted)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            total += sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime
     return total / ticks
 
 
