@@ -412,6 +412,13 @@ class Row:
         spent = sum(cpu * n for cpu, n in zip(self.client_cpu_us, self.split, strict=True))
         return spent / total if total else float("nan")
 
+    @property
+    def cores(self) -> float:
+        """CPUs kept busy by the row: (client + server CPU per update) x updates/s. Near the
+        machine's core count, the row is CPU-bound; well below, it waits (on fsyncs, the
+        network, or lost races)."""
+        return self.rate * (self.client_cpu_total_us + self.server_cpu_us) / 1e6
+
 
 def _seed(url: str, names: list[str]) -> None:
     from storage import State, open_store  # noqa: PLC0415
@@ -429,7 +436,7 @@ def _read_counts(url: str, names: list[str]) -> dict[str, int]:
 
 
 def run_row(
-    backend: Backend, workload: str, processes: int, seconds: float, leases: bool, threads: int
+    backend: Backend, workload: str, processes: int, leases: bool, seconds: float, threads: int
 ) -> Row:
     """Run one row on a fresh store of `backend` and check its counts."""
     label = f"so_{uuid.uuid4().hex[:10]}"
@@ -543,16 +550,17 @@ def fsyncs_per_second(directory: Path, seconds: float = 1.0) -> float:
 
 
 def print_table(
-    rows: list[Row], notes: dict[str, str], disk: float, seconds: float, threads: int
+    rows: list[Row], notes: dict[str, str], disk: float, seconds: float, threads: int, rounds: int
 ) -> None:
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; disk: {disk:,.0f} "
-        f"write+fdatasync/s (one thread); {threads} threads per process, {seconds:g} s a row"
+        f"write+fdatasync/s (one thread); {threads} threads per process, {seconds:g} s a row, "
+        f"best of {rounds} round{'s' if rounds > 1 else ''}"
     )
     print(
         f"{'store':<14}{'workload':<9}{'leases':<7}{'procs':>5}{'updates/s':>10}  "
-        f"{'per process':<24}{'cpu us/upd':>11}{'server us':>10}{'confl':>7}{'retry':>7}"
-        f"{'txn':>6}  failed / check"
+        f"{'per process':<24}{'cpu us/upd':>11}{'server us':>10}{'cores':>6}{'confl':>7}"
+        f"{'retry':>7}{'txn':>6}  failed / check"
     )
     for row in rows:
         split = "/".join(str(n) for n in row.split)
@@ -560,14 +568,15 @@ def print_table(
         print(
             f"{row.store:<14}{row.workload:<9}{'yes' if row.leases else 'no':<7}"
             f"{row.processes:>5}{row.rate:>10,.0f}  {split:<24}{row.client_cpu_total_us:>11,.0f}"
-            f"{row.server_cpu_us:>10,.0f}{row.conflicts:>7.2f}{row.retries:>7.2f}"
+            f"{row.server_cpu_us:>10,.0f}{row.cores:>6.2f}{row.conflicts:>7.2f}{row.retries:>7.2f}"
             f"{row.transactions:>6.2f}  {failed or '-'} / {row.check}"
         )
     print(
-        "cpu us/upd: every process's CPU (all threads) over the updates acknowledged; "
-        "server us: the store's server processes' CPU per update; confl/retry: writes refused "
-        "by compare-and-set and requests rerun, per update; txn: group-writer transactions "
-        "per update; per process: updates each acknowledged in the window"
+        "per process: updates each acknowledged in the window; cpu us/upd: every process's CPU\n"
+        "(all threads) over the updates acknowledged; server us: the store's server processes'\n"
+        "CPU per update; cores: CPUs both kept busy; confl/retry: writes refused by\n"
+        "compare-and-set and requests rerun, per update; txn: group-writer transactions per\n"
+        "update (stores that commit in batches); failed: calls that failed to the caller"
     )
     for name, note in notes.items():
         print(f"  {name}: {note}")
@@ -579,6 +588,16 @@ def print_table(
         print("counts: every counter holds what was acknowledged to it, in every row")
 
 
+def _better(row: Row, kept: Row | None) -> bool:
+    """Whether `row` replaces `kept` as its configuration's result: a failure always does
+    (and is never replaced), else the faster."""
+    if kept is None:
+        return True
+    if kept.check.startswith("FAILURE"):
+        return False
+    return row.check.startswith("FAILURE") or row.rate > kept.rate
+
+
 def run_scaleout(
     stores: list[str],
     processes: list[int],
@@ -586,12 +605,24 @@ def run_scaleout(
     leases: bool = False,
     threads: int = THREADS,
     json_path: Path | None = None,
+    rounds: int = 1,
 ) -> int:
-    """Run every row and print the table; 1 if a count was wrong."""
+    """Run every row and print the table; 1 if a count was wrong.
+
+    With `rounds` > 1 each store's rows run that many times, in a rotated order each round,
+    and each row's best round is kept (as peers.py does: a burst of someone else's load on
+    a shared machine slows whichever row runs during it). A wrong count in any round is kept
+    instead, and fails the run."""
     if leases:
         manager_options(leases=True)  # refuses before any server starts, if not wired
     rows: list[Row] = []
     notes: dict[str, str] = {}
+    configs = [
+        (workload, count, with_leases)
+        for workload in WORKLOADS
+        for count in processes
+        for with_leases in ((False, True) if leases else (False,))
+    ]
     with tempfile.TemporaryDirectory(prefix="scaleout-") as tmp:
         disk = fsyncs_per_second(Path(tmp))
         for name in stores:
@@ -600,17 +631,21 @@ def run_scaleout(
             backend.start()
             try:
                 notes[name] = backend.verify()
-                for workload in WORKLOADS:
-                    for count in processes:
-                        for with_leases in (False, True) if leases else (False,):
-                            row = run_row(backend, workload, count, seconds, with_leases, threads)
-                            rows.append(row)
+                best: dict[tuple[str, int, bool], Row] = {}
+                for r in range(rounds):
+                    shift = r % len(configs)
+                    for config in configs[shift:] + configs[:shift]:
+                        row = run_row(backend, *config, seconds=seconds, threads=threads)
+                        if _better(row, best.get(config)):
+                            best[config] = row
+                rows += [best[config] for config in configs]
             finally:
                 backend.stop()
-    print_table(rows, notes, disk, seconds, threads)
+    print_table(rows, notes, disk, seconds, threads, rounds)
     if json_path is not None:
         payload = [
-            attrs.asdict(row) | {"client_cpu_total_us": row.client_cpu_total_us} for row in rows
+            attrs.asdict(row) | {"client_cpu_total_us": row.client_cpu_total_us, "cores": row.cores}
+            for row in rows
         ]
         json_path.write_text(json.dumps(payload, indent=2))
     return 1 if any(row.check.startswith("FAILURE") for row in rows) else 0
@@ -630,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         "--processes", default=",".join(map(str, PROCESS_COUNTS)), help="comma-separated counts"
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="threads per process")
+    parser.add_argument("--rounds", type=int, default=1, help="keep each row's best of N")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     stores = [name for name in args.stores.split(",") if name]
@@ -639,7 +675,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     processes = [int(count) for count in args.processes.split(",")]
     try:
-        return run_scaleout(stores, processes, seconds, args.leases, args.threads, args.json)
+        return run_scaleout(
+            stores, processes, seconds, args.leases, args.threads, args.json, args.rounds
+        )
     except LeasesUnavailableError as exc:
         print(exc, file=sys.stderr)
         return 2
