@@ -59,23 +59,26 @@ START_TIMEOUT = 180.0
 SHARED = "shared"
 
 
-# -- the one place --leases is wired --------------------------------------------------------------
+# -- the one place --leases is wired ---------------------------------------------------------------
 
 
 def manager_options(leases: bool) -> dict[str, Any]:
     """Keyword arguments every worker's `create_manager()` gets.
 
-    LEASES: this is the only place the `--leases` flag reaches the runtime. Opt-in single
-    ownership per context (leases with fencing, issue 14 part 3) has not landed yet: until it
-    does, `--leases` is refused here with a message, and the rows "with leases" are not run.
-    When it lands, return its option (for example `{"leases": True}`) for `leases=True`.
-    """
-    if leases:
+    LEASES: this is the only place the `--leases` flag reaches the runtime: with leases, the
+    default `LeasePolicy` (one owner per context across processes, issue 14 part 3) as
+    `TrackerConfig.leases`. A runtime without `LeasePolicy` refuses `--leases` here."""
+    if not leases:
+        return {}
+    import actors  # noqa: PLC0415
+
+    policy = getattr(actors, "LeasePolicy", None)
+    if policy is None:
         raise LeasesUnavailableError(
-            "--leases: single ownership per context (leases) is not in this runtime yet; "
-            "wire its option in tests/benchmarks/scaleout.py manager_options()"
+            "--leases: this runtime has no leases (actors.LeasePolicy); see "
+            "tests/benchmarks/scaleout.py manager_options()"
         )
-    return {}
+    return {"leases": policy()}
 
 
 class LeasesUnavailableError(RuntimeError):
@@ -420,12 +423,15 @@ class Row:
         return self.rate * (self.client_cpu_total_us + self.server_cpu_us) / 1e6
 
 
-def _seed(url: str, names: list[str]) -> None:
+def _seed(url: str, names: list[str]) -> str | None:
+    """Create the row's contexts; return the name of the store's class if it keeps no leases
+    (else None)."""
     from storage import State, open_store  # noqa: PLC0415
 
     with open_store(url) as store:
         for name in names:
             store.create(State.new(name, {"n": 0}))
+        return None if getattr(store, "supports_leases", False) else type(store).__name__
 
 
 def _read_counts(url: str, names: list[str]) -> dict[str, int]:
@@ -443,7 +449,9 @@ def run_row(
     url = backend.url(label)
     jobs = [Job(url, workload, p, threads, seconds, leases) for p in range(processes)]
     names = sorted({name for job in jobs for name in job.names()})
-    _seed(url, names)
+    no_leases = _seed(url, names)
+    if leases and no_leases is not None:
+        return _skipped(backend, workload, processes, f"skipped: {no_leases} keeps no leases")
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(processes + 1)
     results = spawn.Queue()
@@ -475,6 +483,10 @@ def run_row(
         raise RuntimeError(f"{backend.name} {workload} x{processes}: {errors[0]}")
     reports.sort(key=lambda report: report["process"])
     return _row(backend, workload, processes, leases, reports, server_cpu, url, names)
+
+
+def _skipped(backend: Backend, workload: str, processes: int, why: str) -> Row:
+    return Row(backend.name, workload, processes, True, 0.0, [], [], 0.0, 0.0, 0.0, 0.0, {}, why)
 
 
 def _row(
@@ -563,6 +575,9 @@ def print_table(
         f"{'retry':>7}{'txn':>6}  failed / check"
     )
     for row in rows:
+        if not row.split:  # not run
+            print(f"{row.store:<14}{row.workload:<9}{'yes':<7}{row.processes:>5}  {row.check}")
+            continue
         split = "/".join(str(n) for n in row.split)
         failed = ", ".join(f"{count} {name}" for name, count in sorted(row.failed.items()))
         print(
