@@ -1,6 +1,7 @@
 """Scale-out: durable `modify` from 1, 2 and 4 OS processes x 8 threads, on each shared store:
 `uv run python -m tests.benchmarks scaleout` (`--quick` for a short run, `--leases` for the
-same rows with one owner per context as well, `--stores`, `--processes`, `--seconds`).
+same rows with one owner per context as well, `--rounds N` for each row's best of N; `--stores`,
+`--workloads`, `--processes`, `--threads`, `--seconds` choose rows).
 
 Stores: SQLite (one file the processes share), Redis (one server, AOF with `appendfsync
 always`, started as tests/redis_server.py does), Redis Cluster (tests/redis_cluster.py's 3
@@ -621,6 +622,7 @@ def run_scaleout(
     threads: int = THREADS,
     json_path: Path | None = None,
     rounds: int = 1,
+    workloads: tuple[str, ...] = WORKLOADS,
 ) -> int:
     """Run every row and print the table; 1 if a count was wrong.
 
@@ -634,7 +636,7 @@ def run_scaleout(
     notes: dict[str, str] = {}
     configs = [
         (workload, count, with_leases)
-        for workload in WORKLOADS
+        for workload in workloads
         for count in processes
         for with_leases in ((False, True) if leases else (False,))
     ]
@@ -679,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", default=",".join(map(str, PROCESS_COUNTS)), help="comma-separated counts"
     )
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="comma-separated: distinct, shared"
+    )
     parser.add_argument("--threads", type=int, default=THREADS, help="threads per process")
     parser.add_argument("--rounds", type=int, default=1, help="keep each row's best of N")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
@@ -687,11 +692,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in stores if name not in BACKENDS]
     if unknown:
         parser.error(f"unknown store {unknown[0]!r}: pick from {', '.join(STORES)}")
+    workloads = tuple(name for name in args.workloads.split(",") if name)
+    if not set(workloads) <= set(WORKLOADS):
+        parser.error(f"--workloads: pick from {', '.join(WORKLOADS)}")
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     processes = [int(count) for count in args.processes.split(",")]
     try:
         return run_scaleout(
-            stores, processes, seconds, args.leases, args.threads, args.json, args.rounds
+            stores, processes, seconds, args.leases, args.threads, args.json, args.rounds, workloads
         )
     except LeasesUnavailableError as exc:
         print(exc, file=sys.stderr)
