@@ -40,6 +40,8 @@ from storage._exceptions import (
     ContextExistsError,
     ContextNotFoundError,
     CorruptSnapshotError,
+    LeaseLost,
+    NotOwner,
     PersistenceError,
     RecoveryPointNotFoundError,
     SnapshotNotFoundError,
@@ -53,7 +55,14 @@ from storage._postgres_schema import (
     SCHEMA_VERSION,
     STATEMENTS,
 )
-from storage._store import DEFAULT_RETAIN_HEADS, ContextExport, RecoveryPoint, Store, Write
+from storage._store import (
+    DEFAULT_RETAIN_HEADS,
+    ContextExport,
+    Lease,
+    RecoveryPoint,
+    Store,
+    Write,
+)
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
@@ -134,6 +143,7 @@ class PostgresStore(Store):
     """
 
     supports_journal = True
+    supports_leases = True
     commits_in_batches = True
     shared_between_processes = True
 
@@ -475,8 +485,8 @@ class PostgresStore(Store):
         batch = [writes[i] for i in order]
         with self._connection("commit", writes=True) as conn:
             row = conn.execute(
-                "SELECT write_heads(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[], "
-                "%s::boolean[], %s, %s)",
+                "SELECT * FROM write_heads(%s::text[], %s::bigint[], %s::bigint[], "
+                "%s::bytea[], %s::boolean[], %s, %s, %s::bigint[])",
                 (
                     [write.context for write in batch],
                     [write.expected for write in batch],
@@ -485,23 +495,73 @@ class PostgresStore(Store):
                     [write.journal for write in batch],
                     self.retain_heads,
                     self.channel,
+                    [write.lease for write in batch],  # NULL: unfenced
                 ),
             ).fetchone()
         assert row is not None  # SELECT of a function returns one row
         found: list[int | None] = row[0]
+        lost: list[int | None] = row[1]
         # Read as write_heads ran: a write after a refused one of its context was refused
         # too (Store.commit), though the head it reports may be the version it expected.
         results: list[ContextError | None] = [None] * len(writes)
         refused: set[str] = set()
-        for i, current in zip(order, found, strict=True):
+        for i, current, epoch in zip(order, found, lost, strict=True):
             write = writes[i]
             if current is None:
                 results[i] = ContextNotFoundError(write.context)
+                refused.add(write.context)
+            elif epoch is not None:
+                assert write.lease is not None  # only a fenced write is refused so
+                results[i] = LeaseLost(write.context, write.lease, epoch)
                 refused.add(write.context)
             elif current != write.expected or write.context in refused:
                 results[i] = VersionConflict(write.context, write.expected, current)
                 refused.add(write.context)
         return results
+
+    # -- leases: a row of `leases` per context, by the server's clock_timestamp() ------------
+
+    def _acquire_lease(self, name: str, owner: str, ttl: float) -> Lease:
+        with self._connection("acquire lease", writes=True) as conn:
+            row = conn.execute(
+                "SELECT * FROM acquire_lease(%s, %s, %s::double precision)", (name, owner, ttl)
+            ).fetchone()
+        assert row is not None  # SELECT of a function returns one row
+        taken, holder, epoch, left, wanted = row
+        if not taken:
+            raise NotOwner(name, holder, left)
+        return Lease(name, owner, epoch, ttl, wanted)
+
+    def _renew_leases(self, owner: str, epochs: dict[str, int], ttl: float) -> dict[str, Lease]:
+        with self._connection("renew leases", writes=True) as conn:
+            rows = conn.execute(
+                "SELECT * FROM renew_leases(%s, %s::text[], %s::bigint[], %s::double precision)",
+                (owner, list(epochs), list(epochs.values()), ttl),
+            ).fetchall()
+        return {row[0]: _lease(*row) for row in rows}
+
+    def _read_leases(self, names: list[str]) -> dict[str, Lease]:
+        with self._connection("read leases") as conn:
+            rows = conn.execute(
+                "WITH now AS (SELECT clock_timestamp() AS t) "
+                "SELECT r.name, l.owner, l.epoch, "
+                "extract(epoch FROM l.expires_at - now.t)::double precision, l.wanted_by "
+                "FROM now, unnest(%s::text[]) AS r (name) "
+                "LEFT JOIN leases AS l ON l.context = r.name",
+                (names,),
+            ).fetchall()
+        return {row[0]: _lease(*row) for row in rows}
+
+    def _release_lease(self, name: str, owner: str, epoch: int) -> None:
+        # The epoch stays: the next taker gets epoch + 1, and a write fenced with this one
+        # is refused from now on.
+        with self._connection("release lease", writes=True) as conn:
+            conn.execute(
+                "UPDATE leases SET owner = NULL, wanted_by = NULL, expires_at = clock_timestamp() "
+                "WHERE context = %s AND owner = %s AND epoch = %s "
+                "AND expires_at > clock_timestamp()",
+                (name, owner, epoch),
+            )
 
     def _read_journal(self, name: str, after: int) -> list[tuple[int, bytes]]:
         with self._connection("read journal") as conn:
@@ -761,3 +821,12 @@ def _connection_params(conninfo: str, timeout: float) -> dict[str, Any]:
         "tcp_user_timeout": round(timeout * 1000),
     }
     return {**defaults, **params}
+
+
+def _lease(
+    name: str, owner: str | None, epoch: int | None, left: float | None, wanted: str | None
+) -> Lease:
+    """The `Lease` of a row of `leases` (all None: never taken)."""
+    if epoch is None or left is None or epoch == 0:
+        return Lease(name, None, 0, 0.0)
+    return Lease(name, owner, epoch, left, wanted)

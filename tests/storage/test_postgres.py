@@ -20,9 +20,11 @@ from storage import (
     ConfigurationError,
     ContextExistsError,
     ContextNotFoundError,
+    LeaseLost,
     PersistenceError,
     PostgresStore,
     RecoveryPointNotFoundError,
+    SnapshotCodec,
     SnapshotNotFoundError,
     State,
     UnsupportedFormatError,
@@ -34,6 +36,8 @@ from storage._postgres_schema import SCHEMA_VERSION
 from storage._state import utc_now
 from tests.postgres_server import PostgresServer, fresh_schema, packaged_bin_dir
 from tests.redis_server import free_port
+from tests.storage.postgres_layout_1 import LAYOUT_1
+from tests.storage.processes import assert_two_processes_take_turns_with_a_lease
 
 
 def advance(store: PostgresStore, name: str, **changes: Any) -> State:
@@ -208,6 +212,98 @@ def test_an_older_layout_is_migrated_once(
         assert conn.execute(f"SELECT count(*) FROM {schema}.migrated").fetchone() == (1,)
         stamp = conn.execute(f"SELECT schema_version FROM {schema}.store_info").fetchone()
         assert stamp == (newer,)
+
+
+def test_a_layout_1_schema_gains_leases_and_keeps_its_contexts(
+    postgres_server: PostgresServer,
+) -> None:
+    # A schema as layout 1 of this library made it (its DDL, its stamp, a context), opened
+    # by this version.
+    schema = fresh_schema()
+    blob = SnapshotCodec().encode(State.new("ctx", {"n": 1}))
+    with postgres_server.connect() as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path = {schema}")
+        for statement in LAYOUT_1:
+            conn.execute(statement.encode())
+        conn.execute("INSERT INTO store_info VALUES ('context-runtime', 1)")
+        conn.execute("INSERT INTO contexts VALUES ('ctx', 0)")
+        conn.execute("INSERT INTO snapshots VALUES ('ctx', 0, %s)", (blob,))
+    with PostgresStore(postgres_server.conninfo, schema=schema) as store:
+        assert store.read_head("ctx").get("n") == 1
+        epoch = store.acquire_lease("ctx", "p1", 30).epoch
+        following = State(context="ctx", version=1, data={"n": 2})
+        assert store.commit([store.prepare_snapshot(following, 0, lease=epoch)]) == [None]
+        stale = State(context="ctx", version=2, data={"n": 3})
+        (lost,) = store.commit([store.prepare_snapshot(stale, 1, lease=epoch + 1)])
+        assert isinstance(lost, LeaseLost)
+    with PostgresStore(postgres_server.conninfo, schema=schema) as store:  # migrated once
+        assert store.read_head("ctx").get("n") == 2
+        assert store.read_leases(["ctx"])["ctx"].held_by("p1", epoch)
+    with postgres_server.connect() as conn:
+        stamp = conn.execute(f"SELECT schema_version FROM {schema}.store_info").fetchone()
+        functions = conn.execute(
+            "SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+            (schema,),
+        ).fetchall()
+    assert stamp == (SCHEMA_VERSION,)
+    # Layout 1's write functions are gone, not left beside the new ones as overloads.
+    assert sorted(name for name, _ in functions) == [
+        "acquire_lease",
+        "renew_leases",
+        "write_head",
+        "write_heads",
+    ]
+    assert all("bigint" in arguments for name, arguments in functions if "write" in name)
+
+
+def test_fenced_batches_and_renewals_in_opposite_orders_never_deadlock(
+    postgres_server: PostgresServer,
+) -> None:
+    # A fenced write takes its context's row lock, then a share lock on its lease; a renewal
+    # locks leases. Both go in name order, whatever order they were given in: else a batch
+    # and a renewal over the same contexts could each wait for the other (a deadlock, which
+    # PostgreSQL breaks by failing one after a second).
+    schema = fresh_schema()
+    names = [f"c{i}" for i in range(8)]
+    with (
+        PostgresStore(postgres_server.conninfo, schema=schema) as writer,
+        PostgresStore(postgres_server.conninfo, schema=schema) as renewer,
+    ):
+        for name in names:
+            writer.create(State.new(name, {"n": 0}))
+        epochs = {name: writer.acquire_lease(name, "p1", 60).epoch for name in names}
+
+        def write() -> None:
+            for _ in range(40):
+                versions = writer.head_versions(names)
+                batch = [
+                    writer.prepare_delta(
+                        Delta(name, versions[name] + 1, utc_now(), changed={"n": 1}),
+                        versions[name],
+                        lease=epochs[name],
+                    )
+                    for name in names
+                ]
+                assert writer.commit(batch) == [None] * len(names)
+
+        def renew() -> None:
+            backwards = dict(reversed(epochs.items()))
+            for _ in range(40):
+                renewed = renewer.renew_leases("p1", backwards, 60)
+                assert all(lease.held_by("p1", 1) for lease in renewed.values())
+
+        with ThreadPoolExecutor(2) as pool:
+            done = [pool.submit(write), pool.submit(renew)]
+            for future in done:
+                future.result(timeout=60)
+        assert writer.head_versions(names) == dict.fromkeys(names, 40)
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_contend_for_one_lease(postgres_server: PostgresServer) -> None:
+    assert_two_processes_take_turns_with_a_lease(postgres_server.url(fresh_schema()))
 
 
 def test_processes_opening_a_new_schema_together_create_it_once(
