@@ -146,6 +146,14 @@ class LeaseHold:
             with contextlib.suppress(pykka.ActorDeadError):  # shutting down: nothing to renew
                 self.leases.keeper.tell(LeaseTaken(self.name, lease.epoch, tracker))
 
+    def worth_asking(self) -> bool:
+        """Whether taking the lease may succeed now, or our asking was forgotten (another
+        asker took it): one read, so that a waiter does not take the store's write lock
+        (SQLite) or the lease's row lock (PostgreSQL) every few milliseconds while the
+        holder writes."""
+        lease = self._store.read_leases([self.name])[self.name]
+        return not lease.held or lease.owner == self.leases.owner or lease.wanted_by is None
+
     def hand_over_due(self) -> bool:
         """Whether we were asked for the lease and have held it for `hold` seconds."""
         return self.held and self.asked and self._clock.now() - self.taken_at >= self.policy.hold

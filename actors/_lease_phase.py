@@ -95,14 +95,11 @@ class AwaitingLease(Phase):
         hold = t.lease
         assert hold is not None
         try:
+            if self.refusal is not None and not hold.worth_asking():
+                return self._later(self.refusal)  # still held, and its holder knows we wait
             hold.take(t.actor_ref)
         except NotOwner as exc:
-            if t.clock.now() - self.since >= hold.policy.wait:
-                reject(self.message.reply, exc)
-                return Running(t)
-            self.refusal = exc
-            self.delay = min(self.delay * 2, _MAX_DELAY)
-            return self.wait(self.delay)
+            return self._later(exc)
         except ContextError as exc:
             reject(self.message.reply, exc)
             return Running(t)
@@ -111,6 +108,17 @@ class AwaitingLease(Phase):
             t.stash.put_back([self.message])
             return suspended
         return Running(t).request(self.message, self.attempt)
+
+    def _later(self, refusal: NotOwner) -> Phase:
+        """Ask again after a longer backoff, or refuse the write once `wait` has passed."""
+        t = self.t
+        assert t.lease is not None
+        if t.clock.now() - self.since >= t.lease.policy.wait:
+            reject(self.message.reply, refusal)
+            return Running(t)
+        self.refusal = refusal
+        self.delay = min(self.delay * 2, _MAX_DELAY)
+        return self.wait(self.delay)
 
     def stop(self, message: Stop) -> Phase | None:
         self.t.stash.put_back([self.message])
