@@ -16,6 +16,7 @@ import pytest
 
 from actors import LeasePolicy, State, create_manager
 from storage import open_store
+from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
 
@@ -26,12 +27,15 @@ PROCESSES, THREADS, INCREMENTS = 2, 8, 60
 def _url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'leased.db'}"
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_server").url()
+        return url
     server = request.getfixturevalue(backend if backend == "redis_cluster" else "redis_server")
     return f"{server.url}?prefix=lease-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis_cluster"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis_cluster", "postgres"])
 def test_two_processes_with_leases_share_a_hot_context_exactly(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
