@@ -169,6 +169,11 @@ def _contexts_filter(instance: object, attribute: attrs.Attribute[Any], value: o
         _refuse(instance, attribute, value, "a function of a context name, or None")
 
 
+def _owner_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        _refuse(instance, attribute, value, "a non-empty string of at most 200 characters")
+
+
 @attrs.frozen
 class LeasePolicy:
     """One owner per context across processes (`TrackerConfig.leases`): a tracker takes its
@@ -187,12 +192,17 @@ class LeasePolicy:
             holder is asked to hand over) before its caller gets `NotOwner`, naming the
             holder. 0: at once, for applications that route each call to the owner.
         contexts: which contexts take leases (a function of the name); None: all.
+        owner: the name the manager holds leases under, which `NotOwner` tells the other
+            processes: an address they can route calls to (`"10.0.0.7:8000"`). It must be
+            unique to one manager at a time (two managers with one name would both write).
+            None: host, process id and a random part.
     """
 
     ttl: float = attrs.field(default=10.0, validator=_positive)
     hold: float = attrs.field(default=0.05, validator=_positive)
     wait: float = attrs.field(default=5.0, validator=_not_negative)
     contexts: Any = attrs.field(default=None, validator=_contexts_filter)
+    owner: str | None = attrs.field(default=None, validator=_or_none(_owner_name))
 
     def __attrs_post_init__(self) -> None:
         if self.hold >= self.ttl / 3:

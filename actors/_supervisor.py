@@ -320,7 +320,7 @@ class ManagerActor(ThreadedActor):
             self._watcher = WatcherActor.start(self._store, interval, self._clock)
         policy = self._config.leases
         if policy is not None:
-            owner = new_owner_id()
+            owner = policy.owner or new_owner_id()
             keeper = LeaseKeeper.start(self._store, policy, owner, self._clock)
             self._leases = Leases(policy, owner, keeper, self._metrics)
 

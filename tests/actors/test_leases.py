@@ -124,6 +124,22 @@ def test_wait_zero_refuses_at_once_with_not_owner_naming_the_holder(store: Memor
         manager.shutdown().get()
 
 
+def test_not_owner_names_the_owner_the_holder_configured_so_callers_can_route(
+    store: MemoryStore,
+) -> None:
+    here = make_manager(store, leases=LeasePolicy(owner="10.0.0.7:8000"))
+    there = make_manager(store, leases=LeasePolicy(wait=0))
+    try:
+        here.create_context("ctx", {"n": 0}).get()
+        here.get_tracker("ctx").get().modify(_count).get()
+        with pytest.raises(NotOwner) as caught:
+            there.get_tracker("ctx").get().modify(_count).get(timeout=WAIT)
+        assert caught.value.owner == "10.0.0.7:8000"
+    finally:
+        here.shutdown().get()
+        there.shutdown().get()
+
+
 def test_a_write_gets_not_owner_after_waiting_for_a_holder_that_never_hands_over(
     store: MemoryStore,
 ) -> None:
@@ -239,6 +255,8 @@ def test_contexts_not_covered_take_no_lease(store: MemoryStore) -> None:
         (lambda: LeasePolicy(ttl=0), "ttl"),
         (lambda: LeasePolicy(wait=-1), "wait"),
         (lambda: LeasePolicy(contexts="cart-*"), "contexts"),
+        (lambda: LeasePolicy(owner=""), "owner"),
+        (lambda: LeasePolicy(owner=7), "owner"),
         (lambda: TrackerConfig(leases=LeasePolicy(), sync=SyncPolicy.batched(10)), "durable"),
         (lambda: TrackerConfig(leases=True), "leases"),
     ],
