@@ -148,8 +148,9 @@ class RedisBackend(Backend):
     def verify(self) -> str:
         with self.server.client() as client:
             config = client.config_get("append*")
+            version = client.info("server")["redis_version"]
         assert (config["appendonly"], config["appendfsync"]) == ("yes", "always"), config
-        return "one server, CONFIG GET: appendonly=yes, appendfsync=always"
+        return f"one server (Redis {version}), CONFIG GET: appendonly=yes, appendfsync=always"
 
     def stop(self) -> None:
         self.server.stop()
@@ -174,11 +175,12 @@ class ClusterBackend(Backend):
         for node in self.cluster.nodes:
             with node.client() as client:
                 config = client.config_get("append*")
+                version = client.info("server")["redis_version"]
             assert (config["appendonly"], config["appendfsync"]) == ("yes", "always"), config
         masters, replicas = len(self.cluster.masters), len(self.cluster.replicas)
         return (
-            f"{masters} masters + {replicas} replicas on this machine, every node "
-            "appendonly=yes, appendfsync=always (CONFIG GET)"
+            f"{masters} masters + {replicas} replicas (Redis {version}) on this machine, "
+            "every node appendonly=yes, appendfsync=always (CONFIG GET)"
         )
 
     def stop(self) -> None:
@@ -206,8 +208,10 @@ class PostgresBackend(Backend):
         with self.server.connect() as conn:
             fsync = conn.execute("SHOW fsync").fetchone()
             commit = conn.execute("SHOW synchronous_commit").fetchone()
+            version = conn.execute("SHOW server_version").fetchone()
         assert (fsync, commit) == (("on",), ("on",)), (fsync, commit)
-        return "one server, SHOW: fsync=on, synchronous_commit=on"
+        assert version is not None
+        return f"one server (PostgreSQL {version[0]}), SHOW: fsync=on, synchronous_commit=on"
 
     def stop(self) -> None:
         self.server.remove()
@@ -233,6 +237,17 @@ def _children(parent: int) -> list[int]:
                 if int(fields[1]) == parent:
                     pids.append(int(entry.name))
     return pids
+
+
+def machine_times() -> tuple[int, int]:
+    """The machine's (idle, total) CPU time so far, in ticks, every core (/proc/stat)."""
+    fields = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user ... steal
+
+
+def _idle_share(start: tuple[int, int], end: tuple[int, int]) -> float:
+    total = end[1] - start[1]
+    return (end[0] - start[0]) / total if total else float("nan")
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -368,6 +383,7 @@ def worker(job: Job, barrier: Any, results: Any) -> None:
             "acknowledged": dict(per_context),
             "unknown": dict(maybe),
             "metrics": {key: after[key] - before.get(key, 0) for key in after},
+            "leases_taken": after.get("context_runtime.leases.taken", 0),
         }
     except BaseException as exc:
         barrier.abort()
@@ -405,6 +421,13 @@ class Row:
     """Requests run again on a reloaded State, per acknowledged update."""
     transactions: float
     """Store transactions of the group writer per update (0 if the store has none)."""
+    handovers: float
+    """Leases handed over to another process, per update (with leases)."""
+    idle: float
+    """Share of the machine's CPU time left idle over the window (every core, everyone's
+    processes): near 0, the row was CPU-bound (ours, or other users' of the machine)."""
+    leases_taken: int
+    """Leases the processes took over the whole run, warm-up included (0 without leases)."""
     failed: dict[str, int]
     check: str
     """"exact", or what the counts said (a FAILURE line)."""
@@ -464,7 +487,7 @@ def run_row(
         with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: see why
             barrier.wait(START_TIMEOUT)
         pids = backend.server_pids()
-        server_start = cpu_seconds(pids)
+        server_start, machine_start = cpu_seconds(pids), machine_times()
         while len(reports) < processes:
             try:
                 reports.append(results.get(timeout=seconds + START_TIMEOUT))
@@ -472,6 +495,7 @@ def run_row(
                 msg = f"{backend.name} {workload} x{processes}: a worker hung"
                 raise RuntimeError(msg) from None
         server_cpu = cpu_seconds(pids) - server_start
+        idle = _idle_share(machine_start, machine_times())
         for child in children:
             child.join(START_TIMEOUT)
     finally:
@@ -483,11 +507,28 @@ def run_row(
     if errors:
         raise RuntimeError(f"{backend.name} {workload} x{processes}: {errors[0]}")
     reports.sort(key=lambda report: report["process"])
-    return _row(backend, workload, processes, leases, reports, server_cpu, url, names)
+    return _row(backend, workload, processes, leases, reports, server_cpu, url, names, idle)
 
 
 def _skipped(backend: Backend, workload: str, processes: int, why: str) -> Row:
-    return Row(backend.name, workload, processes, True, 0.0, [], [], 0.0, 0.0, 0.0, 0.0, {}, why)
+    nothing = float("nan")
+    return Row(
+        backend.name,
+        workload,
+        processes,
+        True,
+        0.0,
+        [],
+        [],
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        {},
+        why,
+        handovers=nothing,
+        idle=nothing,
+    )
 
 
 def _row(
@@ -499,6 +540,7 @@ def _row(
     server_cpu: float,
     url: str,
     names: list[str],
+    idle: float = float("nan"),
 ) -> Row:
     total = sum(report["updates"] for report in reports)
     elapsed = max(report["elapsed"] for report in reports)
@@ -537,6 +579,9 @@ def _row(
         conflicts=metrics["context_runtime.conflicts"] / per,
         retries=metrics["context_runtime.conflict.retries"] / per,
         transactions=metrics["context_runtime.store.commit.writes.count"] / per,
+        handovers=metrics["context_runtime.leases.handed_over"] / per,
+        idle=idle,
+        leases_taken=sum(report.get("leases_taken", 0) for report in reports),
         failed=dict(failed),
         check=check,
     )
@@ -572,8 +617,8 @@ def print_table(
     )
     print(
         f"{'store':<14}{'workload':<9}{'leases':<7}{'procs':>5}{'updates/s':>10}  "
-        f"{'per process':<24}{'cpu us/upd':>11}{'server us':>10}{'cores':>6}{'confl':>7}"
-        f"{'retry':>7}{'txn':>6}  failed / check"
+        f"{'per process':<24}{'cpu us/upd':>11}{'server us':>10}{'cores':>6}{'idle':>5}"
+        f"{'confl':>6}{'retry':>6}{'txn':>5}{'hand':>5}  failed / check"
     )
     for row in rows:
         if not row.split:  # not run
@@ -584,15 +629,17 @@ def print_table(
         print(
             f"{row.store:<14}{row.workload:<9}{'yes' if row.leases else 'no':<7}"
             f"{row.processes:>5}{row.rate:>10,.0f}  {split:<24}{row.client_cpu_total_us:>11,.0f}"
-            f"{row.server_cpu_us:>10,.0f}{row.cores:>6.2f}{row.conflicts:>7.2f}{row.retries:>7.2f}"
-            f"{row.transactions:>6.2f}  {failed or '-'} / {row.check}"
+            f"{row.server_cpu_us:>10,.0f}{row.cores:>6.2f}{row.idle:>5.0%}{row.conflicts:>6.2f}"
+            f"{row.retries:>6.2f}{row.transactions:>5.2f}{row.handovers:>5.2f}"
+            f"  {failed or '-'} / {row.check}"
         )
     print(
         "per process: updates each acknowledged in the window; cpu us/upd: every process's CPU\n"
         "(all threads) over the updates acknowledged; server us: the store's server processes'\n"
-        "CPU per update; cores: CPUs both kept busy; confl/retry: writes refused by\n"
-        "compare-and-set and requests rerun, per update; txn: group-writer transactions per\n"
-        "update (stores that commit in batches); failed: calls that failed to the caller"
+        "CPU per update; cores: CPUs both kept busy; idle: the machine's CPU left idle (all\n"
+        "users); confl/retry: writes refused by compare-and-set and requests rerun, per\n"
+        "update; txn: group-writer transactions per update (stores that commit in batches);\n"
+        "hand: leases handed over per update; failed: calls that failed to the caller"
     )
     for name, note in notes.items():
         print(f"  {name}: {note}")

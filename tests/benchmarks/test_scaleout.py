@@ -6,6 +6,8 @@ workloads, a fraction of a second a row. The table must print and every count be
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import actors
@@ -50,16 +52,20 @@ def test_a_count_that_differs_from_what_was_acknowledged_is_a_failure(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_leases_rows_run_with_exact_counts_or_the_flag_is_refused(capsys):
+def test_leases_rows_run_with_exact_counts_or_the_flag_is_refused(capsys, tmp_path):
     if not hasattr(actors, "LeasePolicy"):  # LEASES: until they land, the flag says why not
         assert main(["--leases", "--stores", "sqlite", "--processes", "1"]) == 2
         assert "manager_options()" in capsys.readouterr().err
         return
-    code = run_scaleout(["sqlite"], [2], seconds=0.3, leases=True, threads=2, workloads=("shared",))
+    result = tmp_path / "rows.json"
+    code = run_scaleout(
+        ["sqlite"], [2], 0.3, leases=True, threads=2, json_path=result, workloads=("shared",)
+    )
     out = capsys.readouterr().out
     assert code == 0, out
-    rows = [line.split() for line in out.splitlines() if line.startswith("sqlite ")]
-    assert [(row[2], row[3]) for row in rows] == [("no", "2"), ("yes", "2")], out
-    with_leases = rows[1]
-    assert with_leases[-1] == "exact", out
-    assert with_leases[-3] == "-", out  # no call failed: no VersionConflict reached a caller
+    rows = json.loads(result.read_text())
+    assert [(row["leases"], row["processes"]) for row in rows] == [(False, 2), (True, 2)], out
+    without, with_leases = rows
+    assert (without["leases_taken"], with_leases["leases_taken"] > 0) == (0, True), out
+    assert with_leases["check"] == "exact", out
+    assert with_leases["failed"] == {}, out  # no VersionConflict (nor any error) reached a caller
