@@ -172,6 +172,7 @@ class RedisClusterServers:
                 with node.client() as client:
                     info = client.execute_command("CLUSTER", "INFO").decode()
                     nodes = client.execute_command("CLUSTER", "NODES")
+                    replication = client.info("replication")
             except redis.RedisError as exc:
                 problems.append(f"{node.port}: {exc}")
                 continue
@@ -180,7 +181,29 @@ class RedisClusterServers:
             text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
             if want_replicas and text.count("slave") < want_replicas:
                 problems.append(f"{node.port}: sees fewer than {want_replicas} replicas")
+            # A replica that has not synced once refuses to take over from its master (it
+            # counts as disconnected since it started): wait for the link.
+            if replication.get("role") in ("slave", "replica") and (
+                replication.get("master_link_status") != "up"
+            ):
+                problems.append(f"{node.port}: replica not synced with its master")
         return problems
+
+    def move_slot(self, slot: int, source_port: int) -> None:
+        """Move `slot` with its keys from the master on `source_port` to another master, as
+        `redis-cli --cluster reshard` does."""
+        source = next(node for node in self.masters if node.port == source_port)
+        target = next(node for node in self.masters if node.port != source_port)
+        source_id, target_id = source.node_id(), target.node_id()
+        with source.client() as src, target.client() as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            for node in self.masters:
+                with node.client() as client:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        self.wait_until_ok()
 
     def publish_counts(self) -> tuple[int, int]:
         """Cluster-bus messages the running nodes sent so far for pub/sub: (PUBLISH,

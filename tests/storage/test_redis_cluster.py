@@ -257,7 +257,7 @@ def test_a_batch_whose_slot_moved_is_redirected(redis_cluster, monkeypatch):
         source = store._client.get_node_from_key(key)
         writes = [_next(store, "moving", n=1), _next(store, "staying", n=1)]
         writes.append(_next_after(store, writes[0], n=2))
-        _move_slot(redis_cluster, slot, source.port)  # behind the store's back
+        redis_cluster.move_slot(slot, source.port)  # behind the store's back
         redirected = []
         resend = RedisStore._redirected
 
@@ -280,23 +280,6 @@ def _next_after(store: RedisStore, write: Any, **changes: Any) -> Any:
     for key, value in changes.items():
         following.set(key, value)
     return store.prepare_snapshot(following, state.version)
-
-
-def _move_slot(cluster: RedisClusterServers, slot: int, source_port: int) -> None:
-    """Move `slot` with its keys from the master on `source_port` to another master, as
-    `redis-cli --cluster reshard` does."""
-    source = next(node for node in cluster.masters if node.port == source_port)
-    target = next(node for node in cluster.masters if node.port != source_port)
-    source_id, target_id = source.node_id(), target.node_id()
-    with source.client() as src, target.client() as dst:
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
-        for node in cluster.masters:
-            with node.client() as client:
-                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-    cluster.wait_until_ok()
 
 
 # -- change notification --------------------------------------------------------------------

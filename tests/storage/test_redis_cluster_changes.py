@@ -7,12 +7,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from storage import Delta, RedisClusterStore, RedisStore, State, open_store
+from storage import Delta, PersistenceError, RedisClusterStore, RedisStore, State, open_store
 from tests.redis_cluster import RedisClusterServers
+from tests.redis_server import valkey_server_executable
 
 TIMEOUT = 10.0
 
@@ -202,6 +204,102 @@ def test_a_lost_subscription_is_none_then_subscribed_again(valkey_cluster):
         assert again not in (None, before)
         assert watcher.change_token() == again
         _advance(writer, names[-1])
+        _changed(watcher, again)
+    finally:
+        watcher.close()
+        writer.close()
+
+
+def _resubscribed(store: RedisStore, timeout: float) -> object:
+    """Call `change_token()` until it has returned None (the subscription was lost) and
+    then a token again (subscribed anew); that token."""
+    deadline = time.monotonic() + timeout
+    lost = False
+    while True:
+        token = store.change_token()
+        if token is None:
+            lost = True
+        elif lost:
+            return token
+        assert time.monotonic() < deadline, f"lost: {lost}, never subscribed again"
+        # Polling with a deadline, as a watcher does: nothing to wait on.
+        time.sleep(0.05)
+
+
+def _subscribers(cluster: RedisClusterServers, port: int, channel: str) -> int:
+    node = next(node for node in cluster.nodes if node.port == port)
+    with node.client() as client:
+        reply = client.execute_command("PUBSUB", "SHARDNUMSUB", channel)
+    return int(reply[1])
+
+
+def test_a_slot_moved_away_ends_its_subscription_and_the_store_follows_it(valkey_cluster):
+    """The master a channel's slot leaves tells its subscribers (a `sunsubscribe` they did not
+    ask for): the token is None once, then the store subscribes at the new master."""
+    prefix = _prefix()
+    watcher, writer = _store(valkey_cluster, prefix), _store(valkey_cluster, prefix)
+    try:
+        writer.create(State.new("moving", {"n": 0}))
+        watcher.follow(["moving"])
+        token = watcher.change_token()
+        channel = watcher._channel_of("moving")
+        source = watcher._client.get_node_from_key(channel)
+        assert _subscribers(valkey_cluster, source.port, channel) == 1
+        valkey_cluster.move_slot(watcher._client.keyslot(channel), source.port)
+        again = _resubscribed(watcher, TIMEOUT)
+        assert again != token
+        target = watcher._client.get_node_from_key(channel)
+        assert target.port != source.port
+        assert _subscribers(valkey_cluster, target.port, channel) == 1
+        assert _subscribers(valkey_cluster, source.port, channel) == 0
+        _advance(writer, "moving")
+        _changed(watcher, again)
+    finally:
+        watcher.close()
+        writer.close()
+
+
+@pytest.fixture
+def own_valkey_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A Valkey cluster of this test's own, since the test kills one of its masters."""
+    cluster = RedisClusterServers(tmp_path / "cluster", executable=valkey_server_executable())
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_master_ends_its_subscriptions_and_they_are_made_at_the_promoted_one(
+    own_valkey_cluster,
+):
+    """SIGKILL of the master a followed context lives on: the token is None while no master
+    serves the slot, then the store subscribes at the promoted replica and hears its writes."""
+    cluster = own_valkey_cluster
+    prefix = _prefix()
+    names = _names_on_every_master(cluster, prefix)
+    options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    watcher, writer = _store(cluster, prefix, **options), _store(cluster, prefix, **options)
+    try:
+        for name in names:
+            writer.create(State.new(name, {"n": 0}))
+        watcher.follow(names)
+        token = watcher.change_token()
+        victim_port = watcher._client.get_node_from_key(watcher._channel_of(names[0])).port
+        next(node for node in cluster.masters if node.port == victim_port).kill()
+        again = _resubscribed(watcher, 60)
+        assert again != token
+        promoted = watcher._client.get_node_from_key(watcher._channel_of(names[0]))
+        assert promoted.port != victim_port
+        deadline = time.monotonic() + 30
+        while True:  # the writer's client learns the new master at its first failure
+            try:
+                _advance(writer, names[0])
+                break
+            except PersistenceError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
         _changed(watcher, again)
     finally:
         watcher.close()
