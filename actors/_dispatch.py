@@ -18,6 +18,9 @@ Orleans' scheduler run many actors on a few threads:
   in CPython with or without the GIL). This is the compare-and-set on mailbox status that
   Akka uses; it is not a lock, since nobody ever waits for it.
 - Threads start on demand, up to `threads`, and stay until `close()`.
+- `tell_here()` lets one pooled actor hand a message to another that is idle and have it
+  handled at once in its own thread, instead of waking a pool thread for it (a hand-off
+  saved): a tracker so runs the group writer for its lone write (actors/_writer.py).
 
 What a pooled actor must not do is wait long: a thread it holds serves nobody else
 meanwhile. Our trackers wait only for their store (bounded by the store's own timeouts);
@@ -42,7 +45,7 @@ from actors._exit import start_timer
 from actors._metrics import Histogram
 from actors._teardown import LateMessages, answer_mailbox
 
-__all__ = ["Dispatcher", "PooledActor", "post"]
+__all__ = ["Dispatcher", "PooledActor", "post", "tell_here"]
 
 logger = logging.getLogger("actors.dispatch")
 
@@ -154,6 +157,31 @@ def post(ref: pykka.ActorRef[Any], message: Any) -> None:
     ref.actor_inbox.put(Envelope(message))
 
 
+def tell_here(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """Tell the pooled actor `ref` `message` and, if it is idle (neither running nor
+    scheduled), handle that message now, in this thread; anything that came in meanwhile
+    goes back to its dispatcher. If it is busy, its running slice takes the message, as a
+    `tell()` would leave it. Raises `ActorDeadError` as `tell()` does.
+
+    For a pooled actor handing work to another one that it would otherwise wait for: no
+    pool thread is woken, and the work is done while this thread holds the GIL anyway. The
+    receiver must not call back into the sender synchronously (messages are fine: the
+    sender's token is held, so they wait in its mailbox)."""
+    mailbox = ref.actor_inbox
+    if not isinstance(mailbox, _Mailbox):
+        ref.tell(message)  # not a pooled actor: it has a thread of its own
+        return
+    if not ref.is_alive():
+        raise pykka.ActorDeadError(f"{ref} not found")
+    mailbox._messages.append(Envelope(message))
+    try:
+        mailbox._token.pop()
+    except IndexError:
+        return  # running or scheduled: the holder of its token sees the message
+    assert mailbox.actor is not None
+    mailbox.actor._run_slice(budget=1)
+
+
 class _Mailbox:
     """A pooled actor's inbox (Pykka's `ActorInbox` protocol): putting schedules it."""
 
@@ -198,6 +226,9 @@ class _Mailbox:
 class PooledActor(LateMessages, pykka.Actor):
     """A Pykka actor that runs on a `Dispatcher` instead of a thread of its own."""
 
+    records_queue = True
+    """Whether its slices record their waiting messages in the dispatcher's `queued`."""
+
     def __init__(self, dispatcher: Dispatcher, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._dispatcher = dispatcher
@@ -221,9 +252,10 @@ class PooledActor(LateMessages, pykka.Actor):
     def _start_actor_loop(self) -> None:
         self._dispatcher.schedule(self)  # the first slice runs on_start()
 
-    def _run_slice(self) -> None:
-        """Run `on_start()` (first slice), then up to `throughput` messages, as Pykka's
-        loop does; once stopped, answer what is left. Then give the token back."""
+    def _run_slice(self, budget: int = 0) -> None:
+        """Run `on_start()` (first slice), then up to `budget` messages (default: the
+        dispatcher's `throughput`), as Pykka's loop does; once stopped, answer what is left.
+        Then give the token back."""
         mailbox = self._mailbox
         messages, stopped = mailbox._messages, self.actor_stopped  # the loop's hot path
         try:
@@ -231,9 +263,9 @@ class PooledActor(LateMessages, pykka.Actor):
                 self._started = True
                 self._actor_loop_setup()
             queued = self._dispatcher.queued
-            if queued is not None:
+            if queued is not None and self.records_queue:
                 queued.record(len(messages))
-            budget = self._dispatcher.throughput
+            budget = budget or self._dispatcher.throughput
             while budget and messages and not stopped.is_set():
                 self._handle_envelope(messages.popleft())
                 budget -= 1

@@ -245,8 +245,8 @@ class Running(Phase):
         except Exception as exc:  # noqa: BLE001 - unexpected: fail() logs it, we restart
             return t.fail(message.reply, f"handling {type(message).__name__}", exc)
         else:
-            if result is LATER:
-                return Persisting(t)
+            if result is LATER:  # answered by the write path; in flight unless stored
+                return Persisting(t) if t.writes.busy else self
             resolve(message.reply, result)
         return self
 

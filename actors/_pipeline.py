@@ -30,6 +30,7 @@ import pykka
 
 from actors._changes import ChangeCause
 from actors._config import TrackerConfig
+from actors._dispatch import tell_here
 from actors._future import Reply, new_reply, reject, resolve
 from actors._logs import context_fields
 from actors._messages import TrackerRequest, Wake
@@ -163,6 +164,9 @@ class DurableWrites(WritePath):
             return LATER
         # Stopping: write from this thread, so that no write is in flight once stopped.
         if self.writer is not None and not host.stopping and self._send(_batch_of(pending)):
+            # Committed (and answered) already if the writer was idle: settle it now, so
+            # that nothing is in flight (`busy` is False) and the tracker stays Running.
+            self.settle_if_done()
             return LATER
         try:
             self._commit(pending)
@@ -204,6 +208,7 @@ class DurableWrites(WritePath):
         if not self._send(_batch_of(pending)):
             self._rewind()
             return False
+        self.settle_if_done()  # stored already if the writer was idle (see `store`)
         return True
 
     def hold(self, message: TrackerRequest, value: Any = None, error: Any = None) -> None:
@@ -262,8 +267,16 @@ class DurableWrites(WritePath):
             WriteRequest(pending.write, pending.reply, pending.value, pending.started)
             for pending in batch.writes
         )
+        message = WriteBatch(host.actor_ref, requests)
         try:
-            self.writer.tell(WriteBatch(host.actor_ref, requests))  # type: ignore[union-attr]
+            if host.alone:
+                # Nothing queued behind it: an idle writer commits it now, in this thread,
+                # with no hand-off to another (see actors/_writer.py).
+                tell_here(self.writer, message)  # type: ignore[arg-type]
+            else:
+                # Requests wait behind it: the writer commits on another thread while we
+                # apply them, and they go as the next batch (pipelining).
+                self.writer.tell(message)  # type: ignore[union-attr]
         except pykka.ActorDeadError:
             # Only a bug of ours stops the writer early (it logged why): keep every write
             # durable by committing our own, without group commit.
@@ -275,7 +288,7 @@ class DurableWrites(WritePath):
             self.writer = None
             return False
         self.in_flight = batch
-        if host.listened or len(batch.items) > len(requests):
+        if (host.listened or len(batch.items) > len(requests)) and not _stored(batch):
             self.wake_when_written()  # publish, or answer what is held, once stored
         return True
 
@@ -324,16 +337,22 @@ class DurableWrites(WritePath):
 
     def settle_if_done(self) -> bool:
         batch = self.in_flight
-        if batch is None or batch.last is None or not batch.last.stored():
+        if batch is None or not _stored(batch):
             return False
-        # The writer answered every caller of the batch: it is stored (on failure it tells
-        # us with `Written` and leaves the callers to us).
-        self.in_flight = None
-        self._settle(batch.items)
-        if self.next.items:  # what accumulated meanwhile goes as one batch
+        while batch is not None and _stored(batch):
+            # The writer answered every caller of the batch: it is stored (on failure it
+            # tells us with `Written` and leaves the callers to us).
+            self.in_flight = None
+            self._settle(batch.items)
+            if not self.next.items:
+                break
+            # What accumulated meanwhile goes as one batch, committed at once if the writer
+            # was idle (then it is settled by the next turn of this loop).
             batch, self.next = self.next, Batch()
             if self.writer is None or not self._send(batch):
                 self._commit_here(batch)
+                break
+            batch = self.in_flight
         return True
 
     def take_failed(self, message: Written) -> Failure | None:
@@ -404,6 +423,11 @@ class DurableWrites(WritePath):
         if batch is not None and batch.last is not None and not batch.wake_requested:
             batch.wake_requested = True
             batch.last.reply.add_done_callback(self._wake)
+
+
+def _stored(batch: Batch) -> bool:
+    """Whether the writer answered `batch`'s callers (so it is stored)."""
+    return batch.last is not None and batch.last.stored()
 
 
 def _nothing() -> None:

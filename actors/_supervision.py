@@ -58,7 +58,9 @@ def on_writer_failed(manager: ManagerActor, report: WriterFailed) -> None:
         manager._writer = None
     else:
         logger.warning("the group writer failed; started another")
-        manager._writer = WriterActor.start(manager._store, manager.actor_ref, manager._metrics)
+        manager._writer = WriterActor.start(
+            manager._dispatcher, manager._store, manager.actor_ref, manager._metrics
+        )
     for cell in manager._contexts.cells.values():
         if cell.ref is not None:
             with contextlib.suppress(pykka.ActorDeadError):

@@ -312,7 +312,9 @@ class ManagerActor(ThreadedActor):
 
     def on_start(self) -> None:
         if self._group_commit:
-            self._writer = WriterActor.start(self._store, self.actor_ref, self._metrics)
+            self._writer = WriterActor.start(
+                self._dispatcher, self._store, self.actor_ref, self._metrics
+            )
         if self._config.passivate_after is not None:
             self._timers.tell_after(self._config.passivate_after / 2, self.actor_ref, Tick())
         interval = self._config.watch_interval

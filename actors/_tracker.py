@@ -145,6 +145,11 @@ class TrackerActor(PooledActor):
         return self.lease.held
 
     @property
+    def alone(self) -> bool:
+        """Whether nothing waits behind the message in hand (mailbox, stash)."""
+        return not self._mailbox and not self.stash
+
+    @property
     def log_fields(self) -> dict[str, Any]:
         """`extra=` for our log records: the context and the version we hold."""
         return context_fields(self.name, self.state.version if self.state is not None else None)

@@ -69,6 +69,8 @@ class WriteHost(Protocol):
     @property
     def lease_epoch(self) -> int | None: ...
     @property
+    def alone(self) -> bool: ...
+    @property
     def actor_ref(self) -> pykka.ActorRef[Any]: ...
     def publish(self, delta: Delta, cause: ChangeCause) -> None: ...
     def reload(self) -> State: ...
@@ -99,8 +101,9 @@ class WritePath:
         attempt: int,
     ) -> Any:
         """Store `update`, just applied (`undo` takes it back): return what the caller gets,
-        or `LATER` once the writer actor has it. On failure the update is undone and the
-        error raised (`StaleWrite` when another process wrote first)."""
+        or `LATER` once the writer actor has it (and answers the caller: while `busy`, the
+        write is in flight; if not, an idle writer stored it at once). On failure the update
+        is undone and the error raised (`StaleWrite` when another process wrote first)."""
         raise NotImplementedError
 
     def create(self, seed: State, waiters: list[Reply[None]]) -> bool:

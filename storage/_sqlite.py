@@ -7,6 +7,7 @@ a single operation and gives it back, so many short-lived actor threads share fe
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import sqlite3
@@ -119,6 +120,17 @@ millisecond). Every process sharing a file runs on its host, so all read one clo
 the host's clock moves the end of every lease by as much."""
 
 
+class _Connection(sqlite3.Connection):
+    """A pooled connection, and the busy timeout its statements run under now (see
+    `SqliteStore._begin`), so that it is set only when it has to change."""
+
+    wal = False
+    """Whether the file is in WAL mode on it: then a write, once begun, waits for no lock."""
+    stepping = False
+    """Whether its busy timeout is cut to `_LOCK_STEP` (for writes) rather than the full
+    `busy_timeout` (which every read waits under)."""
+
+
 class SqliteStore(Store):
     """A store in one SQLite file, safe to share between threads and processes.
 
@@ -162,9 +174,10 @@ class SqliteStore(Store):
             )
             raise ConfigurationError(msg)
         self.path = Path(path)
+        self._path_name = os.fspath(self.path)  # stat()ed on every write: no Path per call
         self.synchronous: Synchronous = synchronous
         self.busy_timeout = float(busy_timeout)
-        self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._pool: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
         self._closed = False
         self._watch: sqlite3.Connection | None = None  # change_token()'s own connection
         directory = self.path.absolute().parent
@@ -211,38 +224,44 @@ class SqliteStore(Store):
 
     # -- connections and transactions -----------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
-        return sqlite3.connect(
+    def _open(self) -> _Connection:
+        conn: _Connection = sqlite3.connect(  # factory=_Connection
             self.path,
             timeout=self.busy_timeout,
             isolation_level=None,  # we issue BEGIN IMMEDIATE ourselves
             check_same_thread=False,  # a pooled connection serves one thread at a time
+            factory=_Connection,
         )
+        return conn
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _Connection:
         conn = self._open()
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.wal = str(mode).lower() == "wal"
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except BaseException:
             conn.close()
             raise
         return conn
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _take(self) -> _Connection:
         if self._closed:
             raise PersistenceError(f"{self!r} is closed")
         try:
-            conn = self._pool.get_nowait()
+            return self._pool.get_nowait()
         except queue.Empty:
-            conn = self._connect()
+            return self._connect()
+
+    @contextmanager
+    def _connection(self) -> Iterator[_Connection]:
+        conn = self._take()
         try:
             yield conn
         finally:
             self._release(conn)
 
-    def _release(self, conn: sqlite3.Connection) -> None:
+    def _release(self, conn: _Connection) -> None:
         # close() may have run while the connection was out: then it is ours to close.
         if self._closed:
             conn.close()
@@ -251,21 +270,30 @@ class SqliteStore(Store):
 
     @contextmanager
     def _transaction(self, op: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction: BEGIN IMMEDIATE, COMMIT, ROLLBACK on any exception."""
-        with self._translate(op), self._connection() as conn:
-            self._begin(conn)
+        """One write transaction: BEGIN IMMEDIATE, COMMIT, ROLLBACK on any exception.
+        (`_translate` and `_connection` written out: this runs on every durable write.)"""
+        try:
+            conn = self._take()
             try:
-                self._check_file_is_ours()
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # A failed COMMIT can leave the transaction open, and a connection must not
-                # go back to the pool holding the write lock.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                self._begin(conn)
+                try:
+                    self._check_file_is_ours()
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT can leave the transaction open, and a connection must
+                    # not go back to the pool holding the write lock.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                self._release(conn)
+        except ContextError:
+            raise
+        except sqlite3.Error as exc:
+            raise self._translated(op, exc) from exc
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
+    def _begin(self, conn: _Connection) -> None:
         """BEGIN IMMEDIATE, waiting for another connection's write lock for up to
         `busy_timeout` in short jittered steps (at most `_LOCK_STEP`).
 
@@ -273,25 +301,42 @@ class SqliteStore(Store):
         waiters: a write that meets the lock (a tracker creating a context while the group
         writer commits, or another process's back-to-back commits) waited far longer than
         the lock was held, and could lose to the same writer again and again. Here SQLite's
-        handler is cut to `_LOCK_STEP` for the BEGIN alone and the rest of the wait is ours;
-        every other statement keeps the connection's full `busy_timeout`.
+        handler is cut to `_LOCK_STEP` and the rest of the wait is ours. In WAL mode a write
+        that holds the lock waits for nothing else, so the connection stays cut until a read
+        needs the full `busy_timeout` again (`_read`): a connection that only writes, as the
+        group writer's does, sets it once, not twice per transaction.
         """
-        deadline = time.monotonic() + self.busy_timeout
-        step = int(_LOCK_STEP * 1000)
-        conn.execute(f"PRAGMA busy_timeout={min(step, int(self.busy_timeout * 1000))}")
+        if not conn.stepping:
+            conn.execute(f"PRAGMA busy_timeout={min(int(_LOCK_STEP * 1000), self._busy_ms)}")
+            conn.stepping = True
         try:
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() >= deadline:
-                        raise
-                else:
-                    return
-                # Jitter, so that waiting connections do not wake in step; not a test's pacing.
-                time.sleep(random.uniform(0, _LOCK_STEP / 2))
+            self._begin_stepping(conn)
         finally:
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            if not conn.wal:  # COMMIT waits for readers outside WAL mode: the full timeout
+                self._full_timeout(conn)
+
+    def _begin_stepping(self, conn: _Connection) -> None:
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            else:
+                return
+            # Jitter, so that waiting connections do not wake in step; not a test's pacing.
+            time.sleep(random.uniform(0, _LOCK_STEP / 2))
+
+    @property
+    def _busy_ms(self) -> int:
+        return int(self.busy_timeout * 1000)
+
+    def _full_timeout(self, conn: _Connection) -> None:
+        """Give `conn` back its full `busy_timeout` if a write cut it."""
+        if conn.stepping:
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            conn.stepping = False
 
     def _check_file_is_ours(self) -> None:
         """Refuse to write if the path no longer names the file we opened.
@@ -301,7 +346,8 @@ class SqliteStore(Store):
         transaction, under the write lock, finds it first.
         """
         try:
-            identity = _identity(self.path)
+            info = os.stat(self._path_name)
+            identity: tuple[int, int] | None = (info.st_dev, info.st_ino)
         except FileNotFoundError:
             identity = None
         if identity != self._file:
@@ -314,6 +360,7 @@ class SqliteStore(Store):
     @contextmanager
     def _read(self, op: str) -> Iterator[sqlite3.Connection]:
         with self._translate(op), self._connection() as conn:
+            self._full_timeout(conn)
             yield conn
 
     @contextmanager
@@ -323,14 +370,13 @@ class SqliteStore(Store):
             yield
         except ContextError:
             raise
-        except sqlite3.DatabaseError as exc:
-            if "file is not a database" in str(exc):
-                raise UnsupportedFormatError(
-                    f"{self.path} is not a SQLite database ({op}): {exc}"
-                ) from exc
-            raise PersistenceError(f"sqlite {op} on {self.path} failed: {exc}") from exc
         except sqlite3.Error as exc:
-            raise PersistenceError(f"sqlite {op} on {self.path} failed: {exc}") from exc
+            raise self._translated(op, exc) from exc
+
+    def _translated(self, op: str, exc: sqlite3.Error) -> PersistenceError:
+        if isinstance(exc, sqlite3.DatabaseError) and "file is not a database" in str(exc):
+            return UnsupportedFormatError(f"{self.path} is not a SQLite database ({op}): {exc}")
+        return PersistenceError(f"sqlite {op} on {self.path} failed: {exc}")
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")

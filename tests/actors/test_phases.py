@@ -47,6 +47,8 @@ WAIT = 0  # every reply asserted on is answered by the time it is read
 class Recorder:
     """Stands for an actor ref: keeps what it is told."""
 
+    actor_inbox = None  # not a pooled actor's: tell_here() tells it
+
     def __init__(self) -> None:
         self.told: list[Any] = []
 

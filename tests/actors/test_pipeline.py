@@ -79,11 +79,23 @@ def gated(sqlite_store: SqliteStore) -> GatedStore:
 def _queue_behind_a_held_commit(gated: GatedStore) -> tuple[Any, Any, list[Any]]:
     manager = make_manager(gated, passivate_after=None, watch_interval=None)
     tracker = make_tracker(manager, "ctx", {"n": 0})
+    entered, go = threading.Event(), threading.Event()
+
+    def set_a_when_told(state: State) -> None:
+        entered.set()
+        assert go.wait(WAIT), "never told"
+        state.set("a", 1)
+
+    # The first write is made while the calls below wait behind it: so it goes to the
+    # writer's thread (a lone write would be committed in the tracker's own), and the
+    # tracker applies them while its commit is held.
     gated.holding = True
-    first = tracker.set("a", 1)
-    assert gated.entered.wait(WAIT)
+    first = tracker.modify(set_a_when_told).map(lambda state: state.version)
+    assert entered.wait(WAIT)
     queued = [tracker.set(f"k{i}", i) for i in range(3)]
     read = tracker.get("k2")  # handled after the three: applied then, in memory only
+    go.set()
+    assert gated.entered.wait(WAIT)
     (ref,) = pykka.ActorRegistry.get_by_class(TrackerActor)
     # Nothing reports the tracker having taken them: bound the wait on its pipeline.
     actor = ref._actor_weakref()

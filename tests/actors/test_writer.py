@@ -17,7 +17,8 @@ from actors import (
     PersistenceError,
     RecoveryError,
 )
-from actors._future import new_reply
+from actors._future import Reply, new_reply
+from actors._stats import Describe, TrackerFigures
 from actors._writer import WriteBatch, WriterActor, WriteRequest, Written, answer_batch
 from storage import SqliteStore, Store, VersionConflict
 from storage._store import Write
@@ -52,10 +53,13 @@ def _queue_behind_a_commit(
     first = trackers[0].set("n", 1)
     assert gated.entered.wait(WAIT)
     queued = [tracker.set("n", 1) for tracker in trackers[1:]]
-    (writer,) = pykka.ActorRegistry.get_by_class(WriterActor)
-    inbox = writer.actor_inbox
-    with inbox.not_empty:  # notified on every put; qsize() would take the same lock again
-        assert inbox.not_empty.wait_for(lambda: len(inbox.queue) >= len(queued), WAIT)
+    # Each tracker handles a Describe after its set: by then it has told the writer.
+    for tracker in trackers[1:]:
+        described: Reply[TrackerFigures] = new_reply()
+        ref = tracker._cell.ref
+        assert ref is not None
+        ref.tell(Describe(described))
+        assert described.result(WAIT).phase == "Persisting"
     return first, queued
 
 

@@ -64,7 +64,7 @@ def one_caller_stages(updates: int, workdir: Path) -> dict[str, float]:
         return around
 
     totals: dict[str, float] = {}
-    config = TrackerConfig(group_commit=False)
+    config = TrackerConfig()
     with (
         patched(TrackerActor, "on_receive", stamp("tracker")),
         patched(Store, "commit", stamp("commit")),
