@@ -18,7 +18,7 @@ import pykka
 
 from storage import State
 from storage._delta import Delta
-from storage._state import copy_json_value
+from storage._state import copy_json_dict
 
 __all__ = ["Change", "ChangeCause", "CurrentContextChange", "Publish", "Topic"]
 
@@ -74,7 +74,7 @@ class Change:
             delta.version,
             cause,
             delta.updated_at,
-            {key: copy_json_value(value) for key, value in delta.changed.items()},
+            copy_json_dict(delta.changed),
             delta.removed,
             dict(delta.metadata_changed),
             delta.metadata_removed,
@@ -89,7 +89,7 @@ class Change:
             state.version,
             cause,
             state.updated_at,
-            {key: copy_json_value(value) for key, value in state.data.items()},
+            copy_json_dict(state.data),
             (),
             dict(state.metadata),
             (),
@@ -100,7 +100,7 @@ class Change:
         """An equal change whose values are new copies."""
         return attrs.evolve(
             self,
-            changed={key: copy_json_value(value) for key, value in self.changed.items()},
+            changed=copy_json_dict(self.changed),
             metadata_changed=dict(self.metadata_changed),
         )
 

@@ -339,7 +339,7 @@ class DurableWrites(WritePath):
         batch = self.in_flight
         if batch is None or not _stored(batch):
             return False
-        while batch is not None and _stored(batch):
+        while True:
             # The writer answered every caller of the batch: it is stored (on failure it
             # tells us with `Written` and leaves the callers to us).
             self.in_flight = None
@@ -352,7 +352,8 @@ class DurableWrites(WritePath):
             if self.writer is None or not self._send(batch):
                 self._commit_here(batch)
                 break
-            batch = self.in_flight
+            if not _stored(batch):  # in flight (`_send` made it so) until the writer answers
+                break
         return True
 
     def take_failed(self, message: Written) -> Failure | None:

@@ -20,7 +20,7 @@ from cattrs.preconf.json import make_converter
 
 from actors._typed_errors import ModelMismatchError, ModelValueError
 from storage import InvalidValueError
-from storage._state import check_json_value, copy_json_value
+from storage._state import check_json_value, copy_json_dict
 
 __all__ = ["from_data", "make_model_converter", "model_converter", "to_data"]
 
@@ -192,7 +192,7 @@ def to_data(
     except Exception as exc:  # as in from_data()
         path, reason = _first_error(name, cattrs.transform_error(exc))
         raise ModelValueError(model, path, ModelValueError.UNKNOWN, reason) from exc
-    return {key: copy_json_value(value) for key, value in data.items()}, fresh
+    return copy_json_dict(data), fresh
 
 
 def _first_error(name: str, errors: list[str]) -> tuple[str, str]:

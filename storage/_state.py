@@ -102,10 +102,28 @@ def copy_json_value(value: Any) -> Any:
     """Deep-copy a JSON-compatible value (far cheaper than `copy.deepcopy`)."""
     kind = type(value)
     if kind is dict:
-        return {key: copy_json_value(item) for key, item in value.items()}
+        return copy_json_dict(value)
     if kind is list:
+        if _CONTAINERS.isdisjoint(map(type, value)):
+            return value.copy()
         return [copy_json_value(item) for item in value]
     return value
+
+
+def copy_json_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-copy a dict of JSON-compatible values. Every State copy goes through this: the
+    usual dict of scalars is copied in C (about 5x faster than a comprehension calling
+    `copy_json_value` per value), and only nested containers are copied one by one."""
+    copied = dict(data)
+    if not _CONTAINERS.isdisjoint(map(type, data.values())):
+        for key, item in copied.items():  # replaces values only: the keys do not change
+            if type(item) in _CONTAINERS:
+                copied[key] = copy_json_value(item)
+    return copied
+
+
+_CONTAINERS = frozenset({dict, list})
+"""The mutable JSON types, which a copy must not share (scalars are immutable)."""
 
 
 def _check_key(key: Any, where: str) -> None:
@@ -207,7 +225,7 @@ class State:
             InvalidValueError: anything in either mapping is not allowed; nothing changes.
         """
         validate_contents(data, metadata)
-        self.data = {key: copy_json_value(value) for key, value in data.items()}
+        self.data = copy_json_dict(data)
         self.metadata = dict(metadata)
 
     def __contains__(self, key: object) -> bool:
@@ -243,7 +261,7 @@ class State:
             version=self.version,
             created_at=self.created_at,
             updated_at=self.updated_at,
-            data={key: copy_json_value(value) for key, value in self.data.items()},
+            data=copy_json_dict(self.data),
             metadata=dict(self.metadata),
         )
 
