@@ -17,10 +17,11 @@ from actors import (
     PersistenceError,
     RecoveryError,
 )
+from actors._dispatch import Dispatcher, post
 from actors._future import Reply, new_reply
 from actors._stats import Describe, TrackerFigures
 from actors._writer import WriteBatch, WriterActor, WriteRequest, Written, answer_batch
-from storage import SqliteStore, Store, VersionConflict
+from storage import MemoryStore, ShutdownError, SqliteStore, Store, VersionConflict
 from storage._store import Write
 
 from .conftest import WAIT, WatchedStore, make_manager, make_tracker
@@ -205,3 +206,58 @@ def test_a_batch_whose_tracker_is_gone_fails_its_callers_from_the_first_write_no
     for request in batch.requests[1:]:
         with pytest.raises(PersistenceError):
             request.reply.result(timeout=0)
+
+
+class ThreadRecordingStore(WatchedStore):
+    """Records the thread of every commit."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.threads: list[threading.Thread] = []
+
+    def _commit(self, writes: list[Write]) -> list[Any]:
+        self.threads.append(threading.current_thread())
+        return super()._commit(writes)
+
+
+def test_a_lone_write_is_committed_in_its_trackers_thread_while_the_writer_is_idle(
+    sqlite_store,
+):
+    # No hand-off to another thread for a single caller's update: the tracker's thread runs
+    # the idle writer itself (tell_here), and the caller is answered from there.
+    store = ThreadRecordingStore(sqlite_store)
+    manager = make_manager(store)
+    tracker = make_tracker(manager, "ctx", {"n": 0})
+    applied_in: list[threading.Thread] = []
+
+    def bump(state: Any) -> None:
+        applied_in.append(threading.current_thread())
+        state.set("n", state.get("n") + 1)
+
+    for _ in range(3):
+        tracker.modify(bump).get(timeout=WAIT)
+    assert store.threads[-3:] == applied_in
+    assert sqlite_store.read_head("ctx").data == {"n": 3}
+    manager.shutdown().get(timeout=WAIT)
+
+
+def test_a_batch_told_to_a_writer_that_has_stopped_fails_its_callers_and_tells_its_tracker():
+    class Recorder:
+        def __init__(self) -> None:
+            self.told: list[Any] = []
+
+        def tell(self, message: Any) -> None:
+            self.told.append(message)
+
+    dispatcher = Dispatcher(1)
+    tracker = Recorder()
+    writer = WriterActor.start(dispatcher, MemoryStore(), Recorder())
+    writer.stop()
+    batch = _batch(2)
+    # It passed the "is it alive" check just before the stop: it reaches the mailbox.
+    post(writer, WriteBatch(tracker, batch.requests))  # type: ignore[arg-type]
+    for request in batch.requests:
+        with pytest.raises(ShutdownError):
+            request.reply.result(timeout=WAIT)
+    assert tracker.told == [Written(1, batch.requests[0].reply.exception())]
+    dispatcher.close(timeout=WAIT)

@@ -440,3 +440,26 @@ def test_read_latest_reads_one_snapshot_while_another_connection_compacts(
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_write_cuts_the_lock_wait_once_and_a_read_waits_the_full_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    # A write waits for another connection's write lock in steps of at most 5 ms (SQLite's
+    # own handler sleeps up to 100 ms at a time); the connection keeps that setting for the
+    # writes after it, and a read on it gets the full busy_timeout back.
+    statements: list[str] = []
+    with SqliteStore(tmp_path / "b.db", busy_timeout=2.0) as store:
+        store.create(State.new("ctx"))
+        conn = store._pool.get_nowait()
+        conn.set_trace_callback(statements.append)
+        store._pool.put(conn)
+        state = store.read_head("ctx").snapshot()
+        for version in (1, 2, 3):
+            state.version = version
+            store.compare_and_set(state, version - 1)
+        assert store.pragmas()["busy_timeout"] == 2000
+    timeouts = [s for s in statements if s.startswith("PRAGMA busy_timeout=")]
+    assert timeouts[-2:] == ["PRAGMA busy_timeout=5", "PRAGMA busy_timeout=2000"]
+    assert statements.count("PRAGMA busy_timeout=5") == 1  # not once per write
+    assert statements.count("BEGIN IMMEDIATE") == 3

@@ -295,3 +295,18 @@ def test_any_json_value_round_trips_through_the_codec(key: str, value: Any) -> N
 
     assert decoded == state
     assert_identical(decoded.get(key), value)
+
+
+def test_a_snapshot_shares_no_container_with_its_source_at_any_depth():
+    # copy_json_dict copies a dict of scalars in one C call; nested containers are copied
+    # one by one, so that mutating either State never changes the other.
+    state = State.new("ctx", {"s": "x", "n": 1, "l": [1, [2]], "d": {"e": {"f": [3]}}})
+    copy = state.snapshot()
+    assert copy.data == state.data
+    copy.data["l"][1].append(9)
+    copy.data["d"]["e"]["f"].append(9)
+    copy.data["s"] = "y"
+    assert state.data == {"s": "x", "n": 1, "l": [1, [2]], "d": {"e": {"f": [3]}}}
+    flat = State.new("flat", {f"k{i}": i for i in range(10)})
+    assert flat.snapshot().data == flat.data
+    assert flat.snapshot().data is not flat.data
