@@ -12,11 +12,13 @@
 - A cluster without it (Redis 6.2): nothing is published, and the watcher polls head versions.
 
 Any failure (a lost connection, a PING left unanswered, a slot that moved away from the node
-a channel was subscribed at) is raised to the store, which throws every subscription away,
-returns None (read the heads) and subscribes again at the next call, with a token unlike any
-before: pub/sub keeps nothing for a subscriber that was away, so a gap must be covered by a
-head read, never by a silent resubscription (which is why redis-py's own cluster pub/sub,
-which resubscribes by itself after a reconnect or a slot move, is not used).
+a channel was subscribed at) is raised to the store, which throws the failed subscriptions
+away (on a cluster, those of the masters that failed; the others stand), returns None (read
+the heads) and subscribes again at the next call, with a token unlike any before: pub/sub
+keeps nothing for a subscriber that was away, so a gap must be covered by a head read, never
+by a silent resubscription. That is why redis-py's own cluster pub/sub, which resubscribes by
+itself after a reconnect or a slot move, is not used, and why a cluster subscription's
+connection comes from a pool of its own (`_node_pubsub`).
 docs/storage.md ("Change channel", "Redis Cluster").
 """
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, cast
 
 import redis
@@ -40,8 +42,9 @@ DRAIN_LIMIT = 10_000
 """The most change messages one `change_token()` call reads from one connection; any more
 wait for the next call."""
 
-_ERRORS = (redis.exceptions.RedisError, OSError)
-"""What closing a subscription that is being thrown away may raise (and is ignored)."""
+_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
+"""What a subscription's commands may raise: redis-py's errors (a cluster's too, such as a
+slot no master serves) and socket errors."""
 
 
 def sharded_pubsub(client: Any) -> bool:
@@ -55,12 +58,34 @@ def sharded_pubsub(client: Any) -> bool:
     return True
 
 
+def _node_pubsub(client: Any, node: Any) -> PubSub:
+    """A pub/sub connection to cluster node `node`, from a pool of its own with the node
+    pool's settings (timeouts, credentials, no retries). Not from the node's pool: the
+    cluster client marks every connection of a node's pool for reconnection whenever it
+    learns the slots again (after any MOVED or failed command), and redis-py's PubSub would
+    then reconnect and subscribe again by itself, losing what was published in between
+    without a word."""
+    pool = client.get_redis_connection(node).connection_pool
+    own = redis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs
+    )
+    return PubSub(own)
+
+
 class _Subscription:
     """One pub/sub connection: counts the change messages it reads and knows when it last
     heard from its server."""
 
-    def __init__(self, pubsub: PubSub, socket_timeout: float, change_silence: float) -> None:
+    def __init__(
+        self,
+        pubsub: PubSub,
+        socket_timeout: float,
+        change_silence: float,
+        *,
+        owns_pool: bool = False,
+    ) -> None:
         self.pubsub = pubsub
+        self._owns_pool = owns_pool  # a pool of its own, to close with it (_node_pubsub)
         self.changes = 0  # change messages read
         self.leaving: set[bytes] = set()  # shard channels we asked to leave, not yet confirmed
         self._timeout = socket_timeout
@@ -125,6 +150,8 @@ class _Subscription:
     def close(self) -> None:
         with contextlib.suppress(*_ERRORS):  # it is being thrown away
             self.pubsub.close()
+            if self._owns_pool:
+                self.pubsub.connection_pool.disconnect()
 
 
 class ChannelListener:
@@ -189,6 +216,8 @@ class ShardListener:
         self._nodes: dict[str, _Subscription] = {}  # by node name
         self._where: dict[str, str] = {}  # subscribed context -> its node's name
         self._count = 0  # messages read, plus one per change of subscriptions
+        self._errors: list[BaseException] = []  # of the last token() call
+        self._failed: set[str] = set()  # the masters whose work failed in it
 
     def follow(self, names: Collection[str]) -> None:
         """Listen to exactly these contexts from the next `token()` call on (no I/O here)."""
@@ -203,62 +232,102 @@ class ShardListener:
         """Bring the subscriptions in line with `follow()` (and count one if any was added),
         read what is pending; the count, or None if `follow()` was never called.
 
+        A master that fails does not stop the others: its error is raised once every
+        master has been served, and `reset()` then gives up its subscriptions only.
+
         Raises:
             redis.exceptions.RedisError: a subscription failed; `reset()`, then call again.
         """
         wanted = self._wanted
         if wanted is None:
             return None
+        self._errors, self._failed = [], set()
         self._leave([name for name in self._where if name not in wanted])
         joining = [name for name in wanted if name not in self._where]
         if joining:
             self._join(joining)
             self._count += 1  # writes before now were not heard: look at the heads
-        for subscription in self._nodes.values():
-            before = subscription.changes
-            subscription.drain()
-            subscription.check_alive()
-            self._count += subscription.changes - before
+        for node_name, subscription in self._nodes.items():
+            if node_name in self._failed:
+                continue
+            with self._guard(node_name):
+                before = subscription.changes
+                try:
+                    subscription.drain()
+                    subscription.check_alive()
+                finally:
+                    self._count += subscription.changes - before
+        if self._errors:
+            raise self._errors[0]
         return self._count
 
+    @contextlib.contextmanager
+    def _guard(self, node_name: str | None) -> Iterator[None]:
+        """Note an error of the work on `node_name` (None: no master yet) and go on."""
+        try:
+            yield
+        except _ERRORS as exc:
+            self._errors.append(exc)
+            if node_name is not None:
+                self._failed.add(node_name)
+
     def _join(self, names: list[str]) -> None:
-        # SSUBSCRIBE takes channels of one slot only, so one command per slot; every command
-        # goes out before any confirmation is awaited (one round trip per master).
-        by_slot: dict[tuple[str, int], list[str]] = {}
+        by_node: dict[str, dict[int, list[str]]] = {}
         for name in names:
             channel = self._channel_of(name)
-            node = self._client.get_node_from_key(channel)
+            node = None
+            with self._guard(None):  # a slot no master serves now: not joined, try later
+                node = self._client.get_node_from_key(channel)
+            if node is None:
+                continue
             if node.name not in self._nodes:
-                pubsub = self._client.get_redis_connection(node).pubsub()
-                self._nodes[node.name] = _Subscription(pubsub, self._timeout, self._silence)
-            by_slot.setdefault((node.name, self._client.keyslot(channel)), []).append(channel)
+                pubsub = _node_pubsub(self._client, node)
+                self._nodes[node.name] = _Subscription(
+                    pubsub, self._timeout, self._silence, owns_pool=True
+                )
+            slots = by_node.setdefault(node.name, {})
+            slots.setdefault(self._client.keyslot(channel), []).append(channel)
             self._where[name] = node.name
-        counts: dict[str, int] = {}
-        for (node_name, _), channels in by_slot.items():
-            self._nodes[node_name].pubsub.ssubscribe(*channels)
-            counts[node_name] = counts.get(node_name, 0) + len(channels)
-        for node_name, count in counts.items():
-            self._nodes[node_name].wait_for("ssubscribe", count, f"SSUBSCRIBE on {node_name}")
+        # SSUBSCRIBE takes channels of one slot only: one command per slot, all of a master's
+        # sent before its confirmations are awaited (one round trip per master).
+        for node_name, slots in by_node.items():
+            with self._guard(node_name):
+                subscription = self._nodes[node_name]
+                for channels in slots.values():
+                    subscription.pubsub.ssubscribe(*channels)
+                count = sum(len(channels) for channels in slots.values())
+                subscription.wait_for("ssubscribe", count, f"SSUBSCRIBE on {node_name}")
 
     def _leave(self, names: list[str]) -> None:
         by_node: dict[str, list[str]] = {}
         for name in names:
             by_node.setdefault(self._where.pop(name), []).append(name)
+        remaining = set(self._where.values())
         for node_name, leaving in by_node.items():
             subscription = self._nodes[node_name]
-            if node_name not in self._where.values():
+            if node_name not in remaining:
                 del self._nodes[node_name]  # nothing left there: close the connection
                 subscription.close()
                 continue
-            for name in leaving:  # one channel a command: SUNSUBSCRIBE is per slot too
-                channel = self._channel_of(name)
-                subscription.leaving.add(channel.encode())
-                cast("Any", subscription.pubsub).sunsubscribe(channel)
+            with self._guard(node_name):
+                for name in leaving:  # one channel a command: SUNSUBSCRIBE is per slot too
+                    channel = self._channel_of(name)
+                    subscription.leaving.add(channel.encode())
+                    cast("Any", subscription.pubsub).sunsubscribe(channel)
 
     def reset(self) -> None:
-        """Give every subscription up after a failure (the followed names stay); the next
-        `token()` subscribes again at the masters that serve them then."""
-        self.close()
+        """After `token()` failed: give up the subscriptions of the masters that failed
+        (every subscription if the failure is not known; the followed names stay). The next
+        `token()` subscribes again to those contexts at the masters that serve them then."""
+        failed, errors = self._failed, self._errors
+        self._failed, self._errors = set(), []
+        if failed:
+            for node_name in failed:
+                if node_name in self._nodes:
+                    self._nodes.pop(node_name).close()
+            self._where = {name: node for name, node in self._where.items() if node not in failed}
+        elif not errors:
+            self.close()  # not raised by a master's work: start again everywhere
         # A failover or a resharding may be why: learn the slots again, so the next
         # subscriptions go to the masters that serve them now.
         with contextlib.suppress(*_ERRORS):

@@ -259,6 +259,12 @@ def test_a_slot_moved_away_ends_its_subscription_and_the_store_follows_it(valkey
         writer.close()
 
 
+def _ssubscribe_calls(node: Any) -> int:
+    with node.client() as client:
+        stats = client.info("commandstats")
+    return int(stats.get("cmdstat_ssubscribe", {}).get("calls", 0))
+
+
 @pytest.fixture
 def own_valkey_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
     """A Valkey cluster of this test's own, since the test kills one of its masters."""
@@ -275,7 +281,8 @@ def test_a_killed_master_ends_its_subscriptions_and_they_are_made_at_the_promote
     own_valkey_cluster,
 ):
     """SIGKILL of the master a followed context lives on: the token is None while no master
-    serves the slot, then the store subscribes at the promoted replica and hears its writes."""
+    serves the slot, then the store subscribes at the promoted replica and hears its writes.
+    The subscriptions at the other masters stand all along (never made again)."""
     cluster = own_valkey_cluster
     prefix = _prefix()
     names = _names_on_every_master(cluster, prefix)
@@ -287,9 +294,12 @@ def test_a_killed_master_ends_its_subscriptions_and_they_are_made_at_the_promote
         watcher.follow(names)
         token = watcher.change_token()
         victim_port = watcher._client.get_node_from_key(watcher._channel_of(names[0])).port
+        others = [node for node in cluster.masters if node.port != victim_port]
+        subscribed_before = [_ssubscribe_calls(node) for node in others]
         next(node for node in cluster.masters if node.port == victim_port).kill()
         again = _resubscribed(watcher, 60)
         assert again != token
+        assert [_ssubscribe_calls(node) for node in others] == subscribed_before
         promoted = watcher._client.get_node_from_key(watcher._channel_of(names[0]))
         assert promoted.port != victim_port
         deadline = time.monotonic() + 30
