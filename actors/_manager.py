@@ -141,10 +141,15 @@ class ContextManager:
     ) -> ContextFuture[ContextTracker]:
         """The tracker handle of `name`, activating the context if it is inactive.
 
-        With `create=True`, a context that is not stored is created first (at version 0,
-        holding `data` and `metadata`) by the tracker as it loads: one store call for "get
-        or create", the pattern of a web handler whose first request for an id makes it.
-        If another process creates it at the same moment, its context is loaded instead.
+        With `create=True`, a context that is not stored is created (at version 0, holding
+        `data` and `metadata`) by the tracker as it loads: "get or create", the pattern of
+        a web handler whose first request for an id makes it. The create is the first
+        write of the tracker, stored by the group writer with other contexts' writes, and
+        the handle comes while it is on its way: a write made through the handle before
+        the writer takes the create goes in the same transaction, and nothing called
+        through the handle is answered before the create is stored (if it fails, those
+        calls fail with its error). If another process creates the context at the same
+        moment, its context is loaded instead and the calls run on it.
 
         Raises (through the future): `ContextNotFoundError` (not stored, and not `create`),
         `InvalidContextNameError`, `InvalidValueError` (`data` or `metadata` a State cannot

@@ -13,6 +13,11 @@ while one batch of a context's writes is being stored, the next one accumulates.
 - Without a writer, or while the tracker stops, a write is committed in the tracker's own
   thread (nothing is in flight then).
 
+A new context's create (`get_tracker(create=True)` of a context not stored) is the first
+write of the chain (`create()`): the tracker holds the new State while it is in flight, and
+its batch takes the writes made before the writer takes it (`WriteBatch.join`), so a new
+context and its first update are one transaction.
+
 At most one batch is in flight and one accumulates. A failed batch fails exactly the writes it
 carried; everything applied after the last stored version is undone (`take_failed()`), and
 the phase runs again what was not answered.
@@ -140,6 +145,8 @@ class DurableWrites(WritePath):
         self._chain_version = -1
         self.in_flight: Batch | None = None
         self.next = Batch()
+        self._sent: WriteBatch | None = None
+        """The writer's unit of the batch in flight while writes may still join it."""
 
     @property
     def busy(self) -> bool:
@@ -160,7 +167,8 @@ class DurableWrites(WritePath):
             undo()
             raise
         if self.in_flight is not None:
-            self.next.add(pending)  # goes to the writer once the batch is stored
+            if not self._join(pending):
+                self.next.add(pending)  # goes to the writer once the batch is stored
             return LATER
         # Stopping: write from this thread, so that no write is in flight once stopped.
         if self.writer is not None and not host.stopping and self._send(_batch_of(pending)):
@@ -176,27 +184,18 @@ class DurableWrites(WritePath):
             raise
         return update.result
 
-    def create(self, seed: State, waiters: list[Reply[None]]) -> bool:
+    def create(self, seed: State) -> bool:
         """Send the creation of the context as `seed` to the writer, as the first write of
-        the chain: the requests that come meanwhile chain behind it, and the writer may
-        store their writes with it (one transaction). `waiters` are answered once it is
-        stored (by the writer's thread), or with the error that failed it. The tracker
-        holds `seed` meanwhile. False if there is no writer or we stop (nothing sent)."""
+        the chain: a write made meanwhile joins it while it waits for the writer (one
+        transaction: a new context and its first update), later ones chain behind it, and
+        reads wait for it, so nothing is answered before the context is stored. The
+        tracker holds `seed` meanwhile. False if there is no writer or we stop (nothing
+        sent)."""
         host = self._host
         if self.writer is None or host.stopping or self.in_flight is not None:
             return False
         write = host.store.prepare_create(seed)
         reply: Reply[None] = new_reply()
-
-        def answered(done: Reply[None]) -> None:
-            error = done.exception()
-            for waiter in waiters:
-                if error is None:
-                    resolve(waiter, None)
-                else:
-                    reject(waiter, error)
-
-        reply.add_done_callback(answered)
         journal = 0, 0, len(write.blob)
         # No request made it: a failed create is never run again (see Persisting).
         nobody = cast("TrackerRequest", None)
@@ -205,10 +204,28 @@ class DurableWrites(WritePath):
         self.stored_version, self.unsaved = -1, 0
         self._stored_journal = _NO_JOURNAL
         self._chain_version, self._chain_journal = write.version, journal
-        if not self._send(_batch_of(pending)):
+        if not self._send(_batch_of(pending), joinable=True):
             self._rewind()
             return False
         self.settle_if_done()  # stored already if the writer was idle (see `store`)
+        return True
+
+    def _join(self, pending: Pending) -> bool:
+        """Add `pending` to the batch in flight if it is a create's and the writer has not
+        taken it yet (see `WriteBatch.join`): stored in its transaction, not one later.
+        Only while nothing accumulates, so that the writes keep their order. (Other
+        batches take no joins: what queues behind them accumulates, and a failed batch
+        fails the writes that were in it when it went, as before.)"""
+        unit, batch = self._sent, self.in_flight
+        if unit is None or batch is None or self.next.items:
+            return False
+        request = WriteRequest(pending.write, pending.reply, pending.value, pending.started)
+        if not unit.join(request):
+            self._sent = None  # taken: the next writes accumulate
+            return False
+        batch.add(pending)
+        if batch.wake_requested:  # the wake was asked of the write that was last
+            pending.reply.add_done_callback(self._wake)
         return True
 
     def hold(self, message: TrackerRequest, value: Any = None, error: Any = None) -> None:
@@ -260,8 +277,9 @@ class DurableWrites(WritePath):
         """The chain of prepared writes is back at the last stored version."""
         self._chain_version, self._chain_journal = self.stored_version, self._stored_journal
 
-    def _send(self, batch: Batch) -> bool:
-        """Hand `batch` to the writer: False if the writer is gone (nothing was sent)."""
+    def _send(self, batch: Batch, *, joinable: bool = False) -> bool:
+        """Hand `batch` to the writer: False if the writer is gone (nothing was sent). A
+        `joinable` batch (a create's) takes the writes made before the writer takes it."""
         host = self._host
         requests = tuple(
             WriteRequest(pending.write, pending.reply, pending.value, pending.started)
@@ -287,7 +305,7 @@ class DurableWrites(WritePath):
             )
             self.writer = None
             return False
-        self.in_flight = batch
+        self.in_flight, self._sent = batch, message if joinable else None
         if (host.listened or len(batch.items) > len(requests)) and not _stored(batch):
             self.wake_when_written()  # publish, or answer what is held, once stored
         return True
@@ -296,7 +314,7 @@ class DurableWrites(WritePath):
         """Commit `batch` from this thread, as the writer would (the writer is gone): it is
         in flight until the tracker's next message, which we send ourselves."""
         host = self._host
-        self.in_flight = batch
+        self.in_flight, self._sent = batch, None
         writes = batch.writes
         try:
             results: list[BaseException | None] = list(
@@ -342,7 +360,7 @@ class DurableWrites(WritePath):
         while True:
             # The writer answered every caller of the batch: it is stored (on failure it
             # tells us with `Written` and leaves the callers to us).
-            self.in_flight = None
+            self.in_flight, self._sent = None, None
             self._settle(batch.items)
             if not self.next.items:
                 break
@@ -368,7 +386,7 @@ class DurableWrites(WritePath):
         if message.version not in versions:
             return None  # pragma: no cover - as above
         cut = versions.index(message.version)
-        self.in_flight = None
+        self.in_flight, self._sent = None, None
         self._settle(batch.items[:cut])
         failed = batch.items[cut:]
         later, self.next = self.next.items, Batch()
@@ -409,12 +427,12 @@ class DurableWrites(WritePath):
 
     def suspended(self) -> None:
         super().suspended()
-        self.next = Batch()
+        self.next, self._sent = Batch(), None
         self._rewind()
 
     def abandon(self, message: Written) -> None:
         """The writer's answer arriving after we stopped: only the callers are left to tell."""
-        batch, self.in_flight = self.in_flight, None
+        batch, self.in_flight, self._sent = self.in_flight, None, None
         if batch is not None:
             for pending in batch.writes:
                 reject(pending.reply, message.error)  # a stored one was resolved: no effect

@@ -10,7 +10,7 @@ from actors import _updates as updates
 from actors._future import reject, resolve
 from actors._messages import Stop, TrackerRequest, Wake
 from actors._phases import REQUESTS, Phase, Running, _as_outcome, apply_update
-from actors._pipeline import DurableWrites, Failure
+from actors._pipeline import DurableWrites, Failure, Pending
 from actors._stash import busy_error, refuse
 from actors._writer import Written
 from actors._writes import LATER
@@ -149,26 +149,24 @@ class Persisting(Phase):
 
     def _create_failed(self, failure: Failure, error: BaseException) -> Phase:
         """The create that began our chain was not stored. If another process created the
-        context first, get-or-create loads theirs: the create's waiters get the handle and
-        every request after it runs again on the loaded State. Otherwise the waiters and
-        the writes carried with it get the error (the context may not be stored), the
-        rest waits in the stash, and we suspend: the supervisor's restart loads the
-        context if the create was stored after all, and stops us if not."""
+        context first, get-or-create loads theirs and every request after the create runs
+        again on it. Otherwise every request that waits on the create (the writes that
+        went with it or queued behind it, the reads held behind it) fails with its error,
+        and we suspend: the supervisor's restart loads the context if the create was
+        stored after all (an unknown outcome), and stops us if it was not."""
         t = self.t
         create = failure.carried[0]
         if isinstance(error, ContextExistsError):
             try:
                 t.load()
             except Exception as exc:  # noqa: BLE001 - the supervisor restarts us
-                reject(create.reply, exc)
                 self.rerun([item.message for item in failure.items[1:]])
                 return t.suspend(exc)
             resolve(create.reply, None)
             self.rerun([item.message for item in failure.items[1:]])
             return Running(t)
         outcome = _as_outcome(error)
-        carried = {id(pending) for pending in failure.carried}
-        for pending in failure.carried:
-            reject(pending.reply, outcome)
-        self.rerun([item.message for item in failure.items if id(item) not in carried])
+        for item in failure.items:
+            reject(item.reply if isinstance(item, Pending) else item.message.reply, outcome)
+        self.rerun([])  # what waits for nothing in flight (a save, a stop) runs after
         return t.suspend(error)

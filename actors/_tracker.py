@@ -248,11 +248,11 @@ class TrackerActor(PooledActor):
         logger.debug(
             "tracker %r running at version %d", self.name, state.version, extra=self.log_fields
         )
-        if self.writes.busy:  # creating it: the waiters hear once the create is stored
-            return Persisting(self)
         for waiter in self.restart_waiters:
             resolve(waiter, None)
         self.restart_waiters.clear()
+        if self.writes.busy:  # creating it: every request waits for (or joins) the create
+            return Persisting(self)
         return Running(self)
 
     def load(self) -> State:
@@ -269,8 +269,7 @@ class TrackerActor(PooledActor):
             # in one transaction with other contexts' writes (and the requests that come
             # meanwhile), not beside the writer in a transaction of its own. (Under a lease
             # every write waits for the lease, taken by a request: we create it ourselves.)
-            if self.lease is None and self.writes.create(state, self.restart_waiters[:]):
-                self.restart_waiters.clear()
+            if self.lease is None and self.writes.create(state):
                 self._publisher.announce(state, None, running=False)
                 self.state = state
                 return state

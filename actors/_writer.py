@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -56,14 +57,48 @@ class WriteRequest:
     """When its tracker took the request (`time.perf_counter()`), for the write's duration."""
 
 
-@attrs.frozen
+_SEAL = object()
+"""What the writer appends to a batch it takes: a write joined after it is not in the batch."""
+
+
 class WriteBatch:
     """A tracker's consecutive writes (versions v+1, v+2, ...), committed in one transaction
     and answered in order: each stored write to its caller, the first that is not stored to
-    the tracker (`Written`), which owns the rest of the batch from then on."""
+    the tracker (`Written`), which owns the rest of the batch from then on.
 
-    tracker: pykka.ActorRef[Any]
-    requests: tuple[WriteRequest, ...]
+    Until the writer takes the batch (`seal()`), its tracker may add the writes that follow
+    (`join()`), so that a write made while the batch waits in the writer's mailbox goes in
+    its transaction, not the next one (a new context's create and its first update, say).
+    Both append to one deque and then copy it, each step atomic, so the order of the two
+    appends decides whether a joined write is in, and neither side waits for the other.
+    """
+
+    __slots__ = ("_items", "_requests", "tracker")
+
+    def __init__(self, tracker: pykka.ActorRef[Any], requests: Iterable[WriteRequest]) -> None:
+        self.tracker = tracker
+        self._items: deque[Any] = deque(requests)
+        self._requests: tuple[WriteRequest, ...] | None = None
+
+    def join(self, request: WriteRequest) -> bool:
+        """The tracker's: add `request` unless the writer took the batch first (False)."""
+        items = self._items
+        items.append(request)
+        seen = list(items)  # one atomic copy: the seal is in it or comes after our request
+        return seen[-1] is _SEAL or not any(item is _SEAL for item in seen)
+
+    def seal(self) -> tuple[WriteRequest, ...]:
+        """The writer's: take the batch as it is; nothing joins it after this."""
+        if self._requests is None:
+            self._items.append(_SEAL)
+            seen = list(self._items)
+            self._requests = tuple(seen[: next(i for i, x in enumerate(seen) if x is _SEAL)])
+        return self._requests
+
+    @property
+    def requests(self) -> tuple[WriteRequest, ...]:
+        """Its writes, in order (sealing it)."""
+        return self.seal()
 
 
 def answer_batch(

@@ -106,7 +106,7 @@ class WritePath:
         is undone and the error raised (`StaleWrite` when another process wrote first)."""
         raise NotImplementedError
 
-    def create(self, seed: State, waiters: list[Reply[None]]) -> bool:
+    def create(self, seed: State) -> bool:
         """Store `seed` as the new context through the writer (see `DurableWrites`):
         False where this path does not, and the tracker creates it itself."""
         return False

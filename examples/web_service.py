@@ -78,8 +78,8 @@ async def read_cart(cart_id: str, request: Request) -> dict[str, Any]:
 
 @app.post("/carts/{cart_id:path}/items")
 async def add_item(cart_id: str, addition: Addition, request: Request) -> dict[str, Any]:
-    # Creates the cart on first use, in one store call, however many requests or worker
-    # processes race to it.
+    # Creates the cart on first use, however many requests or worker processes race to it:
+    # the create and this first add are stored in one transaction.
     tracker = await request.state.manager.get_tracker(cart_id, create=True)
 
     def add(state: State) -> None:  # runs in the cart's actor, on the newest State

@@ -1,32 +1,95 @@
 """`get_tracker(name, create=True)` of a context that is not stored: its creation is the
 first write of the new tracker's chain, committed by the group writer (`Store.commit` with a
 create write) with other contexts' writes, not a `Store.create` of its own beside the writer.
-The callers hear once it is stored; one that another process beat to it loads theirs; a
-failed one fails its callers and leaves nothing running."""
+The handle comes at once; a write made through it while the create waits for the writer
+goes in the create's transaction, and nothing is answered before the create is stored. A
+create another process won loads theirs; a failed one fails every request that waited on
+it."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
 from actors import ContextNotFoundError, PersistenceError, State
-from actors.testing import FaultyStore
-from storage import SqliteStore
+from storage import ContextError, SqliteStore
+from storage._store import Write
 
 from .conftest import WAIT, WatchedStore, make_manager, wait_until
 
 
-def test_a_new_context_is_created_by_the_group_writer_before_its_callers_hear(watched):
-    with make_manager(watched) as manager:
-        trackers = [manager.get_tracker("new", create=True, data={"n": 1}) for _ in range(5)]
-        tracker = trackers[0].get(timeout=WAIT)
-        assert all(future.get(timeout=WAIT) == tracker for future in trackers[1:])
-        # Stored before anyone heard: through commit, never a create of its own.
-        assert watched.inner.read_head("new").data == {"n": 1}
-        assert watched.calls.get("create", 0) == 0
-        assert tracker.set("n", 2).get(timeout=WAIT) == 1
-        state = tracker.get_state().get(timeout=WAIT)
-        assert (state.version, dict(state.items())) == (1, {"n": 2})
-    assert watched.inner.read_head("new").data == {"n": 2}
+class GatedStore(WatchedStore):
+    """Records what each commit carried; while `gate` is clear, a commit waits for it (so
+    a test can hold the writer busy while it lines writes up behind it)."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()
+        self.batches: list[list[tuple[str, bool, int]]] = []
+
+    def _commit(self, writes: list[Write]) -> list[ContextError | None]:
+        self.batches.append([(w.context, w.create, w.version) for w in writes])
+        if not self.gate.is_set():
+            self.waiting.set()
+            assert self.gate.wait(WAIT), "never released"
+        return super()._commit(writes)
+
+
+@pytest.fixture
+def gated(sqlite_store: SqliteStore) -> GatedStore:
+    return GatedStore(sqlite_store)
+
+
+def _processed(manager, name: str) -> None:
+    """Return once the tracker of `name` has handled what was told it before this call
+    (stats() asks it, behind those messages)."""
+    assert any(s.name == name for s in manager.stats().get(timeout=WAIT))
+
+
+def test_a_new_context_and_its_first_write_go_in_one_commit_with_others(gated):
+    with make_manager(gated) as manager:
+        manager.create_context("other").get(timeout=WAIT)
+        other = manager.get_tracker("other").get(timeout=WAIT)
+        gated.gate.clear()
+        busy = other.set("x", 1)  # the writer waits in this commit
+        assert gated.waiting.wait(WAIT)
+        trackers = [manager.get_tracker("cart", create=True, data={"n": 0}) for _ in range(3)]
+        cart = trackers[0].get(timeout=WAIT)  # the create waits in the writer's mailbox
+        assert all(future.get(timeout=WAIT) == cart for future in trackers[1:])
+        first = cart.set("n", 1)
+        _processed(manager, "cart")
+        more = other.set("x", 2)
+        gated.gate.set()
+        assert busy.get(timeout=WAIT) == 1
+        assert first.get(timeout=WAIT) == 1
+        assert more.get(timeout=WAIT) == 2
+        assert cart.get_state().get(timeout=WAIT).version == 1
+    assert ("cart", True, 0) in gated.batches[1]
+    assert ("cart", False, 1) in gated.batches[1]  # the same transaction
+    assert gated.calls.get("create", 0) == 1  # create_context("other") only
+    head = gated.inner.read_head("cart")
+    assert (head.version, head.data) == (1, {"n": 1})
+
+
+def test_nothing_is_answered_before_the_create_is_stored(gated):
+    with make_manager(gated) as manager:
+        gated.gate.clear()
+        cart = manager.get_tracker("cart", create=True).get(timeout=WAIT)
+        assert gated.waiting.wait(WAIT)  # the writer holds the create
+        read = cart.get_state()
+        write = cart.set("n", 1)
+        _processed(manager, "cart")
+        assert not read.done()
+        assert not write.done()
+        assert gated.inner.list_contexts() == []
+        gated.gate.set()
+        assert read.get(timeout=WAIT).version == 0
+        assert write.get(timeout=WAIT) == 1
+    assert gated.batches[0] == [("cart", True, 0)]
+    assert gated.batches[1] == [("cart", False, 1)]
 
 
 class CreatedMeanwhile(WatchedStore):
@@ -50,21 +113,28 @@ def test_a_create_another_process_won_loads_their_context(sqlite_store):
     store = CreatedMeanwhile(sqlite_store, State.new("cart", {"theirs": 1}))
     with make_manager(store) as manager:
         tracker = manager.get_tracker("cart", create=True, data={"ours": 1}).get(timeout=WAIT)
-        assert dict(tracker.get_state().get(timeout=WAIT).items()) == {"theirs": 1}
-        assert tracker.set("n", 1).get(timeout=WAIT) == 1
+        assert tracker.set("n", 1).get(timeout=WAIT) == 1  # runs again on theirs
+        assert dict(tracker.get_state().get(timeout=WAIT).items()) == {"theirs": 1, "n": 1}
     assert sqlite_store.read_head("cart").data == {"theirs": 1, "n": 1}
 
 
-def test_a_failed_create_fails_its_callers_and_a_later_one_succeeds(watched: FaultyStore):
-    with make_manager(watched) as manager:
-        watched.fail("commit", OSError("disk full"))
-        with pytest.raises(PersistenceError, match="disk full"):
-            manager.get_tracker("cart", create=True).get(timeout=WAIT)
-        assert watched.inner.list_contexts() == []
+def test_a_failed_create_fails_what_waited_on_it_and_a_later_one_succeeds(gated):
+    with make_manager(gated) as manager:
+        gated.gate.clear()
+        gated.fail("commit", OSError("disk full"))
+        cart = manager.get_tracker("cart", create=True).get(timeout=WAIT)
+        assert gated.waiting.wait(WAIT)
+        read, write = cart.get_state(), cart.set("n", 1)
+        _processed(manager, "cart")
+        gated.gate.set()
+        for future in (read, write):
+            with pytest.raises(PersistenceError, match="disk full"):
+                future.get(timeout=WAIT)
+        assert gated.inner.list_contexts() == []
         # The tracker that failed finds nothing stored on its restart and stops (as when a
         # create failed in its load); the next get-or-create then starts over and makes it.
         assert wait_until(lambda: manager.active_contexts().get(timeout=WAIT) == [])
-        tracker = manager.get_tracker("cart", create=True, data={"n": 0})
-        state = tracker.get(timeout=WAIT).get_state().get(timeout=WAIT)
+        cart = manager.get_tracker("cart", create=True, data={"n": 0}).get(timeout=WAIT)
+        state = cart.get_state().get(timeout=WAIT)
         assert (state.version, dict(state.items())) == (0, {"n": 0})
-    assert watched.inner.read_head("cart").data == {"n": 0}
+    assert gated.inner.read_head("cart").data == {"n": 0}

@@ -261,3 +261,36 @@ def test_a_batch_told_to_a_writer_that_has_stopped_fails_its_callers_and_tells_i
             request.reply.result(timeout=WAIT)
     assert tracker.told == [Written(1, batch.requests[0].reply.exception())]
     dispatcher.close(timeout=WAIT)
+
+
+def test_a_write_joins_a_batch_until_the_writer_takes_it_and_never_after():
+    batch = _batch(2)
+    late = _batch(4).requests[2:]  # versions 3 and 4
+    assert batch.join(late[0])
+    assert [r.value for r in batch.seal()] == [1, 2, 3]  # the writer takes it with the join
+    assert not batch.join(late[1])  # taken: the tracker keeps it for its next batch
+    assert [r.value for r in batch.requests] == [1, 2, 3]
+
+
+def test_a_join_and_a_seal_racing_agree_on_whether_the_write_is_in():
+    # Each round, a tracker thread joins while the writer's thread seals: whatever the
+    # interleaving, the join says True exactly when the sealed batch holds the write.
+    for _ in range(300):
+        batch = _batch(1)
+        extra = _batch(2).requests[1]
+        joined: list[bool] = []
+        start = threading.Barrier(2, timeout=WAIT)
+
+        thread = threading.Thread(target=_join_after, args=(start, batch, extra, joined))
+        thread.start()
+        start.wait()
+        sealed = batch.seal()
+        thread.join(WAIT)
+        assert joined == [extra in sealed]
+
+
+def _join_after(
+    start: threading.Barrier, batch: WriteBatch, extra: WriteRequest, joined: list[bool]
+) -> None:
+    start.wait()
+    joined.append(batch.join(extra))
