@@ -74,22 +74,33 @@ def test_a_new_context_and_its_first_write_go_in_one_commit_with_others(gated):
     assert (head.version, head.data) == (1, {"n": 1})
 
 
+def _busy_writer(manager, gated: GatedStore):
+    """Hold the group writer in a commit of another context (its future), so that a batch
+    told to it waits in its mailbox. (An idle writer commits a batch at once in the thread
+    that tells it.)"""
+    manager.create_context("other").get(timeout=WAIT)
+    other = manager.get_tracker("other").get(timeout=WAIT)
+    gated.gate.clear()
+    busy = other.set("x", 1)
+    assert gated.waiting.wait(WAIT)
+    return busy
+
+
 def test_nothing_is_answered_before_the_create_is_stored(gated):
     with make_manager(gated) as manager:
-        gated.gate.clear()
+        busy = _busy_writer(manager, gated)
         cart = manager.get_tracker("cart", create=True).get(timeout=WAIT)
-        assert gated.waiting.wait(WAIT)  # the writer holds the create
         read = cart.get_state()
         write = cart.set("n", 1)
         _processed(manager, "cart")
         assert not read.done()
         assert not write.done()
-        assert gated.inner.list_contexts() == []
+        assert gated.inner.list_contexts() == ["other"]
         gated.gate.set()
-        assert read.get(timeout=WAIT).version == 0
+        assert busy.get(timeout=WAIT) == 1
+        assert read.get(timeout=WAIT).version == 0  # held behind the create, as it was
         assert write.get(timeout=WAIT) == 1
-    assert gated.batches[0] == [("cart", True, 0)]
-    assert gated.batches[1] == [("cart", False, 1)]
+    assert gated.batches[1] == [("cart", True, 0), ("cart", False, 1)]
 
 
 class CreatedMeanwhile(WatchedStore):
@@ -120,20 +131,19 @@ def test_a_create_another_process_won_loads_their_context(sqlite_store):
 
 def test_a_failed_create_fails_what_waited_on_it_and_a_later_one_succeeds(gated):
     with make_manager(gated) as manager:
-        gated.gate.clear()
-        gated.fail("commit", OSError("disk full"))
+        busy = _busy_writer(manager, gated)
+        gated.fail("commit", OSError("disk full"), times=2)  # the busy one, then the create's
         cart = manager.get_tracker("cart", create=True).get(timeout=WAIT)
-        assert gated.waiting.wait(WAIT)
         read, write = cart.get_state(), cart.set("n", 1)
         _processed(manager, "cart")
         gated.gate.set()
-        for future in (read, write):
+        for future in (busy, read, write):
             with pytest.raises(PersistenceError, match="disk full"):
                 future.get(timeout=WAIT)
-        assert gated.inner.list_contexts() == []
+        assert gated.inner.list_contexts() == ["other"]
         # The tracker that failed finds nothing stored on its restart and stops (as when a
         # create failed in its load); the next get-or-create then starts over and makes it.
-        assert wait_until(lambda: manager.active_contexts().get(timeout=WAIT) == [])
+        assert wait_until(lambda: manager.active_contexts().get(timeout=WAIT) == ["other"])
         cart = manager.get_tracker("cart", create=True, data={"n": 0}).get(timeout=WAIT)
         state = cart.get_state().get(timeout=WAIT)
         assert (state.version, dict(state.items())) == (0, {"n": 0})
