@@ -354,3 +354,34 @@ def test_leases_taken_handed_over_and_lost_are_counted_and_stats_show_the_epoch(
     finally:
         first.shutdown().get()
         second.shutdown().get()
+
+
+def test_passivation_gives_the_lease_up_and_the_next_write_takes_it_again(tmp_path: Any) -> None:
+    import pykka  # noqa: PLC0415
+
+    from actors._tracker import TrackerActor  # noqa: PLC0415
+
+    from .conftest import wait_until  # noqa: PLC0415
+
+    clock = ManualClock()
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    config = TrackerConfig(passivate_after=60.0, leases=FAST, watch_interval=None)
+    manager = create_manager(url, config=config, clock=clock)
+    try:
+        manager.create_context("ctx", {"n": 0}).get()
+        tracker = manager.get_tracker("ctx").get()
+        tracker.modify(_count).get()
+        store = manager.store
+        assert store.read_leases(["ctx"])["ctx"].held
+
+        def passivated() -> bool:
+            clock.advance(60.0)
+            return not pykka.ActorRegistry.get_by_class(TrackerActor)
+
+        assert wait_until(passivated)
+        assert not store.read_leases(["ctx"])["ctx"].held  # given up as it stopped
+        assert tracker.modify(_count).get(timeout=WAIT).get("n") == 2  # reactivated
+        lease = store.read_leases(["ctx"])["ctx"]
+        assert (lease.held, lease.epoch) == (True, 2)
+    finally:
+        manager.shutdown().get()
