@@ -23,7 +23,10 @@ from actors import (
 from actors.testing import FaultyStore
 from storage import MemoryStore, Store
 from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
-from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
+from tests.redis_cluster import (  # noqa: F401 - pytest finds fixtures by name
+    redis_cluster,
+    valkey_cluster,
+)
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
 from tests.storage.test_store_contract import backend  # noqa: F401 - a fixture, found by name
 from tests.storage.test_store_contract import make_store as make_store  # noqa: PLC0414 - a fixture
