@@ -49,9 +49,13 @@ slot no master serves) and socket errors."""
 
 def sharded_pubsub(client: Any) -> bool:
     """Whether every master of the cluster has sharded pub/sub (SPUBLISH, SSUBSCRIBE): Redis
-    7 or later, which Valkey also reports as `redis_version`."""
+    7 or later, which Valkey also reports as `redis_version`. A user whose ACL denies INFO
+    cannot tell: no (the store polls, as on Redis 6.2)."""
     for node in client.get_primaries():
-        info = client.get_redis_connection(node).info("server")
+        try:
+            info = client.get_redis_connection(node).info("server")
+        except redis.exceptions.NoPermissionError:
+            return False
         major = str(info.get("redis_version", "0")).split(".", 1)[0]
         if not major.isdigit() or int(major) < 7:
             return False

@@ -87,6 +87,29 @@ def test_sharded_pubsub_is_found_at_open(valkey_cluster, redis_cluster, redis_se
         assert not store.sharded  # one server: its one channel
 
 
+def test_a_user_who_may_not_run_info_gets_a_polling_store(valkey_cluster):
+    """Sharded pub/sub is found with INFO; an ACL that denies it makes the store poll, as on
+    Redis 6.2, rather than fail to open."""
+    user = f"noinfo-{uuid.uuid4().hex[:8]}"
+    for node in valkey_cluster.nodes:  # ACLs are per node
+        with node.client() as client:
+            client.execute_command(
+                "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-info"
+            )
+    try:
+        url = f"redis+cluster://{user}:pw@{valkey_cluster.url.split('//', 1)[1]}"
+        with open_store(f"{url}?prefix={_prefix()}") as store:
+            assert isinstance(store, RedisStore)
+            assert not store.sharded
+            store.create(State.new("ctx", {"n": 0}))
+            store.follow(["ctx"])
+            assert store.change_token() is None
+    finally:
+        for node in valkey_cluster.nodes:
+            with node.client() as client:
+                client.execute_command("ACL", "DELUSER", user)
+
+
 def test_the_token_moves_for_the_followed_contexts_only(valkey_cluster):
     prefix = _prefix()
     names = _names_on_every_master(valkey_cluster, prefix)
