@@ -199,7 +199,7 @@ class LeasePolicy:
     """
 
     ttl: float = attrs.field(default=10.0, validator=_positive)
-    hold: float = attrs.field(default=0.05, validator=_positive)
+    hold: float = attrs.field(default=0.1, validator=_positive)
     wait: float = attrs.field(default=5.0, validator=_not_negative)
     contexts: Any = attrs.field(default=None, validator=_contexts_filter)
     owner: str | None = attrs.field(default=None, validator=_or_none(_owner_name))

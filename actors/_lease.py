@@ -5,7 +5,7 @@ in the store, if any. It takes the lease before its first write (`actors/_lease_
 fences every write with the epoch (the store refuses a write of an ended lease:
 `LeaseLost`), and gives the lease up when it stops or hands it over. One `LeaseKeeper` actor
 per manager renews every lease its trackers hold in one store call every `ttl / 3`, and in
-between looks, every `hold / 2`, at whether another process asked for one of them: that
+between looks, every `hold / 4`, at whether another process asked for one of them: that
 tracker is told `HandOver`, and one whose lease ended is told `LeaseEnded`.
 
 The keeper, not the trackers, does this periodic store I/O, so that a thousand held leases
@@ -264,4 +264,4 @@ class LeaseKeeper(ThreadedActor):
                 tracker.tell(message)
 
     def _arm(self) -> None:
-        self._timers.tell_after(self._policy.hold / 2, self.actor_ref, _Look())
+        self._timers.tell_after(self._policy.hold / 4, self.actor_ref, _Look())

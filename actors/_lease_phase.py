@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["AwaitingLease", "LeaseTick", "take_lease"]
 
 _FIRST_DELAY = 0.001
-_MAX_DELAY = 0.02
+_MAX_DELAY = 0.005
 """Seconds between asks for a lease held elsewhere: doubling from the first to the most.
-The holder hands over within `hold` plus one look of its keeper (`hold / 2`)."""
+The holder hands over within `hold` plus one look of its keeper (`hold / 4`); a poll is
+one read of the lease."""
 
 
 @attrs.frozen(eq=False)
