@@ -1,7 +1,8 @@
 """Scale-out: durable `modify` from 1, 2 and 4 OS processes x 8 threads, on each shared store:
 `uv run python -m tests.benchmarks scaleout` (`--quick` for a short run, `--leases` for the
-same rows with one owner per context as well, `--rounds N` for each row's best of N; `--stores`,
-`--workloads`, `--processes`, `--threads`, `--seconds` choose rows).
+same rows with one owner per context as well (`--lease-hold` sets its `hold`), `--rounds N`
+for each row's best of N; `--stores`, `--workloads`, `--processes`, `--threads`, `--seconds`
+choose rows).
 
 Stores: SQLite (one file the processes share), Redis (one server, AOF with `appendfsync
 always`, started as tests/redis_server.py does), Redis Cluster (tests/redis_cluster.py's 3
@@ -63,12 +64,13 @@ SHARED = "shared"
 # -- the one place --leases is wired ---------------------------------------------------------------
 
 
-def manager_options(leases: bool) -> dict[str, Any]:
+def manager_options(leases: bool, hold: float | None = None) -> dict[str, Any]:
     """Keyword arguments every worker's `create_manager()` gets.
 
-    LEASES: this is the only place the `--leases` flag reaches the runtime: with leases, the
-    default `LeasePolicy` (one owner per context across processes, issue 14 part 3) as
-    `TrackerConfig.leases`. A runtime without `LeasePolicy` refuses `--leases` here."""
+    LEASES: this is the only place the `--leases` flag reaches the runtime: with leases, a
+    `LeasePolicy` (one owner per context across processes, issue 14 part 3) as
+    `TrackerConfig.leases`, the default one unless `hold` (`--lease-hold`) is given. A
+    runtime without `LeasePolicy` refuses `--leases` here."""
     if not leases:
         return {}
     import actors  # noqa: PLC0415
@@ -79,7 +81,7 @@ def manager_options(leases: bool) -> dict[str, Any]:
             "--leases: this runtime has no leases (actors.LeasePolicy); see "
             "tests/benchmarks/scaleout.py manager_options()"
         )
-    return {"leases": policy()}
+    return {"leases": policy() if hold is None else policy(hold=hold)}
 
 
 class LeasesUnavailableError(RuntimeError):
@@ -276,6 +278,7 @@ class Job:
     threads: int
     seconds: float
     leases: bool
+    lease_hold: float | None = None
 
     def names(self) -> list[str]:
         """The context of each thread."""
@@ -330,7 +333,8 @@ def worker(job: Job, barrier: Any, results: Any) -> None:
     report: dict[str, Any] = {"process": job.process}
     try:
         reader, provider = _metrics_reader()
-        manager = create_manager(job.url, meter_provider=provider, **manager_options(job.leases))
+        options = manager_options(job.leases, job.lease_hold)
+        manager = create_manager(job.url, meter_provider=provider, **options)
     except BaseException as exc:
         barrier.abort()
         results.put(report | {"error": repr(exc)})
@@ -466,12 +470,18 @@ def _read_counts(url: str, names: list[str]) -> dict[str, int]:
 
 
 def run_row(
-    backend: Backend, workload: str, processes: int, leases: bool, seconds: float, threads: int
+    backend: Backend,
+    workload: str,
+    processes: int,
+    leases: bool,
+    seconds: float,
+    threads: int,
+    lease_hold: float | None = None,
 ) -> Row:
     """Run one row on a fresh store of `backend` and check its counts."""
     label = f"so_{uuid.uuid4().hex[:10]}"
     url = backend.url(label)
-    jobs = [Job(url, workload, p, threads, seconds, leases) for p in range(processes)]
+    jobs = [Job(url, workload, p, threads, seconds, leases, lease_hold) for p in range(processes)]
     names = sorted({name for job in jobs for name in job.names()})
     no_leases = _seed(url, names)
     if leases and no_leases is not None:
@@ -670,6 +680,7 @@ def run_scaleout(
     json_path: Path | None = None,
     rounds: int = 1,
     workloads: tuple[str, ...] = WORKLOADS,
+    lease_hold: float | None = None,
 ) -> int:
     """Run every row and print the table; 1 if a count was wrong.
 
@@ -678,7 +689,7 @@ def run_scaleout(
     a shared machine slows whichever row runs during it). A wrong count in any round is kept
     instead, and fails the run."""
     if leases:
-        manager_options(leases=True)  # refuses before any server starts, if not wired
+        manager_options(True, lease_hold)  # refuses before any server starts, if not wired
     rows: list[Row] = []
     notes: dict[str, str] = {}
     configs = [
@@ -699,7 +710,7 @@ def run_scaleout(
                 for r in range(rounds):
                     shift = r % len(configs)
                     for config in configs[shift:] + configs[:shift]:
-                        row = run_row(backend, *config, seconds=seconds, threads=threads)
+                        row = run_row(backend, *config, seconds, threads, lease_hold)
                         if _better(row, best.get(config)):
                             best[config] = row
                 rows += [best[config] for config in configs]
@@ -732,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workloads", default=",".join(WORKLOADS), help="comma-separated: distinct, shared"
     )
     parser.add_argument("--threads", type=int, default=THREADS, help="threads per process")
+    parser.add_argument(
+        "--lease-hold", type=float, help="LeasePolicy.hold in seconds (default: the policy's)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="keep each row's best of N")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
@@ -746,7 +760,15 @@ def main(argv: list[str] | None = None) -> int:
     processes = [int(count) for count in args.processes.split(",")]
     try:
         return run_scaleout(
-            stores, processes, seconds, args.leases, args.threads, args.json, args.rounds, workloads
+            stores,
+            processes,
+            seconds,
+            args.leases,
+            args.threads,
+            args.json,
+            args.rounds,
+            workloads,
+            args.lease_hold,
         )
     except LeasesUnavailableError as exc:
         print(exc, file=sys.stderr)
