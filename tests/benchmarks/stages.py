@@ -3,7 +3,8 @@
 Wraps the actors' handlers with timers (this is a profiling script, not a test: it patches
 classes for the run) and prints, per update:
 
-- durable `set`, 1 caller, without the writer: wall time at each stage of one call;
+- durable `set`, 1 caller: wall time at each stage of one call, and the floor beside it (a
+  bare thread round trip, the hand-rolled baseline's update);
 - durable `set`, 16 callers: CPU time of each kind of thread, and of the whole process;
 - in-memory `modify`, 8 callers: CPU time of each tracker stage, against a `get`.
 
@@ -13,16 +14,20 @@ docs/performance.md quotes one run. Timers cost a little themselves; compare row
 from __future__ import annotations
 
 import argparse
+import queue
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from actors import State, TrackerConfig, create_manager
+from actors import State, create_manager
 from actors import _updates as updates
+from actors import _writer as writer_module
 from actors._handle import ContextTracker
 from actors._phases import Running
 from actors._pipeline import DurableWrites
@@ -31,6 +36,7 @@ from actors._writer import WriterActor
 from storage import SqliteStore
 from storage._store import Store
 from tests.benchmarks.__main__ import threaded_rate
+from tests.benchmarks.peers import HandRolled
 
 
 @contextmanager
@@ -50,7 +56,9 @@ def patched(cls: Any, name: str, around: Callable[..., Any]) -> Iterator[None]:
 
 
 def one_caller_stages(updates: int, workdir: Path) -> dict[str, float]:
-    """Microseconds per durable `set` at each stage, one caller, no writer actor."""
+    """Microseconds per durable `set` at each stage, one caller (the writer idle, so the
+    tracker's thread commits the write itself), and in the same run the floor parts: a bare
+    thread round trip and the hand-rolled baseline's whole update."""
     marks: dict[str, float] = {}
 
     def stamp(key: str) -> Callable[..., Any]:
@@ -64,12 +72,13 @@ def one_caller_stages(updates: int, workdir: Path) -> dict[str, float]:
         return around
 
     totals: dict[str, float] = {}
-    config = TrackerConfig()
     with (
         patched(TrackerActor, "on_receive", stamp("tracker")),
+        patched(WriterActor, "on_receive", stamp("writer")),
         patched(Store, "commit", stamp("commit")),
         patched(SqliteStore, "_commit", stamp("sqlite")),
-        create_manager(f"sqlite:///{workdir / 'stages1.db'}", config=config) as manager,
+        patched(writer_module, "resolve", stamp("answer")),
+        create_manager(f"sqlite:///{workdir / 'stages1.db'}") as manager,
     ):
         manager.create_context("one", {"key0": 0}).get()
         tracker = manager.get_tracker("one").get()
@@ -84,17 +93,61 @@ def one_caller_stages(updates: int, workdir: Path) -> dict[str, float]:
             sqlite = marks["sqlite1"] - marks["sqlite0"]
             stages = {
                 "caller: check, copy, send": sent - start,
-                "hop to the tracker": marks["tracker0"] - sent,
-                "tracker: apply, delta, journal entry": marks["commit0"] - marks["tracker0"],
+                "hop to the tracker (a pool thread wakes)": marks["tracker0"] - sent,
+                "tracker: apply, delta, journal entry": marks["writer0"] - marks["tracker0"],
+                "writer (in the tracker's thread): batch": marks["commit0"] - marks["writer0"],
                 "store: commit() around SQLite": marks["commit1"] - marks["commit0"] - sqlite,
                 "SQLite transaction (fsync included)": sqlite,
-                "tracker: settle, reply": marks["tracker1"] - marks["commit1"],
-                "hop back to the caller": done - marks["tracker1"],
+                "writer: answer the caller": marks["answer1"] - marks["commit1"],
+                "hop back to the caller (it wakes)": done - marks["answer1"],
                 "total": done - start,
+                "(after the answer, beside the caller: settle)": marks["tracker1"]
+                - marks["answer1"],
             }
             for stage, seconds in stages.items():
                 totals[stage] = totals.get(stage, 0.0) + seconds
-    return {stage: seconds / updates * 1e6 for stage, seconds in totals.items()}
+    result = {stage: seconds / updates * 1e6 for stage, seconds in totals.items()}
+    result["floor: a bare thread round trip (SimpleQueue, Future)"] = round_trip(updates)
+    result["floor: the hand-rolled baseline's update"] = baseline_update(updates, workdir)
+    return result
+
+
+def round_trip(count: int) -> float:
+    """Microseconds of a request to another thread and its answer, with nothing done."""
+    requests: queue.SimpleQueue[Future[None] | None] = queue.SimpleQueue()
+
+    def serve() -> None:
+        while (request := requests.get()) is not None:
+            request.set_result(None)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        start = time.perf_counter()
+        for _ in range(count):
+            request: Future[None] = Future()
+            requests.put(request)
+            request.result(10)
+        return (time.perf_counter() - start) / count * 1e6
+    finally:
+        requests.put(None)
+        server.join(10)
+
+
+def baseline_update(count: int, workdir: Path) -> float:
+    """Microseconds of the hand-rolled baseline's durable update (tests/benchmarks/peers.py)."""
+    baseline = HandRolled()
+    directory = workdir / "baseline"
+    directory.mkdir(exist_ok=True)
+    baseline.open(directory)
+    try:
+        baseline.seed({"one": {"key0": 0}})
+        start = time.perf_counter()
+        for _ in range(count):
+            baseline.update("one", lambda record: record.set("key0", 1))
+        return (time.perf_counter() - start) / count * 1e6
+    finally:
+        baseline.close()
 
 
 def thread_cpu(workers: dict[str, tuple[Any, str]], run: Callable[[], int]) -> dict[str, float]:
@@ -185,7 +238,7 @@ def modify_stages(seconds: float, operation: str) -> dict[str, float]:
 def print_section(title: str, rows: dict[str, float]) -> None:
     print(title)
     for name, micros in rows.items():
-        print(f"  {name:<48} {micros:8.1f} us")
+        print(f"  {name:<56} {micros:8.1f} us")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print_section(
-            "durable set, 1 caller, group_commit=False: wall time per stage",
+            "durable set, 1 caller: wall time per stage",
             one_caller_stages(updates, workdir),
         )
         print_section(
