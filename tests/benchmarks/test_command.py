@@ -46,7 +46,7 @@ def test_stages_script_prints_each_section():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line for line in lines if not line.startswith(" ")] == [
-        "durable set, 1 caller, group_commit=False: wall time per stage",
+        "durable set, 1 caller: wall time per stage",
         "durable set, 16 callers x 16 contexts: CPU per update",
         "in-memory modify, 8 callers: CPU per update",
         "in-memory get, 8 callers: CPU per call",
