@@ -229,12 +229,10 @@ def activate(
 
     def loaded(_: Reply[None]) -> None:
         # In the tracker's thread: a caller is answered at once (one hop fewer on every
-        # activation), and the manager is not told (a message less on every activation):
-        # it sees the load over when it next looks (`ContextRegistry.loading`). A failed
-        # load goes to the manager, which answers with the error.
+        # activation); the manager then forgets the load (and the futures it holds), or
+        # answers with the error.
         if ready.exception() is None:
             resolve(reply, handle)
-            return
         with contextlib.suppress(pykka.ActorDeadError):
             manager_ref.tell(Done(partial(_on_ready, manager), (ready, cell, reply)))
 
@@ -248,7 +246,7 @@ def _on_ready(
     error = ready.exception()
     if error is not None:
         reject(reply, error)
-    else:
+    elif not reply.done():  # usually answered from the tracker's thread already
         resolve(reply, ContextTracker(cell))
 
 

@@ -5,9 +5,7 @@ of its last fallback load, and the transition in flight, if any, as one `Transit
 the deactivation, deletion or store call under way (`pending`: calls naming the context wait
 for it), the first load of a tracker just started (`loading`: calls for a handle wait for
 it), the stop of its tracker under way (`stopping`), and the calls waiting meanwhile.
-A record goes as soon as nothing is in flight, so that throwaway contexts leave nothing; one
-whose only transition was a first load that succeeded (which the manager is not told of) goes
-at the context's next transition, at the latest when its tracker stops.
+A record goes as soon as nothing is in flight, so that throwaway contexts leave nothing.
 
 Only the manager actor uses it: no lock, no thread, no waiting.
 """
@@ -22,7 +20,7 @@ from actors._future import Reply
 from actors._recovery import RecoveryReport
 from actors._requests import ManagerRequest
 
-__all__ = ["ContextRegistry", "Transition", "loaded_well"]
+__all__ = ["ContextRegistry", "Transition"]
 
 
 class Transition:
@@ -44,16 +42,10 @@ class Transition:
     def idle(self) -> bool:
         return (
             self.pending is None
-            and (self.loading is None or loaded_well(self.loading))
+            and self.loading is None
             and self.stopping is None
             and not self.waiting
         )
-
-
-def loaded_well(ready: Reply[None]) -> bool:
-    """Whether the first load `ready` is over and succeeded: the tracker answered its
-    callers itself, and the manager is not told (see `actors/_context_ops.py`)."""
-    return ready.done() and ready.exception() is None
 
 
 class ContextRegistry:
@@ -146,15 +138,8 @@ class ContextRegistry:
             yield from record.waiting.values()
 
     def loading(self, name: str) -> Reply[None] | None:
-        """The first load of `name`'s tracker, unless it is over and succeeded (a failed
-        one stays until `loaded()`: the manager handles its error)."""
         record = self._transitions.get(name)
-        if record is None or record.loading is None:
-            return None
-        if loaded_well(record.loading):
-            self.loaded(name, record.loading)
-            return None
-        return record.loading
+        return record.loading if record is not None else None
 
     def set_loading(self, name: str, ready: Reply[None]) -> None:
         """The tracker of `name` is loading until `ready` is settled (then `loaded()`)."""
