@@ -7,8 +7,10 @@ choose rows).
 Stores: SQLite (one file the processes share), Redis (one server, AOF with `appendfsync
 always`, started as tests/redis_server.py does), Redis Cluster (tests/redis_cluster.py's 3
 masters with a replica each, every node AOF always) and PostgreSQL (tests/postgres_server.py,
-fsync on). Each server is started once, in a temporary directory; every row gets a fresh
-store on it (a new SQLite file, a new key prefix, a new schema).
+fsync on). `--stores valkey-cluster` runs the same cluster of Valkey servers (the tests'
+`valkey_cluster`), whose sharded pub/sub replaces polling for other processes' writes. Each
+server is started once, in a temporary directory; every row gets a fresh store on it (a new
+SQLite file, a new key prefix, a new schema).
 
 Workloads: every thread increments a counter with `tracker.modify(...)` (durable: the default
 `SyncPolicy`, each call acknowledged once stored):
@@ -161,10 +163,14 @@ class RedisBackend(Backend):
 class ClusterBackend(Backend):
     name = "redis-cluster"
 
+    def executable(self) -> str | None:
+        """The server binary of every node (None: tests/redis_server.py's choice)."""
+        return None
+
     def start(self) -> None:
         from tests.redis_cluster import RedisClusterServers  # noqa: PLC0415
 
-        self.cluster = RedisClusterServers(self.directory / "cluster")
+        self.cluster = RedisClusterServers(self.directory / "cluster", executable=self.executable())
         self.cluster.start()
 
     def url(self, label: str) -> str:
@@ -219,10 +225,23 @@ class PostgresBackend(Backend):
         self.server.remove()
 
 
+class ValkeyClusterBackend(ClusterBackend):
+    """The same cluster of Valkey servers (Redis 7.2 compatible): change notifications on
+    sharded pub/sub instead of the polling that Redis 6.2 leaves the cluster store."""
+
+    name = "valkey-cluster"
+
+    def executable(self) -> str | None:
+        from tests.redis_server import valkey_server_executable  # noqa: PLC0415
+
+        return valkey_server_executable()
+
+
 BACKENDS: dict[str, type[Backend]] = {
     "sqlite": SqliteBackend,
     "redis": RedisBackend,
     "redis-cluster": ClusterBackend,
+    "valkey-cluster": ValkeyClusterBackend,
     "postgres": PostgresBackend,
 }
 
@@ -734,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="seconds each row runs")
     parser.add_argument("--leases", action="store_true", help="each row with leases as well")
     parser.add_argument(
-        "--stores", default=",".join(STORES), help=f"comma-separated, of {', '.join(STORES)}"
+        "--stores", default=",".join(STORES), help=f"comma-separated, of {', '.join(BACKENDS)}"
     )
     parser.add_argument(
         "--processes", default=",".join(map(str, PROCESS_COUNTS)), help="comma-separated counts"
@@ -752,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     stores = [name for name in args.stores.split(",") if name]
     unknown = [name for name in stores if name not in BACKENDS]
     if unknown:
-        parser.error(f"unknown store {unknown[0]!r}: pick from {', '.join(STORES)}")
+        parser.error(f"unknown store {unknown[0]!r}: pick from {', '.join(BACKENDS)}")
     workloads = tuple(name for name in args.workloads.split(",") if name)
     if not set(workloads) <= set(WORKLOADS):
         parser.error(f"--workloads: pick from {', '.join(WORKLOADS)}")
