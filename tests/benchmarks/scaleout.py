@@ -645,18 +645,18 @@ def print_table(
         f"best of {rounds} round{'s' if rounds > 1 else ''}"
     )
     print(
-        f"{'store':<14}{'workload':<9}{'leases':<7}{'procs':>5}{'updates/s':>10}  "
+        f"{'store':<15}{'workload':<9}{'leases':<7}{'procs':>5}{'updates/s':>10}  "
         f"{'per process':<24}{'cpu us/upd':>11}{'server us':>10}{'cores':>6}{'idle':>5}"
         f"{'confl':>6}{'retry':>6}{'txn':>5}{'hand':>5}  failed / check"
     )
     for row in rows:
         if not row.split:  # not run
-            print(f"{row.store:<14}{row.workload:<9}{'yes':<7}{row.processes:>5}  {row.check}")
+            print(f"{row.store:<15}{row.workload:<9}{'yes':<7}{row.processes:>5}  {row.check}")
             continue
         split = "/".join(str(n) for n in row.split)
         failed = ", ".join(f"{count} {name}" for name, count in sorted(row.failed.items()))
         print(
-            f"{row.store:<14}{row.workload:<9}{'yes' if row.leases else 'no':<7}"
+            f"{row.store:<15}{row.workload:<9}{'yes' if row.leases else 'no':<7}"
             f"{row.processes:>5}{row.rate:>10,.0f}  {split:<24}{row.client_cpu_total_us:>11,.0f}"
             f"{row.server_cpu_us:>10,.0f}{row.cores:>6.2f}{row.idle:>5.0%}{row.conflicts:>6.2f}"
             f"{row.retries:>6.2f}{row.transactions:>5.2f}{row.handovers:>5.2f}"
