@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import weakref
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from actors._requests import (
 )
 from actors._subscribe import open_stream, open_subscription
 from actors._subscription import Subscription
+from actors._tell import tell_quietly
 from storage import (
     ContextError,
     InvalidArgumentError,
@@ -157,8 +157,7 @@ class ContextAdapter:
 
 
 def _forget(manager: pykka.ActorRef[Any], adapter: int) -> None:
-    with contextlib.suppress(pykka.ActorDeadError):  # shut down: it kept nothing
-        manager.tell(ForgetAdapter(adapter))
+    tell_quietly(manager, ForgetAdapter(adapter))  # shut down: it kept nothing
 
 
 def create_adapter(manager: ContextManager) -> ContextAdapter:

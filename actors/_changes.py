@@ -8,7 +8,6 @@ object a tracker owns; the hub gives each further subscriber a copy of its own.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import attrs
 import pykka
 
+from actors._tell import tell_quietly
 from storage import State
 from storage._delta import Delta
 from storage._state import copy_json_dict
@@ -162,5 +162,4 @@ class Topic:
         """Tell the hub about `item` (never waits; dropped if the hub has stopped)."""
         hub = self.hub
         if hub is not None:
-            with contextlib.suppress(pykka.ActorDeadError):  # shut down: nobody listens
-                hub.tell(Publish(self, item))
+            tell_quietly(hub, Publish(self, item))  # shut down: nobody listens

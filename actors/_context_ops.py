@@ -8,7 +8,6 @@ naming it wait (see `ContextRegistry`).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from actors._requests import (
     ListContexts,
     Status,
 )
+from actors._tell import tell_quietly
 from actors._watcher import Unwatch, Watch
 from storage import ContextInactiveError, ContextNotFoundError, ShutdownError, State
 
@@ -233,8 +233,7 @@ def activate(
         # answers with the error.
         if ready.exception() is None:
             resolve(reply, handle)
-        with contextlib.suppress(pykka.ActorDeadError):
-            manager_ref.tell(Done(partial(_on_ready, manager), (ready, cell, reply)))
+        tell_quietly(manager_ref, Done(partial(_on_ready, manager), (ready, cell, reply)))
 
     ready.add_done_callback(loaded)
 

@@ -14,7 +14,6 @@ cost one round trip per look rather than a thousand timers.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ from actors._config import LeasePolicy
 from actors._future import Reply, resolve
 from actors._metrics import NO_METRICS, Instruments
 from actors._teardown import ThreadedActor, answer_mailbox
+from actors._tell import tell_quietly
 from actors._timers import Timers
 from storage import ContextError, Store
 
@@ -143,8 +143,9 @@ class LeaseHold:
             self.epoch = lease.epoch
             self.taken_at = self._clock.now()
             self.asked = False
-            with contextlib.suppress(pykka.ActorDeadError):  # shutting down: nothing to renew
-                self.leases.keeper.tell(LeaseTaken(self.name, lease.epoch, tracker))
+            tell_quietly(
+                self.leases.keeper, LeaseTaken(self.name, lease.epoch, tracker)
+            )  # shutting down: nothing to renew
 
     def worth_asking(self) -> bool:
         """Whether taking the lease may succeed now, or our asking was forgotten (another
@@ -168,8 +169,7 @@ class LeaseHold:
         if resting:
             self.leases.metrics.lease_handovers.add(1)
             self.resting_until = self._clock.now() + self.policy.hold
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.leases.keeper.tell(LeaseGiven(self.name, epoch))
+        tell_quietly(self.leases.keeper, LeaseGiven(self.name, epoch))
         try:
             self._store.release_lease(self.name, self.leases.owner, epoch)
         except ContextError as exc:
@@ -191,8 +191,7 @@ class LeaseHold:
         if self.epoch is not None:
             self.leases.metrics.leases_lost.add(1)
             epoch, self.epoch, self.asked = self.epoch, None, False
-            with contextlib.suppress(pykka.ActorDeadError):
-                self.leases.keeper.tell(LeaseGiven(self.name, epoch))
+            tell_quietly(self.leases.keeper, LeaseGiven(self.name, epoch))
 
 
 class LeaseKeeper(ThreadedActor):
@@ -260,8 +259,7 @@ class LeaseKeeper(ThreadedActor):
                 message = HandOver(epoch)
             else:
                 continue
-            with contextlib.suppress(pykka.ActorDeadError):
-                tracker.tell(message)
+            tell_quietly(tracker, message)
 
     def _arm(self) -> None:
         self._timers.tell_after(self._policy.hold / 4, self.actor_ref, _Look())

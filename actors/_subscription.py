@@ -3,7 +3,6 @@ and the outlet through which the hub hands it batches (a callback runner or an i
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -12,6 +11,7 @@ import pykka
 from actors._config import SubscriptionConfig
 from actors._future import ContextFuture, Reply, new_reply, resolve
 from actors._subscription_messages import Unsubscribe
+from actors._tell import tell_quietly
 
 __all__ = ["Outlet", "Registrar", "Subscription"]
 
@@ -76,8 +76,7 @@ class Subscription(Generic[T]):
         self._cancelled = True
         hub = self._hub
         if hub is not None:
-            with contextlib.suppress(pykka.ActorDeadError):  # stopped: it ended us already
-                hub.tell(Unsubscribe(self))
+            tell_quietly(hub, Unsubscribe(self))  # stopped: it ended us already
         return self.ended()
 
     def ended(self) -> ContextFuture[None]:

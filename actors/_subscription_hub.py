@@ -26,14 +26,12 @@ async iterator (actors/_change_stream.py), and `subscribe()`'s entry points
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-import pykka
 
 from actors._callback_runner import RunnerOutlet
 from actors._cell import ContextStatus
@@ -47,6 +45,7 @@ from actors._metrics import NO_METRICS, Instruments
 from actors._subscription import Subscription
 from actors._subscription_messages import CloseHub, CloseTopic, Demand, Register, Unsubscribe
 from actors._teardown import ThreadedActor, answer_mailbox
+from actors._tell import tell_quietly
 from storage import ShutdownError, SynchronizationError
 
 __all__ = ["SubscriptionHub"]
@@ -127,8 +126,7 @@ class SubscriptionHub(ThreadedActor):
         if tracker is not None:
             # A write in flight may have been sent when nobody listened (so its tracker
             # would settle it only with its next message): have it publish now.
-            with contextlib.suppress(pykka.ActorDeadError):
-                tracker.tell(Wake())
+            tell_quietly(tracker, Wake())
         if subscription._cancelled:
             self._end(entry, deliver=False)
 

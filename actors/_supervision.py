@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from actors._messages import (
     UseWriter,
     WriterFailed,
 )
+from actors._tell import tell_quietly
 from actors._watcher import Unwatch
 from actors._writer import WriterActor
 from storage import ContextFailedError, ContextNotFoundError, RecoveryError, ShutdownError
@@ -63,8 +63,7 @@ def on_writer_failed(manager: ManagerActor, report: WriterFailed) -> None:
         )
     for cell in manager._contexts.cells.values():
         if cell.ref is not None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                cell.ref.tell(UseWriter(manager._writer))
+            tell_quietly(cell.ref, UseWriter(manager._writer))
 
 
 def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
@@ -81,8 +80,7 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
     if isinstance(report.error, ContextNotFoundError):
         # Not in the store: never created (an activation asks the load, not the store
         # first), or deleted by another process. Its callers get the error; it stops.
-        with contextlib.suppress(pykka.ActorDeadError):
-            ref.tell(GiveUp(report.error))
+        tell_quietly(ref, GiveUp(report.error))
         cell.status = ContextStatus.NONEXISTENT  # what status() says while it stops
         stopped = new_reply()
         context_ops.stop_tracker(
@@ -118,8 +116,7 @@ def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None
     logger.error("%s", error, extra=context_fields(cell.name))
     cell.status = ContextStatus.FAILED
     cell.failure = error
-    with contextlib.suppress(pykka.ActorDeadError):  # stopping anyway: _on_stopped follows
-        ref.tell(GiveUp(error))
+    tell_quietly(ref, GiveUp(error))  # stopping anyway: _on_stopped follows
 
 
 # -- passivation -----------------------------------------------------------------------------
@@ -138,8 +135,7 @@ def passivate_idle(manager: ManagerActor) -> None:
             and cell.status is ContextStatus.ACTIVE
             and manager._contexts.stopping(name) is None
         ):
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(Passivate(idle_since))
+            tell_quietly(ref, Passivate(idle_since))
     manager._timers.tell_after(period / 2, manager.actor_ref, Tick())
 
 

@@ -14,7 +14,6 @@ facade.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +83,7 @@ from actors._store_io import RunIO, StoreWorker
 from actors._subscription_hub import SubscriptionHub
 from actors._subscription_messages import CloseTopic
 from actors._teardown import ThreadedActor
+from actors._tell import tell_quietly
 from actors._timers import Timers
 from actors._watcher import Unwatch, Watch, WatcherActor
 from actors._writer import WriterActor
@@ -238,8 +238,7 @@ class ManagerActor(ThreadedActor):
 
         def come_back(_: Reply[Any]) -> None:
             # If the manager stopped meanwhile, on_stop() answered whoever waits.
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(Done(callback, (reply, *args)))
+            tell_quietly(ref, Done(callback, (reply, *args)))
 
         reply.add_done_callback(come_back)
 
@@ -307,8 +306,7 @@ class ManagerActor(ThreadedActor):
 
     def _close_topic(self, topic: Topic) -> None:
         """End the subscriptions to a deleted context (after what they buffer)."""
-        with contextlib.suppress(pykka.ActorDeadError):  # stopped: it ended them already
-            self._hub.tell(CloseTopic(topic))
+        tell_quietly(self._hub, CloseTopic(topic))  # stopped: it ended them already
 
     def on_start(self) -> None:
         if self._group_commit:
@@ -328,8 +326,7 @@ class ManagerActor(ThreadedActor):
 
     def _watch(self, message: Watch | Unwatch) -> None:
         if self._watcher is not None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                self._watcher.tell(message)
+            tell_quietly(self._watcher, message)
 
     # -- shutdown ---------------------------------------------------------------------------
 

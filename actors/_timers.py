@@ -7,7 +7,6 @@ is dropped. An actor owns its `Timers` and calls `cancel_all()` when it stops.
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from functools import partial
 from typing import Any
@@ -15,14 +14,9 @@ from typing import Any
 import pykka
 
 from actors._clock import Clock, Scheduled
+from actors._tell import tell_quietly
 
 __all__ = ["Timers", "tell_quietly"]
-
-
-def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
-    """Tell `ref` `message`, unless it has stopped."""
-    with contextlib.suppress(pykka.ActorDeadError):
-        ref.tell(message)
 
 
 class Timers:

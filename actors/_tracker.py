@@ -19,7 +19,6 @@ each request does to a State is a pure function (`actors/_updates.py`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from functools import partial
 from typing import Any
@@ -48,6 +47,7 @@ from actors._pipeline_phase import Persisting
 from actors._recovery import load_context
 from actors._stash import Stash
 from actors._stats import Describe, TrackerFigures
+from actors._tell import tell_quietly
 from actors._writes import WritePath, make_write_path
 from storage import (
     ContextExistsError,
@@ -159,8 +159,7 @@ class TrackerActor(PooledActor):
         self._publisher.publish(delta, cause)
 
     def tell(self, message: Any) -> None:
-        with contextlib.suppress(pykka.ActorDeadError):  # stopped since: nothing to do
-            self.actor_ref.tell(message)
+        tell_quietly(self.actor_ref, message)  # stopped since: nothing to do
 
     def tell_after(self, delay: float, message: Any) -> Scheduled:
         """Tell ourselves `message` after `delay` seconds of the manager's clock."""

@@ -11,7 +11,6 @@ subscribers. Writes of this process show up too; a tracker that made them ignore
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -21,6 +20,7 @@ import pykka
 from actors._clock import Clock
 from actors._future import Reply, resolve
 from actors._teardown import ThreadedActor, answer_mailbox
+from actors._tell import tell_quietly
 from actors._timers import Timers
 from storage import ContextError, Store
 
@@ -130,8 +130,7 @@ class WatcherActor(ThreadedActor):
         for name, version in versions.items():
             if self._seen.get(name) != version:
                 self._seen[name] = version
-                with contextlib.suppress(pykka.ActorDeadError):
-                    self._targets[name].tell(StoredVersion(version))
+                tell_quietly(self._targets[name], StoredVersion(version))
 
     def _arm(self) -> None:
         # Refused while the interpreter exits (Python 3.12): polling ends, shutdown is near.

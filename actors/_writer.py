@@ -20,7 +20,6 @@ next transaction, as before (group commit for many callers).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from actors._dispatch import Dispatcher, PooledActor
 from actors._future import Reply, reject, resolve
 from actors._messages import WriterFailed
 from actors._metrics import NO_METRICS, Histogram, Instruments
+from actors._tell import tell_quietly
 from storage import OutcomeUnknownError, PersistenceError, ShutdownError, Store
 from storage._store import Write
 
@@ -211,8 +211,7 @@ class WriterActor(PooledActor):
         another, then answer every write held here, so that no tracker or caller waits on
         it. (In that order: whoever hears the error here and asks the manager next finds
         the new writer in place.)"""
-        with contextlib.suppress(pykka.ActorDeadError):
-            self._supervisor.tell(WriterFailed(self.actor_ref))
+        tell_quietly(self._supervisor, WriterFailed(self.actor_ref))
         error = OutcomeUnknownError("the writer actor failed; the write may or may not be stored")
         while self._unanswered:
             unit = self._unanswered.popleft()
@@ -241,8 +240,7 @@ def _refuse(message: Any, error: BaseException) -> None:
     """Answer a message the writer will not handle: a batch fails with `error` (its tracker
     is told, then its callers), a drain is over."""
     if isinstance(message, WriteBatch):
-        with contextlib.suppress(pykka.ActorDeadError):
-            message.tracker.tell(Written(message.requests[0].write.version, error))
+        tell_quietly(message.tracker, Written(message.requests[0].write.version, error))
         for request in message.requests:
             reject(request.reply, error)
     elif isinstance(message, Drain):
