@@ -1,6 +1,7 @@
 """Benchmarks against raw baselines measured in the same run: `uv run python -m tests.benchmarks`.
 
-Options: `--quick` (about a second per measurement), `--json PATH` (the table as JSON),
+Options: `--quick` (about a second per measurement), `--seconds S` (per measurement, for a
+smoke run), `--json PATH` (the table as JSON),
 `--only NAME` (substring filter); `--peers` (ours against other libraries: peers.py);
 `scaleout [--leases] ...` (many processes on each shared store: scaleout.py). Prints one
 table: ops/s of ours, ops/s of the baseline, their ratio and the target ratio.
@@ -490,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
     parser.add_argument("--only", default="", help="run benchmarks whose name contains this")
     parser.add_argument(
+        "--seconds", type=float, default=None, help="seconds per measurement (a smoke run: 0.1)"
+    )
+    parser.add_argument(
         "--peers", action="store_true", help="ours against diskcache, sqlitedict, ZODB, LMDB, Redis"
     )
     args = parser.parse_args(argv)
@@ -497,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         from tests.benchmarks.peers import run_peers  # noqa: PLC0415
 
         return run_peers(quick=args.quick, json_path=args.json)
-    seconds = 0.5 if args.quick else 3.0
+    seconds = args.seconds or (0.5 if args.quick else 3.0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, bench in BENCHMARKS.items():

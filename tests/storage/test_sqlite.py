@@ -378,31 +378,35 @@ def test_change_token_moves_when_another_connection_commits(tmp_path):
         assert watcher.change_token() != before
 
 
-def _open_fresh(path: str, start: Any, results: Any) -> None:
-    try:
-        start.wait(timeout=30)
-        with SqliteStore(path) as store, contextlib.suppress(ContextExistsError):
-            store.create(State.new("shared"))
-        results.put(None)
-    except Exception as exc:  # reported to the parent
-        results.put(repr(exc))
+def _open_fresh(paths: list[str], start: Any, results: Any) -> None:
+    """In a child: for each path, wait for the others at `start`, then open it (new) and
+    create one context there; put each outcome (None or the error) on `results`."""
+    for path in paths:
+        try:
+            start.wait(timeout=30)
+            with SqliteStore(path) as store, contextlib.suppress(ContextExistsError):
+                store.create(State.new("shared"))
+            results.put(None)
+        except Exception as exc:  # reported to the parent
+            results.put(repr(exc))
 
 
 @pytest.mark.timeout(120)
 def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
     # Switching a new file to WAL needs it to itself; SQLite's busy handler does not wait
     # that out, so opening retries "database is locked" (this failed 3 rounds in 25 before).
+    # The same 4 processes meet at a barrier before each of 10 new files: 10 races, 4 starts.
     spawn = multiprocessing.get_context("spawn")
-    for round_ in range(10):
-        path = str(tmp_path / f"fresh-{round_}.db")
-        start, results = spawn.Barrier(4), spawn.Queue()
-        workers = [spawn.Process(target=_open_fresh, args=(path, start, results)) for _ in range(4)]
-        for worker in workers:
-            worker.start()
-        outcomes = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=30)
-        assert outcomes == [None] * 4, outcomes
+    paths = [str(tmp_path / f"fresh-{round_}.db") for round_ in range(10)]
+    start, results = spawn.Barrier(4), spawn.Queue()
+    workers = [spawn.Process(target=_open_fresh, args=(paths, start, results)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=60) for _ in range(len(paths) * len(workers))]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert outcomes == [None] * len(outcomes), outcomes
+    for path in paths:
         with SqliteStore(path) as store:
             assert store.list_contexts() == ["shared"]
 
