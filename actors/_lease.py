@@ -25,15 +25,12 @@ import pykka
 
 from actors._clock import Clock
 from actors._config import LeasePolicy
-from actors._future import Reply, resolve
 from actors._metrics import NO_METRICS, Instruments
-from actors._teardown import ThreadedActor, answer_mailbox
+from actors._periodic import PeriodicActor
 from actors._tell import tell_quietly
-from actors._timers import Timers
 from storage import ContextError, Store
 
 __all__ = [
-    "CloseKeeper",
     "HandOver",
     "LeaseEnded",
     "LeaseGiven",
@@ -83,18 +80,6 @@ class LeaseEnded:
     another process holds the context now)."""
 
     epoch: int
-
-
-@attrs.frozen
-class _Look:
-    """The keeper's timer: time to renew, or to look for hand-over requests."""
-
-
-@attrs.frozen
-class CloseKeeper:
-    """Stop the keeper; `reply` resolves once it has stopped."""
-
-    reply: Reply[None]
 
 
 @attrs.frozen
@@ -194,49 +179,28 @@ class LeaseHold:
             tell_quietly(self.leases.keeper, LeaseGiven(self.name, epoch))
 
 
-class LeaseKeeper(ThreadedActor):
+class LeaseKeeper(PeriodicActor):
     """Renews the leases a manager's trackers hold and passes on hand-over requests; see the
     module docstring."""
 
     def __init__(self, store: Store, policy: LeasePolicy, owner: str, clock: Clock) -> None:
-        super().__init__()
+        super().__init__(clock, policy.hold / 4)
         self._store = store
         self._policy = policy
         self._owner = owner
-        self._clock = clock
         self._held: dict[str, tuple[int, pykka.ActorRef[Any]]] = {}
         self._renewed_at = clock.now()
-        self._timers = Timers(clock)
-        self._closed: Reply[None] | None = None
 
-    def on_start(self) -> None:
-        self._arm()
-
-    def on_stop(self) -> None:
-        self._timers.cancel_all()
-        answer_mailbox(self)
-        if self._closed is not None:
-            resolve(self._closed, None)
-
-    def on_late_message(self, message: Any) -> None:
-        if isinstance(message, CloseKeeper):
-            resolve(message.reply, None)  # closed already
-
-    def on_receive(self, message: Any) -> None:
+    def receive(self, message: Any) -> None:
         if isinstance(message, LeaseTaken):
             self._held[message.name] = (message.epoch, message.tracker)
-        elif isinstance(message, LeaseGiven):
-            if self._held.get(message.name, (None,))[0] == message.epoch:
-                del self._held[message.name]
-        elif isinstance(message, _Look):
-            if self._closed is None:
-                self._look()
-                self._arm()
-        elif isinstance(message, CloseKeeper):
-            self._closed = message.reply
-            self.stop()
+        elif (
+            isinstance(message, LeaseGiven)
+            and self._held.get(message.name, (None,))[0] == message.epoch
+        ):
+            del self._held[message.name]
 
-    def _look(self) -> None:
+    def look(self) -> None:
         if not self._held:
             return
         epochs = {name: epoch for name, (epoch, _) in self._held.items()}
@@ -260,6 +224,3 @@ class LeaseKeeper(ThreadedActor):
             else:
                 continue
             tell_quietly(tracker, message)
-
-    def _arm(self) -> None:
-        self._timers.tell_after(self._policy.hold / 4, self.actor_ref, _Look())

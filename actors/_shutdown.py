@@ -28,13 +28,12 @@ import pykka
 from actors import _context_ops as context_ops
 from actors._cell import ContextStatus
 from actors._future import Reply, new_reply, reject, resolve
-from actors._lease import CloseKeeper
 from actors._messages import ListStopping
+from actors._periodic import Close
 from actors._requests import ManagerRequest, Shutdown
 from actors._store_io import CloseIO
 from actors._subscription_messages import CloseHub
 from actors._teardown import answer_mailbox
-from actors._watcher import CloseWatcher
 from actors._writer import Drain
 from storage import ShutdownError
 
@@ -84,9 +83,9 @@ class ShutdownSequence:
         if manager._writer is not None:  # failed earlier (a bug, logged): nothing in flight
             helpers.append(_ask(manager._writer, Drain))
         if manager._watcher is not None:  # failed earlier (a bug, logged): nothing to close
-            helpers.append(_ask(manager._watcher, CloseWatcher))
+            helpers.append(_ask(manager._watcher, Close))
         if manager._leases is not None:  # every tracker gave its lease up as it stopped
-            helpers.append(_ask(manager._leases.keeper, CloseKeeper))
+            helpers.append(_ask(manager._leases.keeper, Close))
         self._when_all(helpers, partial(self._close, stops))
 
     def _close(self, stops: list[Reply[None]]) -> None:

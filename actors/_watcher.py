@@ -18,13 +18,11 @@ import attrs
 import pykka
 
 from actors._clock import Clock
-from actors._future import Reply, resolve
-from actors._teardown import ThreadedActor, answer_mailbox
+from actors._periodic import PeriodicActor
 from actors._tell import tell_quietly
-from actors._timers import Timers
 from storage import ContextError, Store
 
-__all__ = ["CloseWatcher", "Poll", "StoredVersion", "Unwatch", "Watch", "WatcherActor"]
+__all__ = ["StoredVersion", "Unwatch", "Watch", "WatcherActor"]
 
 logger = logging.getLogger("actors.watcher")
 
@@ -46,71 +44,35 @@ class Unwatch:
 
 
 @attrs.frozen
-class Poll:
-    """The watcher's timer: time to look at the store."""
-
-
-@attrs.frozen
-class CloseWatcher:
-    """Stop watching; `reply` resolves once the watcher has stopped."""
-
-    reply: Reply[None]
-
-
-@attrs.frozen
 class StoredVersion:
     """To a tracker: the store's head of your context is now `version`."""
 
     version: int
 
 
-class WatcherActor(ThreadedActor):
+class WatcherActor(PeriodicActor):
     """Polls one store for changes made elsewhere; see the module docstring."""
 
     def __init__(self, store: Store, interval: float, clock: Clock) -> None:
-        super().__init__()
+        super().__init__(clock, interval)
         self._store = store
-        self._interval = interval
         self._targets: dict[str, pykka.ActorRef[Any]] = {}
         self._seen: dict[str, int] = {}
         self._token: object | None = None
         self._followed = False  # whether the store knows the current targets (Store.follow)
-        self._timers = Timers(clock)
-        self._closed: Reply[None] | None = None
 
-    def on_start(self) -> None:
-        self._arm()
-
-    def on_stop(self) -> None:
-        self._timers.cancel_all()
-        answer_mailbox(self)
-        if self._closed is not None:
-            resolve(self._closed, None)
-
-    def on_late_message(self, message: Any) -> None:
-        if isinstance(message, CloseWatcher):
-            resolve(message.reply, None)  # closed already
-
-    def on_receive(self, message: Any) -> None:
+    def receive(self, message: Any) -> None:
         if isinstance(message, Watch):
             self._targets[message.name] = message.tracker
             self._seen.pop(message.name, None)
             self._token = None  # look at least once for the new tracker
             self._followed = False
-        elif isinstance(message, Unwatch):
-            if self._targets.get(message.name) is message.tracker:
-                del self._targets[message.name]
-                self._seen.pop(message.name, None)
-                self._followed = False
-        elif isinstance(message, Poll):
-            if self._closed is None:
-                self._poll()
-                self._arm()
-        elif isinstance(message, CloseWatcher):
-            self._closed = message.reply
-            self.stop()
+        elif isinstance(message, Unwatch) and self._targets.get(message.name) is message.tracker:
+            del self._targets[message.name]
+            self._seen.pop(message.name, None)
+            self._followed = False
 
-    def _poll(self) -> None:
+    def look(self) -> None:
         if not self._followed:
             # Once per change of targets, not per poll: a store that listens per context
             # (Redis Cluster) subscribes to these at its next change_token() call.
@@ -131,7 +93,3 @@ class WatcherActor(ThreadedActor):
             if self._seen.get(name) != version:
                 self._seen[name] = version
                 tell_quietly(self._targets[name], StoredVersion(version))
-
-    def _arm(self) -> None:
-        # Refused while the interpreter exits (Python 3.12): polling ends, shutdown is near.
-        self._timers.tell_after(self._interval, self.actor_ref, Poll())
