@@ -128,9 +128,8 @@ class LeaseHold:
             self.epoch = lease.epoch
             self.taken_at = self._clock.now()
             self.asked = False
-            tell_quietly(
-                self.leases.keeper, LeaseTaken(self.name, lease.epoch, tracker)
-            )  # shutting down: nothing to renew
+            # A keeper stopped means the manager is shutting down: nothing to renew.
+            tell_quietly(self.leases.keeper, LeaseTaken(self.name, lease.epoch, tracker))
 
     def worth_asking(self) -> bool:
         """Whether taking the lease may succeed now, or our asking was forgotten (another
@@ -165,18 +164,15 @@ class LeaseHold:
                 extra={"context": self.name},
             )
 
-    def ended(self, epoch: int) -> None:
-        """The lease of `epoch` ended (the keeper or a refused write says so)."""
-        if self.epoch == epoch:
-            self.leases.metrics.leases_lost.add(1)
-            self.epoch, self.asked = None, False
-
-    def lost(self) -> None:
-        """A write of ours was refused with `LeaseLost`: whatever we held has ended."""
-        if self.epoch is not None:
-            self.leases.metrics.leases_lost.add(1)
-            epoch, self.epoch, self.asked = self.epoch, None, False
-            tell_quietly(self.leases.keeper, LeaseGiven(self.name, epoch))
+    def lost(self, epoch: int | None = None) -> None:
+        """Our lease has ended: the keeper found so (`epoch`: the one it means), or the store
+        refused a write of ours with `LeaseLost` (None: whichever we held)."""
+        held = self.epoch
+        if held is None or epoch not in (None, held):
+            return  # about a lease we no longer hold
+        self.leases.metrics.leases_lost.add(1)
+        self.epoch, self.asked = None, False
+        tell_quietly(self.leases.keeper, LeaseGiven(self.name, held))
 
 
 class LeaseKeeper(PeriodicActor):

@@ -195,7 +195,7 @@ class TrackerActor(PooledActor):
         if lease is None or lease.epoch != message.epoch:
             return  # about a lease we no longer hold
         if isinstance(message, LeaseEnded):
-            lease.ended(message.epoch)  # a write in flight is refused by the store: rerun
+            lease.lost(message.epoch)  # a write in flight is refused by the store: rerun
             return
         lease.asked = True
         if isinstance(self.phase, Running) and not self.stash:
