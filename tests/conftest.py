@@ -19,6 +19,25 @@ settings.register_profile("context-runtime", deadline=None)
 settings.load_profile("context-runtime")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--bench",
+        action="store_true",
+        help="also run the tests that run the benchmark commands end to end (tests/benchmarks)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The benchmark commands' tests check that each command runs and its counts hold, not a
+    # speed; they take about 50 s, so the default run leaves them to CI (`.ci/run`).
+    if config.getoption("--bench"):
+        return
+    skip = pytest.mark.skip(reason="runs a benchmark command: pass --bench to run it")
+    for item in items:
+        if "bench" in item.keywords:
+            item.add_marker(skip)
+
+
 def _by_get(future: Any) -> Any:
     return future.get()
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench  # runs a benchmark command: pytest --bench
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -17,6 +17,8 @@ import pytest
 
 from tests.benchmarks.peers import run_peers
 
+pytestmark = pytest.mark.bench  # runs a benchmark command: pytest --bench
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_MODULES = ["diskcache", "sqlitedict", "ZODB", "lmdb"]
 HEADER = "ours vs each peer: ratio = ours ops/s / peer ops/s (> 1: ours is faster); one run"

@@ -13,6 +13,8 @@ import pytest
 import actors
 from tests.benchmarks.scaleout import WORKLOADS, SqliteBackend, _row, _seed, main, run_scaleout
 
+pytestmark = pytest.mark.bench  # runs a benchmark command: pytest --bench
+
 
 @pytest.mark.timeout(120)
 def test_smallest_table_prints_with_exact_counts(capsys):
