@@ -9,8 +9,10 @@ Run as `python -m tests.reliability.process_worker URL THREADS INCREMENTS [lease
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from actors import ContextExistsError, LeasePolicy, State, create_manager
 
@@ -47,6 +49,30 @@ def main(url: str, threads: int, increments: int, *, leases: bool = False) -> No
         print(f"done {sum(acknowledged)}", flush=True)
     finally:
         manager.shutdown().get()
+
+
+def run_workers(url: str, processes: int, threads: int, increments: int, *flags: str) -> list[str]:
+    """In the parent: run `processes` of these children at once on `url` (with `flags`, e.g.
+    "leases"), assert each exited 0 (an error reaching any caller fails it), and return what
+    each printed."""
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "tests.reliability.process_worker", url]
+    children = [
+        subprocess.Popen(
+            [*command, str(threads), str(increments), *flags],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=150)
+        assert child.returncode == 0, err[-3000:]
+        outputs.append(out.strip())
+    return outputs
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from storage import open_store
 from tests.postgres_server import postgres_server  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_cluster import redis_cluster  # noqa: F401 - pytest finds fixtures by name
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
+from tests.reliability.process_worker import run_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES, THREADS, INCREMENTS = 2, 8, 60
@@ -40,25 +41,8 @@ def test_two_processes_with_leases_share_a_hot_context_exactly(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = _url(backend, tmp_path, request)
-    children = [
-        subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tests.reliability.process_worker", url),
-                *(str(THREADS), str(INCREMENTS), "leases"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(PROCESSES)
-    ]
-    outputs = []
-    for child in children:
-        out, err = child.communicate(timeout=150)
-        # A VersionConflict (or any error) reaching a caller fails the child.
-        assert child.returncode == 0, err[-3000:]
-        outputs.append(out.strip())
+    # A VersionConflict (or any error) reaching a caller fails its child.
+    outputs = run_workers(url, PROCESSES, THREADS, INCREMENTS, "leases")
     assert outputs == [f"done {THREADS * INCREMENTS}"] * PROCESSES
     store = open_store(url)
     try:

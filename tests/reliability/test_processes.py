@@ -18,40 +18,15 @@ from tests.redis_cluster import (  # noqa: F401 - pytest finds fixtures by name
     valkey_cluster,
 )
 from tests.redis_server import redis_server  # noqa: F401 - pytest finds fixtures by name
+from tests.reliability.process_worker import run_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES, THREADS, INCREMENTS = 2, 4, 250
 COUNTS = [str(THREADS), str(INCREMENTS)]
 
 
-def _run_workers(url: str) -> list[str]:
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.reliability.process_worker",
-                url,
-                str(THREADS),
-                str(INCREMENTS),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(PROCESSES)
-    ]
-    outputs = []
-    for child in children:
-        out, err = child.communicate(timeout=150)
-        assert child.returncode == 0, err[-3000:]
-        outputs.append(out.strip())
-    return outputs
-
-
 def _check(url: str) -> None:
-    outputs = _run_workers(url)
+    outputs = run_workers(url, PROCESSES, THREADS, INCREMENTS)
     assert outputs == [f"done {THREADS * INCREMENTS}"] * PROCESSES
     store = open_store(url)
     try:
