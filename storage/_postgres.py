@@ -617,6 +617,40 @@ class PostgresStore(Store):
         entries = sorted((version, blob) for kind, version, blob in rows if kind == 2)
         return heads[0], newest[0][0], newest[0][1], entries
 
+    def _read_latest_parts_many(
+        self, names: list[str]
+    ) -> dict[str, tuple[int, int, bytes, list[tuple[int, bytes]]]]:
+        # One statement for all, as of one moment, as `_read_latest_parts` reads one.
+        with self._connection("read latest") as conn:
+            rows = conn.execute(
+                "WITH newest AS (SELECT DISTINCT ON (context) context, version, blob "
+                "FROM snapshots WHERE context = ANY(%(n)s) ORDER BY context, version DESC) "
+                "SELECT 0, name, version, NULL::bytea FROM contexts WHERE name = ANY(%(n)s) "
+                "UNION ALL SELECT 1, context, version, blob FROM newest "
+                "UNION ALL SELECT 2, j.context, j.version, j.blob FROM journal j "
+                "JOIN newest ON j.context = newest.context AND j.version > newest.version",
+                {"n": names},
+            ).fetchall()
+        heads: dict[str, int] = {}
+        newest: dict[str, tuple[int, bytes]] = {}
+        journal: dict[str, list[tuple[int, bytes]]] = {}
+        for kind, name, version, blob in rows:
+            if kind == 0:
+                heads[name] = version
+            elif kind == 1:
+                newest[name] = (version, blob)
+            else:
+                journal.setdefault(name, []).append((version, blob))
+        parts = {}
+        for name, head in heads.items():
+            if name not in newest:
+                raise CorruptSnapshotError(
+                    f"context {name!r}: no snapshot at or below head version {head}"
+                )
+            version, blob = newest[name]
+            parts[name] = (head, version, blob, sorted(journal.get(name, [])))
+        return parts
+
     def _export_context(self, name: str) -> ContextExport:
         # One statement: every table as of one moment, whatever another connection commits
         # (and compacts) meanwhile. Kinds: 0 the head, 1 snapshots, 2 journal, 3 points.

@@ -772,13 +772,26 @@ class RedisStore(Store):
             reply = self._read_latest_script(keys, [], self._client)
         if reply is None:
             raise ContextNotFoundError(name)
-        head, newest, blob, *flat = cast("list[bytes | None]", reply)
-        assert head is not None  # the script returns the head version first
-        if newest is None or blob is None:
-            raise CorruptSnapshotError(
-                f"context {name!r}: no snapshot at or below head version {int(head)}"
-            )
-        return int(head), int(newest), blob, _entries(cast("list[bytes]", flat))
+        return _latest_parts(name, reply)
+
+    def _read_latest_parts_many(
+        self, names: list[str]
+    ) -> dict[str, tuple[int, int, bytes, list[tuple[int, bytes]]]]:
+        if self.cluster:
+            # redis-py's cluster pipeline does not load scripts a node lacks: one script call
+            # (one round trip) per context there.
+            return super()._read_latest_parts_many(names)
+        # The script above once per context in one pipeline: one round trip for all, each
+        # context as of one moment.
+        with self._translate("read latest") as client, client.pipeline(False) as pipe:
+            for name in names:
+                self._read_latest_script(self._keys(name, "meta", "heads", "journal"), [], pipe)
+            replies = pipe.execute()
+        return {
+            name: _latest_parts(name, reply)
+            for name, reply in zip(names, replies, strict=True)
+            if reply is not None
+        }
 
     def _export_context(self, name: str) -> ContextExport:
         # One script: every key of the context as of one moment, whatever other clients write.
@@ -1037,3 +1050,14 @@ class RedisClusterStore(RedisStore):
                 client.close()
             raise
         self._owns_client = owns
+
+
+def _latest_parts(name: str, reply: Any) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
+    """What the read-latest script answered for a stored context, as `_read_latest_parts`."""
+    head, newest, blob, *flat = cast("list[bytes | None]", reply)
+    assert head is not None  # the script returns the head version first
+    if newest is None or blob is None:
+        raise CorruptSnapshotError(
+            f"context {name!r}: no snapshot at or below head version {int(head)}"
+        )
+    return int(head), int(newest), blob, _entries(cast("list[bytes]", flat))

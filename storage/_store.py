@@ -246,11 +246,7 @@ class Store(abc.ABC):
             ContextNotFoundError: no such context.
             CorruptSnapshotError: a snapshot or journal entry on the way is damaged.
         """
-        state, damage = self.read_latest(name)
-        if damage:
-            details = "; ".join(f"{d.kind} {d.ident}: {d.error}" for d in damage)
-            raise CorruptSnapshotError(f"context {name!r}: {details}")
-        return state
+        return _intact(name, *self.read_latest(name))
 
     def read_latest(self, name: str) -> tuple[State, tuple[Damage, ...]]:
         """The newest version of `name` that can be read intact, and the damage met on the way.
@@ -264,7 +260,37 @@ class Store(abc.ABC):
             NoIntactSnapshotError: no snapshot is intact (its `damage` lists what was found).
         """
         name = validate_context_name(name)
-        head, newest, blob, journal = self._read_latest_parts(name)
+        return self._latest(name, *self._read_latest_parts(name))
+
+    def read_heads(self, names: Collection[str]) -> dict[str, State]:
+        """The newest version of each of `names` that is stored: `read_head` of each, in one
+        call, for reading many contexts at once (one read transaction on SQLite, one
+        statement on PostgreSQL, one round trip on Redis). Names that are not stored are
+        left out; a name given twice is read once; the result follows the order of `names`.
+
+        Raises:
+            InvalidContextNameError: a name is invalid (nothing is read).
+            InvalidArgumentError: `names` is a str, not a collection of names.
+            CorruptSnapshotError: a context's newest snapshot or a journal entry above it is
+                damaged (`read_latest` of that context says what remains intact).
+        """
+        if isinstance(names, str | bytes):
+            msg = f"read_heads() takes a collection of context names, not the string {names!r}"
+            raise InvalidArgumentError(msg)
+        wanted = list(dict.fromkeys(validate_context_name(name) for name in names))
+        if not wanted:
+            return {}
+        parts = self._read_latest_parts_many(wanted)
+        heads = {}
+        for name in wanted:
+            if name in parts:
+                heads[name] = _intact(name, *self._latest(name, *parts[name]))
+        return heads
+
+    def _latest(
+        self, name: str, head: int, newest: int, blob: bytes, journal: list[tuple[int, bytes]]
+    ) -> tuple[State, tuple[Damage, ...]]:
+        """`read_latest` from its parts (`_read_latest_parts`)."""
         damage: list[Damage] = []
         state = None
         try:
@@ -819,6 +845,23 @@ class Store(abc.ABC):
         newest, blob = self._read_head(name)
         return head, newest, blob, self._read_journal(name, newest)
 
+    def _read_latest_parts_many(
+        self, names: list[str]
+    ) -> dict[str, tuple[int, int, bytes, list[tuple[int, bytes]]]]:
+        """`_read_latest_parts` of each of `names` (valid, distinct) that is stored.
+
+        Backends read them in one transaction, statement or round trip where they can (each
+        context's parts as of one moment, as `_read_latest_parts` does); this default reads
+        them one context at a time.
+        """
+        parts = {}
+        for name in names:
+            try:
+                parts[name] = self._read_latest_parts(name)
+            except ContextNotFoundError:
+                continue
+        return parts
+
     @abc.abstractmethod
     def _export_context(self, name: str) -> ContextExport:
         """Everything of `name` as of one moment (a transaction, a script, a lock); in any
@@ -911,6 +954,14 @@ class Store(abc.ABC):
         name = validate_context_name(name)
         _, entries, snapshots = self._read_changes_parts(name, EARLIEST)
         return Kept(self.codec, name, entries, snapshots)
+
+
+def _intact(name: str, state: State, damage: tuple[Damage, ...]) -> State:
+    """`state` if nothing was damaged on the way to it, else the error that says what was."""
+    if damage:
+        details = "; ".join(f"{d.kind} {d.ident}: {d.error}" for d in damage)
+        raise CorruptSnapshotError(f"context {name!r}: {details}")
+    return state
 
 
 def _owner(owner: object) -> str:

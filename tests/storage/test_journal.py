@@ -208,6 +208,39 @@ def test_head_is_snapshot_plus_journal(backend):
     assert store.list_versions("ctx") == [0]  # no new snapshot was written
 
 
+def test_read_heads_applies_each_context_journal(backend):
+    make, _ = backend
+    store = make()
+    _seed(store, "a", n=0)
+    _seed(store, "b", n=0)
+    _seed(store, "c", n=0)
+    for version in range(1, 4):
+        store.append(_delta("a", version, n=version), version - 1)
+    store.append(_delta("c", 1, n=10), 0)
+
+    heads = store.read_heads(["a", "b", "c"])
+
+    assert {name: (s.version, s.get("n")) for name, s in heads.items()} == {
+        "a": (3, 3),
+        "b": (0, 0),
+        "c": (1, 10),
+    }
+    assert heads == {name: store.read_head(name) for name in "abc"}
+
+
+def test_read_heads_refuses_a_damaged_entry_naming_its_context(backend):
+    make, damage_entry = backend
+    store = make()
+    _seed(store, "a")
+    _seed(store, "b")
+    store.append(_delta("b", 1, n=1), 0)
+    store.append(_delta("b", 2, n=2), 1)
+    damage_entry(store, "b", 2)
+
+    with pytest.raises(CorruptSnapshotError, match="'b'"):
+        store.read_heads(["a", "b"])
+
+
 def test_stale_or_gapped_append_is_refused(backend):
     make, _ = backend
     store = make()

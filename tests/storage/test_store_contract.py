@@ -7,6 +7,7 @@ in a stored head blob. Every test here then runs against it. A factory gets the 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import uuid
@@ -305,6 +306,57 @@ def test_head_versions_of_existing_contexts_only(store: Store) -> None:
         store.head_versions(["../x"])
 
 
+def test_read_heads_reads_the_stored_ones_in_the_order_given(store: Store) -> None:
+    store.create(State.new("a", {"n": 0}))
+    store.create(State.new("b", {"n": 0}))
+    advance(store, "b", n=1)
+    advance(store, "b", n=2)
+
+    heads = store.read_heads(["b", "missing", "a", "b"])
+
+    assert list(heads) == ["b", "a"]  # missing left out, the repeat read once
+    assert heads == {"b": store.read_head("b"), "a": store.read_head("a")}
+    assert heads["b"].get("n") == 2
+    assert store.read_heads([]) == {}
+
+
+def test_read_heads_across_many_names(store: Store) -> None:
+    # More names than one statement binds on SQLite (500): every chunk is read.
+    names = [f"c{i:04d}" for i in range(1_200)]
+    for name in (names[0], names[600], names[-1]):
+        store.create(State.new(name, {"at": name}))
+
+    heads = store.read_heads(names)
+
+    assert {name: state.get("at") for name, state in heads.items()} == {
+        names[0]: names[0],
+        names[600]: names[600],
+        names[-1]: names[-1],
+    }
+
+
+def test_read_heads_returns_independent_states(store: Store) -> None:
+    store.create(State.new("ctx", {"l": [1]}))
+    store.read_heads(["ctx"])["ctx"].get("l").append(2)
+    assert store.read_heads(["ctx"])["ctx"].data == {"l": [1]}
+
+
+@pytest.mark.parametrize(
+    ("names", "error", "named"),
+    [
+        (["ok", "../x"], InvalidContextNameError, "'../x'"),
+        (["ok", 7], InvalidContextNameError, "7"),
+        ("ok", InvalidArgumentError, "'ok'"),
+    ],
+)
+def test_read_heads_refuses_bad_names(
+    store: Store, names: Any, error: type[Exception], named: str
+) -> None:
+    store.create(State.new("ok"))
+    with pytest.raises(error, match=re.escape(named)):
+        store.read_heads(names)
+
+
 def test_compare_and_set_fresh(store: Store) -> None:
     store.create(State.new("ctx", {"n": 0}))
     state = next_state(store.read_head("ctx"), n=1)
@@ -539,6 +591,17 @@ def test_corrupt_head_is_detected_never_returned(backend: Backend, store: Store)
     # The metadata and the older retained heads are still there to recover from.
     assert store.head_version("ctx") == 2
     assert store.read_version("ctx", 1) == previous
+
+
+def test_read_heads_names_the_damaged_context(backend: Backend, store: Store) -> None:
+    store.create(State.new("fine"))
+    store.create(State.new("ctx", {"n": 0}))
+    advance(store, "ctx", n=1)
+    backend.corrupt(store, "ctx", 1)
+
+    with pytest.raises(CorruptSnapshotError, match="'ctx'"):
+        store.read_heads(["fine", "ctx"])
+    assert store.read_heads(["fine"])["fine"] == store.read_head("fine")
 
 
 def test_corrupt_older_head_does_not_hide_the_current_one(backend: Backend, store: Store) -> None:
