@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import partial
 from types import TracebackType
@@ -24,6 +24,7 @@ from actors._requests import (
     DeleteContext,
     DeleteRecoveryPoint,
     GetRecoveryReport,
+    GetStates,
     GetStats,
     GetTracker,
     ListContexts,
@@ -171,6 +172,39 @@ class ContextManager:
         except ContextError as exc:
             return ContextFuture.failed(exc, what=what)
         return self._request(partial(GetTracker, seed.context, seed=seed))
+
+    def get_states(self, names: Iterable[str]) -> ContextFuture[dict[str, State]]:
+        """The States of many contexts in one call, without activating them: for reading
+        contexts in bulk (a report, an export, warming a cache), where `get_tracker()` of
+        each would start a tracker per context.
+
+        Resolves to `{name: State}` for the contexts of `names` that exist, in the order
+        given (a context that is not stored is left out, a name given twice read once);
+        each State is the caller's own copy. It holds every update acknowledged before the
+        call, and what other processes sharing the store wrote: under the durable policy
+        (the default) they are read from the store in one call (one read transaction on
+        SQLite, one statement on PostgreSQL, one round trip on Redis), off the manager's
+        thread; under a batched policy, contexts with a running tracker are asked of it,
+        since it may hold acknowledged updates not yet written.
+
+        Raises (through the future): `InvalidContextNameError` (any name invalid: nothing is
+        read), `InvalidArgumentError` (`names` a single string), `CorruptSnapshotError` (a
+        context's stored head is damaged; `load()` of it recovers), `PersistenceError`.
+        """
+        what = "manager.get_states()"
+        if isinstance(names, str | bytes):
+            error = InvalidArgumentError(
+                f"get_states() takes a collection of context names, not the string {names!r}"
+            )
+            return ContextFuture.failed(error, what=what)
+        try:
+            wanted = tuple(dict.fromkeys(validate_context_name(name) for name in names))
+        except ContextError as exc:
+            return ContextFuture.failed(exc, what=what)
+        except TypeError as exc:
+            error = InvalidArgumentError(f"get_states() takes an iterable of names: {exc}")
+            return ContextFuture.failed(error, what=what)
+        return self._request(partial(GetStates, wanted))
 
     def typed(self, model: type[M] | ContextSchema[M]) -> TypedContexts[M]:
         """The typed side of this manager for `model` (an attrs class or dataclass, or its

@@ -13,6 +13,7 @@ time series each (the logs carry it, see actors/_logs.py).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from typing import Any, Protocol
 
@@ -150,8 +151,13 @@ def instruments_for(meter_provider: Any = None) -> Instruments:
         from opentelemetry import metrics  # noqa: PLC0415 - an optional dependency
     except ImportError:
         return NO_METRICS
-    version = importlib.metadata.version("context-runtime")
-    return Instruments(metrics.get_meter(METER_NAME, version, meter_provider=meter_provider))
+    return Instruments(metrics.get_meter(METER_NAME, _version(), meter_provider=meter_provider))
+
+
+@functools.cache
+def _version() -> str:
+    """This package's version (reading the installed metadata takes a millisecond)."""
+    return importlib.metadata.version("context-runtime")
 
 
 NO_METRICS = Instruments(None)

@@ -32,6 +32,7 @@ __all__ = [
     "DeleteContext",
     "DeleteRecoveryPoint",
     "GetRecoveryReport",
+    "GetStates",
     "GetStats",
     "GetTracker",
     "Initialize",
@@ -115,6 +116,15 @@ class DeleteContext(_Named):
     operation = "delete_context"
     name: str
     reply: Reply[None]
+
+
+@attrs.frozen
+class GetStates(ManagerRequest):
+    operation = "get_states"
+    waits = False
+    names: tuple[str, ...]
+    """Valid and distinct."""
+    reply: Reply[Any]
 
 
 @attrs.frozen

@@ -6,10 +6,10 @@ chaining of other actors' replies back to itself (`Done`). It never waits on ano
 when an operation needs a tracker's answer (activation, deactivation, shutdown), it chains a
 callback on the tracker's reply that comes back as a `Done` message, and answers its own
 caller then. Its parts (docs/architecture.md, "The manager's parts"): the requests
-(`_requests`), their handlers (`_context_ops`, `_recovery_ops`, `_history_ops`,
-`_adapter_ops`), the `ContextRegistry`, the `RestartPolicy`, supervision and passivation
-(`_supervision`), `Currents`, the `ShutdownSequence` and `Timers`. `ContextManager` is its
-facade.
+(`_requests`), their handlers (`_context_ops`, `_read_ops`, `_recovery_ops`,
+`_history_ops`, `_adapter_ops`), the `ContextRegistry`, the `RestartPolicy`, supervision and
+passivation (`_supervision`), `Currents`, the `ShutdownSequence` and `Timers`.
+`ContextManager` is its facade.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pykka
 from actors import _adapter_ops as adapter_ops
 from actors import _context_ops as context_ops
 from actors import _history_ops as history_ops
+from actors import _read_ops as read_ops
 from actors import _recovery_ops as recovery_ops
 from actors import _supervision as supervision
 from actors._cell import Cell
@@ -60,6 +61,7 @@ from actors._requests import (
     DeleteContext,
     DeleteRecoveryPoint,
     GetRecoveryReport,
+    GetStates,
     GetStats,
     GetTracker,
     Initialize,
@@ -346,6 +348,7 @@ _HANDLERS: dict[type[ManagerRequest], Callable[[ManagerActor, Any], Any]] = {
     DeleteContext: context_ops.delete_context,
     DeleteRecoveryPoint: recovery_ops.delete_recovery_point,
     GetRecoveryReport: recovery_ops.recovery_report,
+    GetStates: read_ops.get_states,
     GetStats: stats,
     GetTracker: context_ops.get_tracker,
     Initialize: adapter_ops.initialize,

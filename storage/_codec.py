@@ -19,6 +19,7 @@ docs/storage.md), and a JSON body stays readable by any tool after `zstd -d`.
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 import zlib
@@ -138,7 +139,10 @@ def _structure_data(value: Any, _: type) -> dict[str, Any]:
     return value
 
 
+@functools.cache
 def _make_converter() -> cattrs.Converter:
+    # One per process, shared by every codec: building it (cattrs generates and compiles
+    # its functions) is most of what opening a store costs, and it holds no options.
     converter = cattrs.Converter()
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_structure_hook(datetime, _structure_datetime)

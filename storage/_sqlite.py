@@ -44,7 +44,8 @@ from storage._store import (
 )
 
 _NAMES_PER_STATEMENT = 500
-"""Names bound in one `IN (...)` of a bulk read: far below SQLite's limit on variables."""
+"""Names bound in one `IN (...)`: SQLite caps the parameters of a statement (32,766 since
+3.32, 999 before), and a bulk read or a lease renewal can name every context."""
 
 __all__ = [
     "APPLICATION_ID",
@@ -452,13 +453,18 @@ class SqliteStore(Store):
             return token
 
     def _head_versions(self, names: list[str]) -> dict[str, int]:
-        marks = ",".join("?" * len(names))
+        versions: dict[str, int] = {}
         with self._read("read versions") as conn:
-            rows = conn.execute(
-                f"SELECT name, version FROM contexts WHERE name IN ({marks})",  # noqa: S608 - placeholders only
-                names,
-            ).fetchall()
-        return dict(rows)
+            for start in range(0, len(names), _NAMES_PER_STATEMENT):
+                chunk = names[start : start + _NAMES_PER_STATEMENT]
+                marks = ",".join("?" * len(chunk))
+                versions.update(
+                    conn.execute(
+                        f"SELECT name, version FROM contexts WHERE name IN ({marks})",  # noqa: S608 - placeholders only
+                        chunk,
+                    )
+                )
+        return versions
 
     def close(self) -> None:
         """Close every pooled connection; later calls raise `PersistenceError`."""
@@ -898,10 +904,9 @@ def _select_lease(conn: sqlite3.Connection, name: str, now: float) -> Lease | No
 def _select_leases(conn: sqlite3.Connection, names: list[str], now: float) -> dict[str, Lease]:
     """The leases of `names` (never taken: epoch 0), their ends counted from `now`."""
     stored: dict[str, Lease] = {}
-    # In chunks: SQLite caps the parameters of one statement (32,766 since 3.32, 999 before),
-    # and a manager renews all its contexts at once.
-    for start in range(0, len(names), 500):
-        chunk = names[start : start + 500]
+    # In chunks: a manager renews all its contexts at once.
+    for start in range(0, len(names), _NAMES_PER_STATEMENT):
+        chunk = names[start : start + _NAMES_PER_STATEMENT]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
             "SELECT context, owner, epoch, expires_at, wanted_by FROM leases "  # noqa: S608 - placeholders only

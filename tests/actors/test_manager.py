@@ -50,6 +50,7 @@ MANAGER_CALLS = {
     "delete_recovery_point": lambda m, name: m.delete_recovery_point(name, 1),
     "deactivate": lambda m, name: m.deactivate(name),
     "recovery_report": lambda m, name: m.recovery_report(name),
+    "get_states": lambda m, name: m.get_states(["ok", name]),
 }
 
 

@@ -130,7 +130,10 @@ class Ours(Peer):
         self._tracker(key).modify(fn).get(timeout=60)
 
     def read_all(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        return {key: dict(self._tracker(key).get_state().get(timeout=60).items()) for key in keys}
+        # One bulk read, as Redis's MGET above: no tracker started per context. Each State
+        # is the caller's own copy, so its data is handed over as it is.
+        states = self.manager.get_states(keys).get(timeout=60)
+        return {key: state.data for key, state in states.items()}
 
     def close(self) -> None:
         self.manager.shutdown().get(timeout=120)

@@ -333,6 +333,7 @@ def test_read_heads_across_many_names(store: Store) -> None:
         names[600]: names[600],
         names[-1]: names[-1],
     }
+    assert store.head_versions(names) == {names[0]: 0, names[600]: 0, names[-1]: 0}
 
 
 def test_read_heads_returns_independent_states(store: Store) -> None:
