@@ -62,6 +62,7 @@ from storage._store import (
     RecoveryPoint,
     Store,
     Write,
+    latest_parts,
 )
 
 __all__ = [
@@ -641,15 +642,7 @@ class PostgresStore(Store):
                 newest[name] = (version, blob)
             else:
                 journal.setdefault(name, []).append((version, blob))
-        parts = {}
-        for name, head in heads.items():
-            if name not in newest:
-                raise CorruptSnapshotError(
-                    f"context {name!r}: no snapshot at or below head version {head}"
-                )
-            version, blob = newest[name]
-            parts[name] = (head, version, blob, sorted(journal.get(name, [])))
-        return parts
+        return latest_parts(heads, newest, journal)
 
     def _export_context(self, name: str) -> ContextExport:
         # One statement: every table as of one moment, whatever another connection commits

@@ -24,7 +24,6 @@ from storage._exceptions import (
     ContextError,
     ContextExistsError,
     ContextNotFoundError,
-    CorruptSnapshotError,
     LeaseLost,
     NotOwner,
     PersistenceError,
@@ -40,6 +39,7 @@ from storage._store import (
     RecoveryPoint,
     Store,
     Write,
+    latest_parts,
     take_lease,
 )
 
@@ -455,9 +455,7 @@ class SqliteStore(Store):
     def _head_versions(self, names: list[str]) -> dict[str, int]:
         versions: dict[str, int] = {}
         with self._read("read versions") as conn:
-            for start in range(0, len(names), _NAMES_PER_STATEMENT):
-                chunk = names[start : start + _NAMES_PER_STATEMENT]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(names):
                 versions.update(
                     conn.execute(
                         f"SELECT name, version FROM contexts WHERE name IN ({marks})",  # noqa: S608 - placeholders only
@@ -541,9 +539,7 @@ class SqliteStore(Store):
         with self._read("read latest") as conn:
             conn.execute("BEGIN")
             try:
-                for start in range(0, len(names), _NAMES_PER_STATEMENT):
-                    chunk = names[start : start + _NAMES_PER_STATEMENT]
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in _chunks(names):
                     heads.update(
                         conn.execute(
                             f"SELECT name, version FROM contexts WHERE name IN ({marks})",  # noqa: S608 - placeholders only
@@ -569,15 +565,7 @@ class SqliteStore(Store):
                         journal.setdefault(name, []).append((version, blob))
             finally:
                 conn.execute("ROLLBACK")  # read only: nothing to keep
-        parts = {}
-        for name, head in heads.items():
-            if name not in newest:
-                raise CorruptSnapshotError(
-                    f"context {name!r}: no snapshot at or below head version {head}"
-                )
-            version, blob = newest[name]
-            parts[name] = (head, version, blob, journal.get(name, []))
-        return parts
+        return latest_parts(heads, newest, journal)
 
     supports_journal = True
     commits_in_batches = True
@@ -853,6 +841,13 @@ class SqliteStore(Store):
                 raise RecoveryPointNotFoundError(name, point_id)
 
 
+def _chunks(names: list[str]) -> Iterator[tuple[list[str], str]]:
+    """`names` in chunks of `_NAMES_PER_STATEMENT`, each with its `?,?,...` placeholders."""
+    for start in range(0, len(names), _NAMES_PER_STATEMENT):
+        chunk = names[start : start + _NAMES_PER_STATEMENT]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _select_exists(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM contexts WHERE name = ?", (name,)).fetchone() is not None
 
@@ -905,9 +900,7 @@ def _select_leases(conn: sqlite3.Connection, names: list[str], now: float) -> di
     """The leases of `names` (never taken: epoch 0), their ends counted from `now`."""
     stored: dict[str, Lease] = {}
     # In chunks: a manager renews all its contexts at once.
-    for start in range(0, len(names), _NAMES_PER_STATEMENT):
-        chunk = names[start : start + _NAMES_PER_STATEMENT]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in _chunks(names):
         rows = conn.execute(
             "SELECT context, owner, epoch, expires_at, wanted_by FROM leases "  # noqa: S608 - placeholders only
             f"WHERE context IN ({marks})",

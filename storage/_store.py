@@ -63,6 +63,7 @@ __all__ = [
     "RecoveryPoint",
     "Store",
     "Write",
+    "latest_parts",
     "recovery_point_id",
 ]
 
@@ -954,6 +955,29 @@ class Store(abc.ABC):
         name = validate_context_name(name)
         _, entries, snapshots = self._read_changes_parts(name, EARLIEST)
         return Kept(self.codec, name, entries, snapshots)
+
+
+def latest_parts(
+    heads: dict[str, int],
+    newest: dict[str, tuple[int, bytes]],
+    journal: dict[str, list[tuple[int, bytes]]],
+) -> dict[str, tuple[int, int, bytes, list[tuple[int, bytes]]]]:
+    """What a backend's `_read_latest_parts_many` returns, from what it read: each stored
+    context's head version, its newest snapshot (version, blob) and the journal entries
+    above that snapshot, by context.
+
+    Raises:
+        CorruptSnapshotError: a context has a head but no snapshot.
+    """
+    parts = {}
+    for name, head in heads.items():
+        if name not in newest:
+            raise CorruptSnapshotError(
+                f"context {name!r}: no snapshot at or below head version {head}"
+            )
+        version, blob = newest[name]
+        parts[name] = (head, version, blob, sorted(journal.get(name, [])))
+    return parts
 
 
 def _intact(name: str, state: State, damage: tuple[Damage, ...]) -> State:
