@@ -11,7 +11,7 @@ conflicting write from another process re-runs it) holds for typed writes as it 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -230,6 +230,17 @@ class TypedContexts(Generic[M]):
         or the newest at or before `at`), migrated as a read is. Raises (through the
         future): what `manager.load()` and `TypedTracker.get_state()` raise."""
         return self.manager.load(name, version=version, at=at).map(self.schema.load)
+
+    def get_states(self, names: Iterable[str]) -> ContextFuture[dict[str, M]]:
+        """`manager.get_states()` as models: the stored contexts of `names` read in one call
+        without activating them, each migrated as a read is. Raises (through the future):
+        what `manager.get_states()` and `TypedTracker.get_state()` raise (the first context
+        that does not convert fails the call, naming it)."""
+        load = self.schema.load
+        return self.manager.get_states(names).map(
+            lambda states: {name: load(state) for name, state in states.items()},
+            what=f"typed({self.schema.model.__qualname__}).get_states()",
+        )
 
     def _metadata(self) -> dict[str, str]:
         return {SCHEMA_KEY: str(self.schema.version)}

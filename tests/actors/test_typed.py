@@ -463,6 +463,20 @@ def test_get_tracker_create_loads_a_context_that_exists(manager, wait):
     assert wait(again.get_state()) == Cart("first")
 
 
+def test_get_states_reads_models_without_activating(manager, wait):
+    carts = manager.typed(Cart)
+    wait(carts.create_context("a", Cart("ann", [Line("x", 2)])))
+    wait(carts.create_context("b", Cart("bob")))
+    assert wait(carts.get_states(["b", "missing", "a"])) == {
+        "b": Cart("bob"),
+        "a": Cart("ann", [Line("x", 2)]),
+    }
+    assert wait(manager.active_contexts()) == []
+    manager.create_context("odd", {"owner": 5, "items": []}).get(WAIT)
+    with pytest.raises(ModelMismatchError, match="context 'odd' version 0 does not fit"):
+        wait(carts.get_states(["a", "odd"]))
+
+
 def test_create_context_and_load_a_past_version(manager, wait):
     carts = manager.typed(Cart)
     assert wait(carts.create_context("c", Cart("ann"))) == Versioned(Cart("ann"), 0)
