@@ -9,8 +9,11 @@ resolves it whenever it is ready ("reply later"), not only when the handler retu
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import logging
+import queue
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +25,8 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 Reply = concurrent.futures.Future
+
+logger = logging.getLogger("actors.future")
 
 LATER: Any = object()
 """Returned instead of an answer by code that will answer the caller's reply itself, later
@@ -37,9 +42,105 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 def new_reply() -> Reply[Any]:
     """A fresh reply slot, already "running" so that no waiter can cancel it under the actor."""
-    reply: Reply[Any] = concurrent.futures.Future()
-    reply.set_running_or_notify_cancel()
-    return reply
+    return _Slot()
+
+
+_FINISHED = "FINISHED"
+_RUNNING = "RUNNING"  # `concurrent.futures.Future._state`'s names
+
+
+class _Slot(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A reply slot: a `concurrent.futures.Future` (which every waiter, asyncio's included,
+    knows how to wait on) without its `Condition`, whose lock operations in Python (making
+    it, marking it running, answering, waiting: about a dozen) were the largest single item
+    of a call's own Python (docs/performance.md).
+
+    Who settles it is decided by taking a one-item deque's token (`pop()`, which exactly one
+    thread wins), as the dispatcher's token is (actors/_dispatch.py). A waiter blocks on a
+    `SimpleQueue` (C) that the winner puts one item in, and each waiter that takes it puts
+    it back for the next. Done-callbacks wait in a deque that whoever finds the slot done
+    drains (`popleft()`: each runs once). Never cancelled: the call runs to completion
+    whatever its waiters do. `concurrent.futures.wait()` and `as_completed()`, which read a
+    Future's internals, do not take it; nothing here hands it to them.
+    """
+
+    def __init__(self) -> None:  # no super().__init__(): no Condition to make
+        self._state = _RUNNING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._token = collections.deque((None,), maxlen=1)
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._callbacks: collections.deque[Callable[[Any], object]] = collections.deque()
+
+    def __repr__(self) -> str:
+        return f"<reply {'done' if self._state is _FINISHED else 'pending'}>"
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return self._state is not _FINISHED
+
+    def done(self) -> bool:
+        return self._state is _FINISHED
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def _wait(self, timeout: float | None) -> None:
+        if self._state is not _FINISHED:
+            try:
+                self._wake.get(True, timeout)
+            except queue.Empty:
+                raise TimeoutError from None
+            self._wake.put(None)  # for the next waiter
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait(timeout)
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        return self._exception
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        self._callbacks.append(fn)
+        if self._state is _FINISHED:
+            self._run_callbacks()
+
+    def set_result(self, result: Any) -> None:
+        self._settle(result, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._settle(None, exception)
+
+    def _settle(self, result: Any, error: BaseException | None) -> None:
+        try:
+            self._token.pop()
+        except IndexError:
+            raise concurrent.futures.InvalidStateError(f"{self!r} was answered already") from None
+        self._result, self._exception = result, error
+        self._state = _FINISHED
+        self._wake.put(None)
+        if self._callbacks:
+            self._run_callbacks()
+
+    def _run_callbacks(self) -> None:
+        callbacks = self._callbacks
+        while callbacks:
+            try:
+                callback = callbacks.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("a done-callback of %r raised", self)
 
 
 def resolve(reply: Reply[Any], value: Any) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 import time
+from functools import partial
 
 import pytest
 
@@ -288,3 +290,77 @@ def test_giving_up_an_await_does_not_cancel_the_call(tracker, give_up):
     hold.release.set()
     assert future.get(timeout=WAIT).get("n") == 1
     assert tracker.get("n").get(timeout=WAIT) == 1
+
+
+def test_a_reply_wakes_every_thread_waiting_on_it():
+    # The reply slot wakes one waiter at a time (each passes the wake-up on): all of them
+    # must get the answer, none may wait out its timeout. They are all seen blocked in the
+    # wait before the answer comes.
+    reply = new_reply()
+    results: list[object] = []
+
+    def wait() -> None:
+        results.append(reply.result(timeout=WAIT))
+
+    threads = [threading.Thread(target=wait) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + WAIT
+    while not all(_blocked_in_wait(thread) for thread in threads):
+        assert time.monotonic() < deadline, "the waiters never blocked"
+        threading.Event().wait(0.001)  # polling what the threads are doing, not pacing
+    resolve(reply, 7)
+    for thread in threads:
+        thread.join(timeout=WAIT)
+    assert results == [7] * 8
+    assert reply.result(timeout=0) == 7  # and whoever asks later
+
+
+def _blocked_in_wait(thread: threading.Thread) -> bool:
+    frame = sys._current_frames().get(thread.ident or 0)
+    return frame is not None and frame.f_code.co_name == "_wait"
+
+
+def test_a_reply_runs_each_done_callback_once_whoever_adds_it_when():
+    # Callbacks added before, while and after the answer (from another thread) each run
+    # exactly once, with the reply.
+    for _ in range(50):
+        reply = new_reply()
+        calls: list[int] = []
+        for i in range(3):
+            reply.add_done_callback(partial(_note, calls, i))
+        answering = threading.Thread(target=resolve, args=(reply, 1))
+        answering.start()
+        for i in range(3, 40):
+            reply.add_done_callback(partial(_note, calls, i))
+        answering.join(timeout=WAIT)
+        reply.add_done_callback(partial(_note, calls, 40))
+        assert sorted(calls) == list(range(41))
+
+
+def _note(calls: list[int], i: int, reply: concurrent.futures.Future[int]) -> None:
+    assert reply.result(timeout=0) == 1
+    calls.append(i)
+
+
+def test_a_reply_is_answered_once_and_never_cancelled():
+    reply = new_reply()
+    assert not reply.cancel()
+    assert reply.running()
+    reject(reply, ValueError("first"))
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        reply.set_result(2)
+    resolve(reply, 3)  # first answer wins, quietly
+    assert reply.done()
+    assert not reply.cancelled()
+    assert isinstance(reply.exception(timeout=0), ValueError)
+    with pytest.raises(ValueError, match="first"):
+        reply.result(timeout=0)
+
+
+def test_a_reply_not_answered_in_time_raises_timeout_error():
+    reply = new_reply()
+    with pytest.raises(TimeoutError):
+        reply.result(timeout=0.01)
+    resolve(reply, 1)
+    assert reply.result(timeout=0) == 1
