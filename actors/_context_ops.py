@@ -78,6 +78,7 @@ def deactivate(manager: ManagerActor, request: Deactivate) -> Any:
     if not manager._is_running(name):
         cell = manager._contexts.get(name)
         if cell is not None and cell.passive:  # passivated: nothing left to stop
+            manager._contexts.unpublish(name)  # answered below: get_tracker() asks again
             cell.status = ContextStatus.INACTIVE
             manager._currents.forget_context(name)
             return None
@@ -194,6 +195,7 @@ def activate(
     if cell.ref is not None:
         loading = manager._contexts.loading(name)
         if loading is None:
+            manager._contexts.publish(cell)  # the next get_tracker() need not come here
             resolve(reply, ContextTracker(cell))
         else:  # started, not loaded yet: it may not even exist
             manager._when_done(loading, partial(_on_ready, manager), cell, reply)
@@ -245,7 +247,9 @@ def _on_ready(
     error = ready.exception()
     if error is not None:
         reject(reply, error)
-    elif not reply.done():  # usually answered from the tracker's thread already
+        return
+    manager._contexts.publish(cell)  # loaded: the next get_tracker() need not come here
+    if not reply.done():  # usually answered from the tracker's thread already
         resolve(reply, ContextTracker(cell))
 
 

@@ -8,6 +8,7 @@ from actors._clock import Clock, SystemClock
 from actors._config import TrackerConfig
 from actors._exit import register_manager
 from actors._factory import ContextTrackerFactory
+from actors._handle import ContextTracker
 from actors._manager import ContextManager
 from actors._metrics import instruments_for
 from actors._supervisor import ManagerActor
@@ -94,6 +95,7 @@ def create_manager(
     _check_leases(settings, store, owns_store=owns_store)
     group_commit = factory.config.group_commit and store.commits_in_batches
     own_clock = SystemClock() if clock is None else None
+    handles: dict[str, ContextTracker] = {}  # written by the manager actor, read by the facade
     try:
         ref = ManagerActor.start(
             store,
@@ -103,6 +105,7 @@ def create_manager(
             clock or own_clock,
             owns_clock=own_clock is not None,
             metrics=instruments_for(meter_provider),
+            handles=handles,
         )
     except BaseException:
         # Nobody else will close what was opened here.
@@ -111,7 +114,7 @@ def create_manager(
         if owns_store:
             store.close()
         raise
-    manager = ContextManager(ref, store, factory.config)
+    manager = ContextManager(ref, store, factory.config, handles)
     register_manager(manager)  # its threads are daemons: the exit hook shuts it down
     return manager
 

@@ -70,13 +70,31 @@ class ContextManager:
     """
 
     def __init__(
-        self, ref: pykka.ActorRef[ManagerActor], store: Store, config: TrackerConfig
+        self,
+        ref: pykka.ActorRef[ManagerActor],
+        store: Store,
+        config: TrackerConfig,
+        handles: dict[str, ContextTracker] | None = None,
     ) -> None:
         self._ref = ref
         self.store = store
         """The store this manager keeps its contexts in."""
         self.config = config
         """The configuration its trackers were built with."""
+        # The fast path of get_tracker(), the way Orleans' GetGrain is local: the handles of
+        # running contexts, which only the manager actor writes (ContextRegistry.handles),
+        # and the calls made here that may end a context's ACTIVE life (deactivate, delete,
+        # restore, shutdown), from before they are told to the manager until they are
+        # answered. While any is in flight, get_tracker() asks the manager, behind them in
+        # its mailbox, as it always did. No lock: `set.add`, `set.discard`, truthiness and
+        # `dict.get` are each one atomic operation under the GIL, the manager takes a
+        # handle back before it answers anything about the transition that ends it, and
+        # a call's reply leaves `_settling` only once it is answered; so a caller that
+        # finds `_settling` empty and a handle published sees what the manager would have
+        # answered had it asked (a call made in another thread at the same moment is, as
+        # ever, not ordered with this one).
+        self._handles: dict[str, ContextTracker] = {} if handles is None else handles
+        self._settling: set[Reply[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<ContextManager store={self.store!r}>"
@@ -92,10 +110,17 @@ class ContextManager:
     ) -> None:
         self.shutdown().get()
 
-    def _request(self, make: Callable[[Reply[Any]], ManagerRequest]) -> ContextFuture[Any]:
-        """Send the request `make(reply)` to the manager actor (for this package's facades)."""
+    def _request(
+        self, make: Callable[[Reply[Any]], ManagerRequest], *, settles: bool = False
+    ) -> ContextFuture[Any]:
+        """Send the request `make(reply)` to the manager actor (for this package's facades).
+        A request that `settles` may end a context's ACTIVE life: get_tracker() asks the
+        manager until it is answered (see `__init__`)."""
         reply = new_reply()
         request = make(reply)
+        if settles:
+            self._settling.add(reply)  # before the manager can act on it
+            reply.add_done_callback(self._settling.discard)
         try:
             self._ref.tell(request)
         except pykka.ActorDeadError:
@@ -104,7 +129,12 @@ class ContextManager:
         return ContextFuture(reply, timeout=self.config.ask_timeout, what=what)
 
     def _named(
-        self, kind: Callable[..., ManagerRequest], operation: str, name: object, *args: Any
+        self,
+        kind: Callable[..., ManagerRequest],
+        operation: str,
+        name: object,
+        *args: Any,
+        settles: bool = False,
     ) -> ContextFuture[Any]:
         """`_request()` a `kind(name, *args, reply)` about context `name`, failing at once if
         the name is invalid."""
@@ -112,7 +142,7 @@ class ContextManager:
             validate_context_name(name)
         except ContextError as exc:
             return ContextFuture.failed(exc, what=f"manager.{operation}()")
-        return self._request(partial(kind, name, *args))
+        return self._request(partial(kind, name, *args), settles=settles)
 
     def create_context(
         self,
@@ -152,25 +182,48 @@ class ContextManager:
         calls fail with its error). If another process creates the context at the same
         moment, its context is loaded instead and the calls run on it.
 
+        The handle of a running context comes without a round trip to the manager actor
+        (which publishes it while the context runs: docs/architecture.md, "A running
+        context's handle, without the manager"), in the order of the caller's own calls:
+        after its `deactivate()` or `delete_context()` of the context, this asks the manager
+        as before.
+
         Raises (through the future): `ContextNotFoundError` (not stored, and not `create`),
         `InvalidContextNameError`, `InvalidValueError` (`data` or `metadata` a State cannot
         hold), `InvalidArgumentError` (`data` or `metadata` without `create`),
         `ContextFailedError`, `PersistenceError`.
         """
         what = "manager.get_tracker()"
+        seed = None
+        if create:
+            if data is not None or metadata is not None:  # checked as for a new context
+                try:
+                    seed = State.new(validate_context_name(name), data, metadata)
+                except ContextError as exc:
+                    return ContextFuture.failed(exc, what=what)
+        elif data is not None or metadata is not None:
+            given = "data" if data is not None else "metadata"
+            error = InvalidArgumentError(
+                f"{given}= is the content of a context created by get_tracker(create=True);"
+                f" it was given without create=True for context {name!r}"
+            )
+            return ContextFuture.failed(error, what=what)
+        # A published name is a valid one; `type() is str` keeps unhashable and str-like
+        # names for the checks below. A seed is what a context not stored would be created
+        # as: the manager ignores it for a running context, and so does this.
+        if not self._settling and type(name) is str:
+            handle = self._handles.get(name)
+            if handle is not None and handle._cell.status is ContextStatus.ACTIVE:
+                reply = new_reply()
+                reply.set_result(handle)
+                return ContextFuture(reply, timeout=self.config.ask_timeout, what=what)
         if not create:
-            if data is not None or metadata is not None:
-                given = "data" if data is not None else "metadata"
-                error = InvalidArgumentError(
-                    f"{given}= is the content of a context created by get_tracker(create=True);"
-                    f" it was given without create=True for context {name!r}"
-                )
-                return ContextFuture.failed(error, what=what)
             return self._named(GetTracker, "get_tracker", name)
-        try:
-            seed = State.new(validate_context_name(name), data, metadata)
-        except ContextError as exc:
-            return ContextFuture.failed(exc, what=what)
+        if seed is None:
+            try:
+                seed = State.new(validate_context_name(name))
+            except ContextError as exc:
+                return ContextFuture.failed(exc, what=what)
         return self._request(partial(GetTracker, seed.context, seed=seed))
 
     def get_states(self, names: Iterable[str]) -> ContextFuture[dict[str, State]]:
@@ -216,11 +269,11 @@ class ContextManager:
 
     def deactivate(self, name: str) -> ContextFuture[None]:
         """Write what the tracker has unsaved, then stop it."""
-        return self._named(Deactivate, "deactivate", name)
+        return self._named(Deactivate, "deactivate", name, settles=True)
 
     def delete_context(self, name: str) -> ContextFuture[None]:
         """Stop the context's tracker and delete it with all its snapshots and recovery points."""
-        return self._named(DeleteContext, "delete_context", name)
+        return self._named(DeleteContext, "delete_context", name, settles=True)
 
     def list_contexts(self) -> ContextFuture[list[str]]:
         """The names of all stored contexts, sorted."""
@@ -321,7 +374,11 @@ class ContextManager:
         Raises (through the future): `InvalidArgumentError` (`point` is neither, or belongs
         to another context), `RecoveryPointNotFoundError`, `CorruptSnapshotError`.
         """
-        return self._with_point(RestoreRecoveryPoint, "restore_recovery_point", name, point)
+        # It settles: the store call for a passivated context is a transition its next
+        # get_tracker() waits behind, so that the tracker then loads the restored version.
+        return self._with_point(
+            RestoreRecoveryPoint, "restore_recovery_point", name, point, settles=True
+        )
 
     def recovery_report(self, name: str) -> ContextFuture[RecoveryReport | None]:
         """How `name` was last loaded if that needed a fallback past damaged snapshots (what
@@ -336,14 +393,20 @@ class ContextManager:
         return self._with_point(DeleteRecoveryPoint, "delete_recovery_point", name, point)
 
     def _with_point(
-        self, kind: Callable[..., ManagerRequest], operation: str, name: object, point: object
+        self,
+        kind: Callable[..., ManagerRequest],
+        operation: str,
+        name: object,
+        point: object,
+        *,
+        settles: bool = False,
     ) -> ContextFuture[Any]:
         """`_named()` with the id of recovery `point`, checked here in the caller's thread."""
         try:
             point_id = recovery_point_id(validate_context_name(name), point)
         except ContextError as exc:
             return ContextFuture.failed(exc, what=f"manager.{operation}()")
-        return self._request(partial(kind, name, point_id))
+        return self._request(partial(kind, name, point_id), settles=settles)
 
     def shutdown(self) -> ContextFuture[None]:
         """Write what every tracker has unsaved, stop them all, then stop the manager.
@@ -356,7 +419,7 @@ class ContextManager:
             reply = new_reply()
             resolve(reply, None)
             return ContextFuture(reply, timeout=self.config.ask_timeout, what="shutdown()")
-        return self._request(Shutdown)
+        return self._request(Shutdown, settles=True)
 
     def _still_stopping(self, timeout: float) -> list[str] | None:
         """The contexts whose trackers have not stopped yet, sorted; None if the manager

@@ -7,7 +7,16 @@ for it), the first load of a tracker just started (`loading`: calls for a handle
 it), the stop of its tracker under way (`stopping`), and the calls waiting meanwhile.
 A record goes as soon as nothing is in flight, so that throwaway contexts leave nothing.
 
-Only the manager actor uses it: no lock, no thread, no waiting.
+It also keeps `handles`, the handles the facade may give out without asking the manager
+(`ContextManager.get_tracker()`'s fast path): a context's handle is published while it is
+ACTIVE with nothing in flight, and taken back, here in the manager's thread, as soon as a
+transition of it begins (`begin`, `set_stopping`) or it is forgotten, and by the manager's
+handlers wherever they make a context FAILED or INACTIVE without one: always before any
+reply about that transition is resolved.
+
+Only the manager actor uses it: no lock, no thread, no waiting. The facade only reads
+`handles`, one `dict.get` at a time, atomic under the GIL (single-writer publication, as
+for a `Cell`).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import Any
 
 from actors._cell import Cell, ContextStatus
 from actors._future import Reply
+from actors._handle import ContextTracker
 from actors._recovery import RecoveryReport
 from actors._requests import ManagerRequest
 
@@ -51,8 +61,15 @@ class Transition:
 class ContextRegistry:
     """The cells, reports and transitions of a manager's contexts."""
 
-    def __init__(self, make_cell: Callable[[str], Cell]) -> None:
+    def __init__(
+        self,
+        make_cell: Callable[[str], Cell],
+        handles: dict[str, ContextTracker] | None = None,
+    ) -> None:
         self._make_cell = make_cell
+        self.handles: dict[str, ContextTracker] = {} if handles is None else handles
+        """The published handles of running contexts, by name: written only here (in the
+        manager's thread), read by the facade's fast path (see the module docstring)."""
         self.cells: dict[str, Cell] = {}
         """Every context known here, by name (read-only outside this class)."""
         self.reports: dict[str, RecoveryReport] = {}
@@ -67,6 +84,7 @@ class ContextRegistry:
             "reports": len(self.reports),
             "last errors": len(self.last_errors),
             "transitions": len(self._transitions),
+            "handles": len(self.handles),
         }
 
     # -- cells ------------------------------------------------------------------------------
@@ -90,9 +108,38 @@ class ContextRegistry:
 
     def forget(self, name: str) -> Cell | None:
         """A deleted context leaves nothing: its cell (returned) and report go."""
+        self.handles.pop(name, None)
         self.reports.pop(name, None)
         self.last_errors.pop(name, None)
         return self.cells.pop(name, None)
+
+    # -- published handles ------------------------------------------------------------------
+
+    def publish(self, cell: Cell) -> None:
+        """Let the facade hand out `cell`'s handle without asking the manager, if its context
+        runs loaded with nothing in flight (no transition record: no deactivation, deletion
+        or store call, load or stop under way) and `cell` is its current cell. A passivated
+        context stays published: its handle's calls start its tracker again."""
+        name = cell.name
+        if (
+            cell.status is ContextStatus.ACTIVE
+            and cell.ref is not None
+            and not cell.closed
+            and name not in self._transitions
+            and self.cells.get(name) is cell
+        ):
+            handle = self.handles.get(name)
+            if handle is None or handle._cell is not cell:
+                self.handles[name] = ContextTracker(cell)
+
+    def unpublish(self, name: str) -> None:
+        """From now on the facade asks the manager for `name`'s handle (a transition of it
+        begins: call this before any reply about it is resolved)."""
+        self.handles.pop(name, None)
+
+    def unpublish_all(self) -> None:
+        """The manager is closing: every call goes to it (and is refused)."""
+        self.handles.clear()
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -113,6 +160,7 @@ class ContextRegistry:
 
     def begin(self, name: str, reply: Reply[Any]) -> None:
         """A transition of `name` is under way until `reply` is settled (then `end()`)."""
+        self.handles.pop(name, None)
         self._record(name).pending = reply
 
     def end(self, name: str, reply: Reply[Any]) -> None:
@@ -159,6 +207,7 @@ class ContextRegistry:
     def set_stopping(self, name: str, reply: Reply[None] | None) -> None:
         """The stop of the tracker of `name` under way (None: it is over)."""
         if reply is not None:
+            self.handles.pop(name, None)
             self._record(name).stopping = reply
             return
         record = self._transitions.get(name)

@@ -67,6 +67,7 @@ class ShutdownSequence:
         if len(self._callers) > 1:
             return
         manager = self._manager
+        manager._contexts.unpublish_all()  # every get_tracker() now reaches the manager: refused
         stops = []
         for name in manager._contexts.running():
             stopped = new_reply()
@@ -104,6 +105,7 @@ class ShutdownSequence:
     def teardown(self) -> None:
         """From the manager's on_stop(): answer every caller still waiting."""
         manager = self._manager
+        manager._contexts.unpublish_all()  # stopped from outside, too: nothing handed out
         if not self._finished:
             close_hub(manager._hub)  # stopped from outside (pykka.ActorRegistry.stop_all())
         for request in manager._contexts.waiting():

@@ -75,12 +75,13 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
     if isinstance(report.error, ContextFailedError):
         # Nothing intact to load: restarting cannot help.
         manager._metrics.give_ups.add(1)
-        _give_up(cell, ref, report.error)
+        _give_up(manager, cell, ref, report.error)
         return
     if isinstance(report.error, ContextNotFoundError):
         # Not in the store: never created (an activation asks the load, not the store
         # first), or deleted by another process. Its callers get the error; it stops.
         tell_quietly(ref, GiveUp(report.error))
+        manager._contexts.unpublish(report.name)
         cell.status = ContextStatus.NONEXISTENT  # what status() says while it stops
         stopped = new_reply()
         context_ops.stop_tracker(
@@ -97,7 +98,7 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
         )
         error.__cause__ = report.error
         manager._metrics.give_ups.add(1)
-        _give_up(cell, ref, error)
+        _give_up(manager, cell, ref, error)
         return
     manager._metrics.restarts.add(1)
     logger.warning(
@@ -112,8 +113,11 @@ def on_tracker_failed(manager: ManagerActor, report: TrackerFailed) -> None:
     manager._timers.tell_after(decision.delay, ref, Restart())
 
 
-def _give_up(cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError) -> None:
+def _give_up(
+    manager: ManagerActor, cell: Cell, ref: pykka.ActorRef[Any], error: RecoveryError
+) -> None:
     logger.error("%s", error, extra=context_fields(cell.name))
+    manager._contexts.unpublish(cell.name)  # get_tracker() asks the manager: it fails
     cell.status = ContextStatus.FAILED
     cell.failure = error
     tell_quietly(ref, GiveUp(error))  # stopping anyway: _on_stopped follows

@@ -34,6 +34,7 @@ from actors._dispatch import Dispatcher
 from actors._exit import forget_manager
 from actors._factory import ContextTrackerFactory
 from actors._future import Reply, new_reply, reject, resolve
+from actors._handle import ContextTracker
 from actors._lease import LeaseKeeper, Leases, new_owner_id
 from actors._messages import (
     Deliver,
@@ -116,6 +117,7 @@ class ManagerActor(ThreadedActor):
         *,
         owns_clock: bool = False,
         metrics: Instruments = NO_METRICS,
+        handles: dict[str, ContextTracker] | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -130,8 +132,11 @@ class ManagerActor(ThreadedActor):
         # Each context's cell, report and transition in flight: calls that act on a context
         # wait for its deactivation, deletion or store call under way, so that they never act
         # on a half-stopped context or on what was known before the store answered.
+        # `handles` is the facade's: the handles it gives out without asking (see
+        # ContextManager.get_tracker()), which only this actor writes.
         self._contexts = ContextRegistry(
-            lambda name: Cell(name, self._config.ask_timeout, self.actor_ref, self._hub)
+            lambda name: Cell(name, self._config.ask_timeout, self.actor_ref, self._hub),
+            handles,
         )
         # The restart history of each tracker (by context name) and of the writer.
         self._restarts = RestartPolicy(self._config.supervisor, clock.now)

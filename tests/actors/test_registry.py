@@ -19,7 +19,13 @@ def test_a_cell_is_made_once_and_anew_after_deletion():
     cell.status = ContextStatus.NONEXISTENT
     assert registry.cell("a") is not cell
     assert registry.forget("a") is not None
-    assert registry.sizes() == {"cells": 0, "reports": 0, "last errors": 0, "transitions": 0}
+    assert registry.sizes() == {
+        "cells": 0,
+        "reports": 0,
+        "last errors": 0,
+        "transitions": 0,
+        "handles": 0,
+    }
 
 
 def test_passive_is_derived_from_status_and_ref():
