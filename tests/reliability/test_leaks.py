@@ -75,6 +75,10 @@ def test_dropped_adapters_leave_nothing_in_the_manager():
     manager = create_manager()
     try:
         manager.create_context("shared").get()
+        # Running, its handle published, before the count: the second get_tracker() is
+        # answered once the manager has published it (the first, from the tracker's thread).
+        manager.get_tracker("shared").get()
+        manager.get_tracker("shared").get()
         before = _tables(manager)
         for i in range(CYCLES):
             adapter = create_adapter(manager)
