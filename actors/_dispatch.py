@@ -21,6 +21,12 @@ Orleans' scheduler run many actors on a few threads:
 - `tell_here()` lets one pooled actor hand a message to another that is idle and have it
   handled at once in its own thread, instead of waking a pool thread for it (a hand-off
   saved): a tracker so runs the group writer for its lone write (actors/_writer.py).
+- Starting one is cheap (a context's activation starts its tracker in the manager's
+  thread): its URN comes from a counter, not `uuid4()` (a system call, during which the
+  GIL is given up); `actor_stopped` is a flag with `threading.Event`'s interface that makes
+  an `Event` only if someone waits on it (Pykka's `Event` is a `Condition`, a lock and a
+  deque: five objects more for the garbage collector to walk per live actor); and its
+  "Starting" debug line is formatted only when debug logging is on.
 
 What a pooled actor must not do is wait long: a thread it holds serves nobody else
 meanwhile. Our trackers wait only for their store (bounded by the store's own timeouts);
@@ -35,8 +41,9 @@ import queue
 import sys
 import threading
 import time
+import uuid
 from itertools import count
-from typing import Any
+from typing import Any, Self
 
 import pykka
 from pykka._envelope import Envelope  # what ActorRef.tell() puts in a mailbox
@@ -52,6 +59,13 @@ logger = logging.getLogger("actors.dispatch")
 _TOKEN = object()
 _CLOSE = None
 _names = count()
+
+_URN_PREFIX = uuid.uuid4().urn[:-12]
+"""A random UUID of this process but its last 12 hex digits, which `_urns` numbers: every
+pooled actor's URN is still a well-formed, version-4 UUID URN, unique in the process."""
+_urns = count()
+
+_pykka_logger = logging.getLogger("pykka")
 
 
 class Dispatcher:
@@ -223,17 +237,73 @@ class _Mailbox:
             self.schedule()
 
 
+class StopFlag:
+    """`threading.Event`'s interface (`is_set`, `set`, `clear`, `wait`) for a pooled actor's
+    `actor_stopped`, which is read far more than it is waited on (Pykka itself only reads
+    and sets it): a bool, and an `Event` made by the first `wait()`.
+
+    No lock: the waiters' `Event` is put in place with one `dict.setdefault` (atomic under
+    the GIL, so every waiter gets the same one), and each side writes its half before it
+    reads the other's (`set()`: the flag, then the event; `wait()`: the event, then the
+    flag), so a waiter that saw the flag unset waits on an event that `set()` then sees."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def __repr__(self) -> str:
+        return f"<StopFlag {'set' if self._set else 'unset'}>"
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        event: threading.Event | None = getattr(self, "_event", None)
+        if event is not None:
+            event.set()
+
+    def clear(self) -> None:
+        self._set = False
+        event: threading.Event | None = getattr(self, "_event", None)
+        if event is not None:
+            event.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        event: threading.Event = vars(self).setdefault("_event", threading.Event())
+        return self.is_set() or event.wait(timeout)  # set() may have come before the event
+
+
 class PooledActor(LateMessages, pykka.Actor):
     """A Pykka actor that runs on a `Dispatcher` instead of a thread of its own."""
 
     records_queue = True
     """Whether its slices record their waiting messages in the dispatcher's `queued`."""
 
-    def __init__(self, dispatcher: Dispatcher, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, dispatcher: Dispatcher, *_args: Any, **_kwargs: Any) -> None:
+        # What pykka.Actor.__init__ sets (it does nothing else), made cheaper: see the
+        # module docstring.
+        self.actor_urn = f"{_URN_PREFIX}{next(_urns) & 0xFFFFFFFFFFFF:012x}"
+        self.actor_inbox = _Mailbox()
+        self.actor_stopped = StopFlag()  # type: ignore[assignment] # Event's interface
+        self._actor_ref = pykka.ActorRef(self)
         self._dispatcher = dispatcher
         self._started = False
         self._mailbox.actor = self
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Self]:
+        """`pykka.Actor.start()`: make the actor, register it in `pykka.ActorRegistry`,
+        schedule its first slice (which runs `on_start()`); the debug lines Pykka writes
+        are formatted only if they are logged."""
+        obj = cls(*args, **kwargs)
+        ref = obj.actor_ref
+        pykka.ActorRegistry.register(ref)
+        if _pykka_logger.isEnabledFor(logging.DEBUG):
+            _pykka_logger.debug("Starting %s", obj)
+        obj._start_actor_loop()
+        return ref
 
     @staticmethod
     def _create_actor_inbox() -> _Mailbox:

@@ -6,13 +6,14 @@ import signal
 import sys
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pykka
 import pytest
 
-from actors._dispatch import Dispatcher, PooledActor
+from actors._dispatch import Dispatcher, PooledActor, StopFlag
 
 WAIT = 10
 
@@ -217,3 +218,55 @@ def test_none_of_our_threads_takes_the_process_signals():
         for thread in ours:
             assert blocked(thread) & wanted == wanted, thread.name
     assert blocked(threading.main_thread()) & wanted == 0  # the caller's mask is left as it was
+
+
+def test_pooled_actors_have_distinct_uuid_urns_the_registry_finds(dispatcher):
+    refs = [Counter.start(dispatcher) for _ in range(50)]
+    urns = {ref.actor_urn for ref in refs}
+    assert len(urns) == len(refs)
+    for ref in refs:
+        assert ref.actor_urn.startswith("urn:uuid:")
+        assert uuid.UUID(ref.actor_urn.removeprefix("urn:uuid:")).version == 4
+        assert pykka.ActorRegistry.get_by_urn(ref.actor_urn) is ref
+    assert set(pykka.ActorRegistry.get_by_class(Counter)) == set(refs)
+    assert all(ref.stop(timeout=WAIT) for ref in refs)  # stop() waits, as Pykka's does
+    assert not any(ref.is_alive() for ref in refs)
+    assert pykka.ActorRegistry.get_by_class(Counter) == []
+
+
+def test_actor_stopped_is_set_when_the_actor_stops_and_wakes_its_waiters(dispatcher):
+    ref = Counter.start(dispatcher)
+    stopped = ref.actor_stopped
+    assert not stopped.is_set()
+    assert stopped.wait(0) is False
+    woken = threading.Event()
+    outcome: list[bool] = []
+
+    def waiter() -> None:
+        outcome.append(stopped.wait(WAIT))
+        woken.set()
+
+    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    ref.stop()
+    assert woken.wait(WAIT)
+    for thread in threads:
+        thread.join(WAIT)
+    assert outcome == [True, True, True]
+    assert stopped.is_set()
+    assert stopped.wait(0) is True
+
+
+def test_a_stop_flag_behaves_as_an_event():
+    flag = StopFlag()
+    assert not flag.is_set()
+    assert flag.wait(0.0) is False  # makes its Event
+    flag.set()
+    assert flag.is_set()
+    assert flag.wait(0.0) is True
+    flag.clear()
+    assert not flag.is_set()
+    assert flag.wait(0.0) is False
+    flag.set()
+    assert flag.wait(None) is True
