@@ -137,6 +137,8 @@ class Phase:
 
     def receive(self, message: Any) -> Phase | None:
         """Handle `message`: the next phase, or None to stash it (requests and Stop only)."""
+        if type(message) in REQUESTS:  # the usual message, before the isinstance checks
+            return self.request(message)
         if isinstance(message, GiveUp):
             return self.t.give_up(message.error)
         if isinstance(message, Written):
@@ -321,6 +323,8 @@ class Running(Phase):
         return self
 
     def receive(self, message: Any) -> Phase | None:
+        if type(message) in REQUESTS:  # the usual message, before the isinstance checks
+            return self.request(message)
         t = self.t
         if isinstance(message, Flush):
             # A tick may arrive after save() or a full batch already wrote everything.

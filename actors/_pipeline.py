@@ -334,9 +334,9 @@ class DurableWrites(WritePath):
     def _commit(self, pending: Pending) -> None:
         """Commit one write from this thread (no writer actor), raising its error."""
         (error,) = self._host.store.commit([pending.write])
-        if isinstance(error, VersionConflict | LeaseLost):
-            raise StaleWrite(error)  # the caller undoes the update and catches up
         if error is not None:
+            if isinstance(error, VersionConflict | LeaseLost):
+                raise StaleWrite(error)  # the caller undoes the update and catches up
             raise error
         self._host.metrics.write_duration.record(time.perf_counter() - pending.started)
         self._settle([pending])

@@ -42,7 +42,7 @@ from actors._messages import (
     UseWriter,
 )
 from actors._metrics import NO_METRICS, Instruments
-from actors._phases import Failed, InjectedCrash, Loading, Phase, Running, Suspended
+from actors._phases import REQUESTS, Failed, InjectedCrash, Loading, Phase, Running, Suspended
 from actors._pipeline_phase import Persisting
 from actors._recovery import load_context
 from actors._stash import Stash
@@ -176,6 +176,10 @@ class TrackerActor(PooledActor):
             # The writer answered the caller: the write is stored. Settled before anything.
             self.phase = self.phase.settled()
             self._unstash()
+        if type(message) in REQUESTS:  # the usual message: none of the checks below is it
+            self._deliver(message)
+            self._unstash()
+            return
         if isinstance(message, UseWriter):
             self.writes.writer = message.writer  # a write in flight is still answered
             return
@@ -213,6 +217,8 @@ class TrackerActor(PooledActor):
             self.writes.wake_when_written()  # hear when the write in flight is over
 
     def _unstash(self) -> None:
+        if not self.stash:  # the usual case, after every message
+            return
         while self.stash and self.phase.runs_requests:
             self._deliver(self.stash.pop())
         if self.stash:

@@ -94,15 +94,22 @@ def keys(state: State) -> list[str]:
 # -- updates of one entry -----------------------------------------------------------------------
 
 
+_UPDATE = ChangeCause.UPDATE.value  # an Enum's `.value` is a property: read once
+
+
 def _next(state: State, **changes: Any) -> Update:
     version = state.version + 1
-    delta = Delta(state.context, version, utc_now(), **changes, cause=ChangeCause.UPDATE.value)
+    delta = Delta(state.context, version, utc_now(), **changes, cause=_UPDATE)
     return Update(delta, result=version)
 
 
 def set_value(state: State, key: str, value: Any) -> Update:
     """Store `value` (a private copy, already checked) under `key`."""
-    return _next(state, changed={key: value})
+    # Written out rather than through `_next`: every `set` runs it.
+    version = state.version + 1
+    return Update(
+        Delta(state.context, version, utc_now(), {key: value}, cause=_UPDATE), result=version
+    )
 
 
 def delete_value(state: State, key: str) -> Update:
