@@ -580,6 +580,17 @@ class SqliteStore(Store):
         with self._transaction("commit") as conn:
             for write in writes:
                 name = write.context
+                if not write.create and write.lease is None and name not in refused:
+                    # The usual write: move the head only if it is the one expected, and
+                    # look at the row only if it was not (one statement fewer per write).
+                    moved = conn.execute(
+                        "UPDATE contexts SET version = ? WHERE name = ? AND version = ?",
+                        (write.version, name, write.expected),
+                    ).rowcount
+                    if moved:
+                        self._insert_write(conn, write)
+                        results.append(None)
+                        continue
                 row = conn.execute(
                     "SELECT version FROM contexts WHERE name = ?", (name,)
                 ).fetchone()
@@ -604,18 +615,23 @@ class SqliteStore(Store):
                     refused.add(name)
                     results.append(VersionConflict(name, write.expected, row[0]))
                     continue
-                table = "journal" if write.journal else "snapshots"
-                conn.execute(
-                    f"INSERT INTO {table} (context, version, blob) VALUES (?, ?, ?)",  # noqa: S608 - table is one of two literals
-                    (name, write.version, write.blob),
-                )
                 conn.execute(
                     "UPDATE contexts SET version = ? WHERE name = ?", (write.version, name)
                 )
-                if not write.journal:
-                    self._drop_old(conn, name)
+                self._insert_write(conn, write)
                 results.append(None)
         return results
+
+    def _insert_write(self, conn: sqlite3.Connection, write: Write) -> None:
+        """Store `write`'s blob (the head already moved to its version, in `conn`'s
+        transaction); a snapshot drops what it makes obsolete."""
+        table = "journal" if write.journal else "snapshots"
+        conn.execute(
+            f"INSERT INTO {table} (context, version, blob) VALUES (?, ?, ?)",  # noqa: S608 - table is one of two literals
+            (write.context, write.version, write.blob),
+        )
+        if not write.journal:
+            self._drop_old(conn, write.context)
 
     # -- leases: a row of `leases` per context, changed under the write lock -----------------
 
