@@ -5,7 +5,8 @@ smoke run), `--json PATH` (the table as JSON),
 `--only NAME` (substring filter); `--peers` (ours against other libraries: peers.py);
 `scaleout [--leases] ...` (many processes on each shared store: scaleout.py). Prints one
 table: ops/s of ours, ops/s of the baseline, their ratio and the target ratio.
-Benchmarks are not tests: nothing here asserts a timing.
+Benchmarks are not tests: nothing here asserts a timing. The single-caller rows take turns
+with their baselines, round by round, and keep each one's best round (`best_rates`).
 
 Where it can be measured, a row also has a *ceiling*: the ratio that the parts of the design
 no implementation can skip reach on their own, in the same run (raw Pykka actors and raw
@@ -73,6 +74,22 @@ def rate(op: Callable[[], object], seconds: float) -> float:
         now = time.perf_counter()
         if now >= deadline:
             return count / (now - start)
+
+
+def best_rates(
+    ops: dict[str, Callable[[], object]], seconds: float, rounds: int = 12
+) -> dict[str, float]:
+    """The best rate of each op over `rounds` rounds of `seconds / rounds` each, the ops taking
+    turns round by round. On a shared 2-core machine one thread's ping-pong with another runs
+    at one rate or at twice it, depending on where the scheduler puts the two threads, and
+    that changes from one second to the next: measured one after the other, ours and its
+    baseline could land in different modes (ratios from 0.46 to 1.7 for the same code);
+    taking turns and keeping each one's best compares them in the same mode."""
+    best = dict.fromkeys(ops, 0.0)
+    for _ in range(rounds):
+        for name, op in ops.items():
+            best[name] = max(best[name], rate(op, seconds / rounds))
+    return best
 
 
 def timed_rate(op: Callable[[], float], seconds: float) -> float:
@@ -270,13 +287,18 @@ def group_commit_skeleton_rate(path: Path, callers: int, seconds: float) -> floa
 
 def bench_memory_set(seconds: float) -> Row:
     actor = DictActor.start().proxy()
-    baseline = rate(lambda: actor.set("k", 1).get(), seconds)
-    actor.stop()
     with create_manager() as manager:
         manager.create_context("bench", {"k": 0}).get()
         tracker = manager.get_tracker("bench").get()
-        ours = rate(lambda: tracker.set("k", 1).get(), seconds)
-    return Row("in-memory set, 1 caller", ours, baseline, 0.8)
+        rates = best_rates(
+            {
+                "baseline": lambda: actor.set("k", 1).get(),
+                "ours": lambda: tracker.set("k", 1).get(),
+            },
+            2 * seconds,
+        )
+    actor.stop()
+    return Row("in-memory set, 1 caller", rates["ours"], rates["baseline"], 0.8)
 
 
 def bench_pool_message(seconds: float, callers: int) -> Row:
@@ -337,14 +359,22 @@ def _encoded(keys: int = 1) -> bytes:
 
 
 def bench_durable_set(seconds: float, workdir: Path) -> Row:
-    baseline = rate(raw_sqlite_commit(workdir / "raw1.db", _encoded()), seconds)
     hop = CommitActor.start(raw_sqlite_commit(workdir / "hop1.db", _encoded()))
-    floor = rate(lambda: hop.ask(None), seconds)
-    hop.stop()
     with create_manager(f"sqlite:///{workdir / 'ours1.db'}") as manager:
         tracker = _durable_tracker(manager, "bench")
-        ours = rate(lambda: tracker.set("key0", 1).get(), seconds)
-    return Row("durable set on SQLite, 1 caller", ours, baseline, 0.7, ceiling=floor / baseline)
+        rates = best_rates(
+            {
+                "baseline": raw_sqlite_commit(workdir / "raw1.db", _encoded()),
+                "floor": lambda: hop.ask(None),
+                "ours": lambda: tracker.set("key0", 1).get(),
+            },
+            3 * seconds,
+        )
+    hop.stop()
+    ceiling = rates["floor"] / rates["baseline"]
+    return Row(
+        "durable set on SQLite, 1 caller", rates["ours"], rates["baseline"], 0.7, ceiling=ceiling
+    )
 
 
 def bench_durable_set_threads(seconds: float, workdir: Path, callers: int = 16) -> Row:
