@@ -233,11 +233,18 @@ def modify(state: State, fn: Callable[[State], object]) -> Update:
 def apply_in_place(state: State, delta: Delta) -> Callable[[], None]:
     """Advance `state` by `delta` in place; return what takes it back, exactly."""
     data, metadata = state.data, state.metadata
-    old_data = {key: data.get(key, _MISSING) for key in (*delta.changed, *delta.removed)}
-    old_meta = {
-        key: metadata.get(key, _MISSING)
-        for key in (*delta.metadata_changed, *delta.metadata_removed)
-    }
+    changed, removed = delta.changed, delta.removed
+    # Most updates set keys and touch no metadata: no tuple or comprehension for the rest.
+    keys = (*changed, *removed) if removed else changed
+    old_data = {key: data.get(key, _MISSING) for key in keys}
+    old_meta = (
+        {
+            key: metadata.get(key, _MISSING)
+            for key in (*delta.metadata_changed, *delta.metadata_removed)
+        }
+        if delta.metadata_changed or delta.metadata_removed
+        else {}
+    )
     previous = state.version, state.updated_at
     apply_changes(
         state,
