@@ -1,9 +1,10 @@
 """ContextFuture: the one kind of future every call that crosses into an actor returns.
 
-Pykka's own futures block the event loop when awaited, so replies travel in a stdlib
-`concurrent.futures.Future` instead: threads wait on it with a timeout, asyncio awaits it
-through `asyncio.wrap_future` without blocking the loop, and the actor that owns the call
-resolves it whenever it is ready ("reply later"), not only when the handler returns.
+Pykka's own futures block the event loop when awaited, so replies travel in a
+`concurrent.futures.Future` instead (`new_reply()`: a subclass with no lock, see `_Slot`):
+threads wait on it with a timeout, asyncio awaits it through a done-callback without blocking
+the loop, and the actor that owns the call resolves it whenever it is ready ("reply later"),
+not only when the handler returns.
 """
 
 from __future__ import annotations
