@@ -93,6 +93,8 @@ class _Slot(concurrent.futures.Future):  # type: ignore[type-arg]
 
     def _wait(self, timeout: float | None) -> None:
         if self._state is not _FINISHED:
+            if timeout is not None and timeout < 0:
+                timeout = 0  # as the stdlib's: a deadline already past times out at once
             try:
                 self._wake.get(True, timeout)
             except queue.Empty:

@@ -362,5 +362,7 @@ def test_a_reply_not_answered_in_time_raises_timeout_error():
     reply = new_reply()
     with pytest.raises(TimeoutError):
         reply.result(timeout=0.01)
+    with pytest.raises(TimeoutError):  # a deadline already past, as the stdlib's Future
+        reply.result(timeout=-1)
     resolve(reply, 1)
     assert reply.result(timeout=0) == 1
