@@ -121,7 +121,6 @@ class DeleteContext(_Named):
 @attrs.frozen
 class GetStates(ManagerRequest):
     operation = "get_states"
-    waits = False
     names: tuple[str, ...]
     """Valid and distinct."""
     reply: Reply[Any]

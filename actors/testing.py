@@ -172,6 +172,11 @@ class FaultyStore(Store):
     def _read_latest_parts(self, name: str) -> tuple[int, int, bytes, list[tuple[int, bytes]]]:
         return self._run("read_latest", lambda: self.inner._read_latest_parts(name))
 
+    def _read_latest_parts_many(
+        self, names: list[str]
+    ) -> dict[str, tuple[int, int, bytes, list[tuple[int, bytes]]]]:
+        return self._run("read_latest", lambda: self.inner._read_latest_parts_many(names))
+
     def _read_changes_parts(
         self, name: str, after: int
     ) -> tuple[int, list[tuple[int, bytes]], list[tuple[int, bytes]]]:

@@ -18,7 +18,8 @@ from actors import (
     SyncPolicy,
     create_manager,
 )
-from storage import SqliteStore
+from actors.testing import FaultyStore
+from storage import MemoryStore, PersistenceError, SqliteStore
 
 from .conftest import WAIT, make_manager, make_tracker
 
@@ -141,6 +142,19 @@ def test_a_damaged_head_fails_the_read_naming_it_and_the_manager_lives_on(tmp_pa
         with pytest.raises(CorruptSnapshotError, match="'bad'"):
             manager.get_states(["fine", "bad"]).get(timeout=WAIT)
         assert manager.get_states(["fine"]).get(timeout=WAIT)["fine"].get("n") == 1
+
+
+def test_a_store_failure_reaches_the_caller_and_the_manager_lives_on():
+    store = FaultyStore(MemoryStore())
+    manager = make_manager(store)
+    try:
+        manager.create_context("a", {"n": 1}).get(timeout=WAIT)
+        store.fail("read_latest", OSError("disk gone"), times=1)
+        with pytest.raises(PersistenceError, match="disk gone"):
+            manager.get_states(["a"]).get(timeout=WAIT)
+        assert manager.get_states(["a"]).get(timeout=WAIT)["a"].get("n") == 1
+    finally:
+        manager.shutdown().get(timeout=WAIT)
 
 
 def test_after_shutdown_it_is_refused(manager: ContextManager):
