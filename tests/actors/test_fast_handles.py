@@ -32,7 +32,7 @@ from actors._future import ContextFuture
 from actors._tracker import TrackerActor
 from actors.testing import ManualClock, crash
 
-from .conftest import WAIT, Hold, hold_manager, make_manager, make_tracker, wait_until
+from .conftest import WAIT, Hold, hold_manager, make_manager, make_tracker, run_threads, wait_until
 
 PERIOD = 60.0
 
@@ -247,3 +247,30 @@ def test_get_tracker_after_a_restore_not_waited_for_loads_the_restored_state(wai
 
         assert wait(restored).get("n") == 1
         assert wait(wait(future).get("n")) == 1
+
+
+def test_each_thread_s_own_order_holds_while_others_deactivate_and_delete():
+    # Every thread works on its own context and never waits for its deactivations; the
+    # others' calls keep the manager and the published handles busy meanwhile.
+    rounds = 25
+
+    with make_manager() as manager:
+
+        def work(index: int) -> int:
+            name = f"ctx-{index}"
+            tracker = manager.get_tracker(name, create=True, data={"n": 0}).get(timeout=WAIT)
+            for i in range(1, rounds + 1):
+                tracker.set("n", i).get(timeout=WAIT)
+                manager.deactivate(name)  # not waited for
+                tracker = manager.get_tracker(name).get(timeout=WAIT)
+                assert tracker.get("n").get(timeout=WAIT) == i
+                if i % 5 == 0:
+                    manager.delete_context(name)  # not waited for either
+                    with pytest.raises(ContextNotFoundError):
+                        manager.get_tracker(name).get(timeout=WAIT)
+                    tracker = manager.get_tracker(name, create=True, data={"n": i})
+                    tracker = tracker.get(timeout=WAIT)
+            assert manager.status(name).get(timeout=WAIT) is ContextStatus.ACTIVE
+            return int(tracker.get("n").get(timeout=WAIT))
+
+        assert run_threads(4, work) == [rounds] * 4
