@@ -777,16 +777,14 @@ class RedisStore(Store):
     def _read_latest_parts_many(
         self, names: list[str]
     ) -> dict[str, tuple[int, int, bytes, list[tuple[int, bytes]]]]:
-        if self.cluster:
-            # redis-py's cluster pipeline does not load scripts a node lacks: one script call
-            # (one round trip) per context there.
-            return super()._read_latest_parts_many(names)
-        # The script above once per context in one pipeline: one round trip for all, each
-        # context as of one moment.
-        with self._translate("read latest") as client, client.pipeline(False) as pipe:
-            for name in names:
-                self._read_latest_script(self._keys(name, "meta", "heads", "journal"), [], pipe)
-            replies = pipe.execute()
+        # The script above once per context, all in one round trip per server (each context
+        # as of one moment): one pipeline, or on a cluster one per master.
+        calls: list[tuple[Script, list[str], list[str | bytes | int]]] = [
+            (self._read_latest_script, self._keys(name, "meta", "heads", "journal"), [])
+            for name in names
+        ]
+        with self._translate("read latest") as client:
+            replies = self._run_scripts(client, calls)
         return {
             name: _latest_parts(name, reply)
             for name, reply in zip(names, replies, strict=True)
