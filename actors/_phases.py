@@ -269,7 +269,7 @@ class Running(Phase):
             point = self.t.store.read_recovery_point(self.t.name, message.point_id)
             return updates.replace(self.t.current, point, ChangeCause.RESTORE)
         if isinstance(message, Crash):
-            self.t.restart_waiters.append(message.restarted)
+            self.t.restart_waiters = (*self.t.restart_waiters, message.restarted)
             raise InjectedCrash(f"crash injected into tracker {self.t.name!r}")
         msg = f"no handler for {type(message).__name__}"  # pragma: no cover - a bug of ours
         raise TypeError(msg)  # pragma: no cover

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import attrs
@@ -101,7 +101,9 @@ class Held:
 class Batch:
     """A context's consecutive writes, and the outcomes held behind them, in order."""
 
-    items: list[Pending | Held] = attrs.field(factory=list)
+    items: list[Pending | Held] | tuple[()] = ()
+    """In order; a list from its first item on (a tracker's empty next batch holds none:
+    one object fewer per running context for the garbage collector to walk)."""
     last: Pending | None = None
     """Its newest write: the batch is stored once this one is (looked at on every message)."""
     wake_requested: bool = False
@@ -110,7 +112,11 @@ class Batch:
     """How many of its items are held outcomes."""
 
     def add(self, item: Pending | Held) -> None:
-        self.items.append(item)
+        items = self.items
+        if isinstance(items, list):
+            items.append(item)
+        else:
+            self.items = [item]
         if isinstance(item, Pending):
             self.last = item
         else:
@@ -341,7 +347,7 @@ class DurableWrites(WritePath):
         self._host.metrics.write_duration.record(time.perf_counter() - pending.started)
         self._settle([pending])
 
-    def _settle(self, items: list[Pending | Held]) -> None:
+    def _settle(self, items: Sequence[Pending | Held]) -> None:
         """`items` are stored: publish each version, in order, and answer what was held."""
         for item in items:
             if isinstance(item, Held):

@@ -35,13 +35,21 @@ def busy_error(name: str, capacity: int) -> ContextBusyError:
     )
 
 
+_EMPTY: tuple[Any, ...] = ()
+
+
 class Stash:
     """Requests (and Stop) held back, oldest first, at most `capacity` requests."""
+
+    __slots__ = ("_capacity", "_held", "_name")
 
     def __init__(self, name: str, capacity: int) -> None:
         self._name = name
         self._capacity = capacity
-        self._held: deque[Any] = deque()
+        # A deque only while something is held: most trackers hold nothing most of the
+        # time, and an empty deque per running context is one more object for the garbage
+        # collector to walk in every full collection.
+        self._held: deque[Any] | tuple[Any, ...] = _EMPTY
 
     def __len__(self) -> int:
         return len(self._held)
@@ -54,26 +62,39 @@ class Stash:
         if len(self._held) >= self._capacity and not isinstance(message, Stop):
             refuse(message, busy_error(self._name, self._capacity))
             return False
-        self._held.append(message)
+        held = self._held
+        if isinstance(held, deque):
+            held.append(message)
+        else:
+            self._held = deque((message,))
         return True
 
     def put_back(self, messages: list[Any]) -> None:
         """Keep `messages` ahead of everything held, in their order: requests already
         accepted that must run again (their write failed, or the State they ran on was
         dropped), so never refused for a full stash."""
-        self._held.extendleft(reversed(messages))
+        if messages:
+            self._held = deque([*messages, *self._held])
 
     def pop(self) -> Any:
         """The oldest message held."""
-        return self._held.popleft()
+        held = self._held
+        assert isinstance(held, deque), "pop() from an empty stash"
+        message = held.popleft()
+        if not held:
+            self._held = _EMPTY
+        return message
 
     def take_stops(self) -> list[Stop]:
         """Take out the Stops held, leaving the rest in order."""
         stops = [held for held in self._held if isinstance(held, Stop)]
-        self._held = deque(held for held in self._held if not isinstance(held, Stop))
+        rest = [held for held in self._held if not isinstance(held, Stop)]
+        self._held = deque(rest) if rest else _EMPTY
         return stops
 
     def refuse_all(self, error: BaseException) -> None:
         """Answer everything held with `error`, emptying the stash."""
-        while self._held:
-            refuse(self._held.popleft(), error)
+        while self._held:  # what refusing adds is refused too
+            held, self._held = self._held, _EMPTY
+            for message in held:
+                refuse(message, error)

@@ -154,4 +154,4 @@ def fail_all(t: TrackerActor, error: BaseException) -> None:
     t.stash.refuse_all(error)
     for waiter in t.restart_waiters:
         reject(waiter, error)
-    t.restart_waiters.clear()
+    t.restart_waiters = ()

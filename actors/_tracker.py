@@ -101,8 +101,10 @@ class TrackerActor(PooledActor):
         self.failure: BaseException | None = None  # what answers requests we will not handle
         self.stop_order: stopping.StopOrder | None = None
         self.last_request = clock.now()
-        # Replies waiting for the next successful (re)start: activation and crash().
-        self.restart_waiters: list[Reply[None]] = [ready]
+        # Replies waiting for the next successful (re)start: activation and crash(). A tuple,
+        # so that a running tracker keeps none (a cleared list would be one more object for
+        # the garbage collector to walk per running context).
+        self.restart_waiters: tuple[Reply[None], ...] = (ready,)
         self._publisher = Publisher(changes)
 
     # -- what phases and the write path read -------------------------------------------------
@@ -255,7 +257,7 @@ class TrackerActor(PooledActor):
         )
         for waiter in self.restart_waiters:
             resolve(waiter, None)
-        self.restart_waiters.clear()
+        self.restart_waiters = ()
         if self.writes.busy:  # creating it: every request waits for (or joins) the create
             return Persisting(self)
         return Running(self)
