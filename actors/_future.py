@@ -86,12 +86,15 @@ class _Slot(concurrent.futures.Future):  # type: ignore[type-arg]
     Future's internals, do not take it; nothing here hands it to them.
     """
 
+    _wake: queue.SimpleQueue[None] | None = None
+    """Set on the instance by the first thread to wait (absent until then, so that
+    `setdefault` installs exactly one)."""
+
     def __init__(self) -> None:  # no super().__init__(): no Condition to make
         self._state = _RUNNING
         self._result: Any = None
         self._exception: BaseException | None = None
         self._token = collections.deque((None,), maxlen=1)
-        self._wake: queue.SimpleQueue[None] | None = None  # made by the first thread to wait
         self._callbacks: collections.deque[Callable[[Any], object]] = collections.deque()
 
     def __repr__(self) -> str:
