@@ -81,9 +81,10 @@ class _Slot(concurrent.futures.Future):  # type: ignore[type-arg]
     `dict.setdefault` (atomic, so two waiters cannot install two), then looks at the state
     again; the winner marks the slot done before it looks for a queue to wake. So either
     the waiter sees the slot done, or the winner sees its queue. Done-callbacks wait in a
-    deque that whoever finds the slot done drains (`popleft()`: each runs once). Never cancelled: the call runs to completion
-    whatever its waiters do. `concurrent.futures.wait()` and `as_completed()`, which read a
-    Future's internals, do not take it; nothing here hands it to them.
+    deque that whoever finds the slot done drains (`popleft()`: each runs once). Never
+    cancelled: the call runs to completion whatever its waiters do.
+    `concurrent.futures.wait()` and `as_completed()`, which read a Future's internals, do
+    not take it; nothing here hands it to them.
     """
 
     _wake: queue.SimpleQueue[None] | None = None
