@@ -13,8 +13,10 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import queue
+import threading
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -46,15 +48,35 @@ class _Answered:
     thread that answers. One object, where a closure was a function, its cell tuple and two
     cells: fewer objects alive per await for the garbage collector (docs/performance.md)."""
 
-    __slots__ = ("loop", "waiter")
+    __slots__ = ("context", "loop", "waiter")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        waiter: asyncio.Future[None],
+        context: contextvars.Context,
+    ) -> None:
         self.loop = loop
         self.waiter = waiter
+        self.context = context
 
     def __call__(self, _: Reply[Any]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self.loop.call_soon_threadsafe(_wake, self.waiter)
+            self.loop.call_soon_threadsafe(_wake, self.waiter, context=self.context)
+
+
+class _LoopContext(threading.local):
+    """An empty `contextvars.Context` per thread, for the wake-ups of the awaits made in
+    that thread's event loop. `_wake` reads no context variable, and without a context
+    given, `call_later` and `call_soon_threadsafe` each copy the current one: two objects
+    more per await. One per thread, because a `Context` cannot be entered by two threads at
+    once; within its loop's thread, handles run one after the other, never nested."""
+
+    def __init__(self) -> None:
+        self.context = contextvars.Context()
+
+
+_loop_context = _LoopContext()
 
 
 def new_reply() -> Reply[Any]:
@@ -272,8 +294,9 @@ class ContextFuture(Generic[T]):
         # on every await of every call.)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(self._timeout, _wake, waiter)
-        reply.add_done_callback(_Answered(loop, waiter))
+        context = _loop_context.context
+        timer = loop.call_later(self._timeout, _wake, waiter, context=context)
+        reply.add_done_callback(_Answered(loop, waiter, context))
         try:
             await waiter
         finally:

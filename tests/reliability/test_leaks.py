@@ -90,3 +90,35 @@ def test_dropped_adapters_leave_nothing_in_the_manager():
         assert _tables(manager) == before
     finally:
         manager.shutdown().get(timeout=30)
+
+
+RUNNING = 400
+
+
+@pytest.mark.timeout(120)
+def test_a_running_context_keeps_few_objects_for_the_garbage_collector(tmp_path):
+    # Every full collection walks every object the collector tracks; a web service keeps
+    # thousands of contexts running, so each one's share is paid in every pause
+    # (docs/performance.md, "Web service"). Here 18.9 per context while the empty stash,
+    # batch and restart-waiter containers were kept, 15.9 since: the tracker, its ref,
+    # Pykka's weak reference to it, its mailbox and the mailbox's two deques, stop flag,
+    # phase, State, write path and its next batch, stash, publisher, cell and topic.
+    manager = create_manager(f"sqlite:///{tmp_path / 'gc.db'}?synchronous=off")
+    try:
+        for i in range(20):  # the first activations make what every later one shares
+            manager.get_tracker(f"warm-{i}", create=True).get(timeout=30).set("n", i).get(
+                timeout=30
+            )
+        gc.collect()
+        before = len(gc.get_objects())
+        trackers = [
+            manager.get_tracker(f"running-{i}", create=True).get(timeout=30) for i in range(RUNNING)
+        ]
+        for tracker in trackers:
+            tracker.set("n", 1).get(timeout=30)
+        del trackers, tracker
+        gc.collect()
+        per_context = (len(gc.get_objects()) - before) / RUNNING
+        assert per_context <= 17.5, f"{per_context:.1f} objects per running context"
+    finally:
+        manager.shutdown().get(timeout=30)
