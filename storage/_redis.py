@@ -59,6 +59,7 @@ from storage._redis_changes import ChannelListener, ShardListener, sharded_pubsu
 from storage._redis_scripts import (
     ACQUIRE_LEASE,
     APPEND,
+    APPEND_CHAIN,
     COMPARE_AND_SET,
     CREATE,
     CREATE_RECOVERY_POINT,
@@ -141,6 +142,17 @@ def _point_field(name: str, point_id: int) -> str:
         return _decimal(point_id)
     except TypeError:  # callers may be untyped; no point has such an id
         raise RecoveryPointNotFoundError(name, point_id) from None
+
+
+def _chains(before: Write, write: Write) -> bool:
+    """Whether `write` goes in one APPEND_CHAIN with `before`, the write of its context
+    before it: both journal entries, under the same lease, `write` expecting `before`."""
+    return (
+        before.journal
+        and write.journal
+        and write.lease == before.lease
+        and write.expected == before.version
+    )
 
 
 def _outcome(write: Write, reply: Any) -> ContextError | None:
@@ -367,6 +379,7 @@ class RedisStore(Store):
         self._read_head_script = self._client.register_script(READ_HEAD)
         self._cas_script = self._client.register_script(COMPARE_AND_SET)
         self._append_script = self._client.register_script(APPEND)
+        self._append_chain_script = self._client.register_script(APPEND_CHAIN)
         self._read_journal_script = self._client.register_script(READ_JOURNAL)
         self._read_latest_script = self._client.register_script(READ_LATEST)
         self._read_changes_script = self._client.register_script(READ_CHANGES)
@@ -555,57 +568,64 @@ class RedisStore(Store):
         return int(version)
 
     supports_journal = True
+    commits_in_batches = True
 
     def _commit(self, writes: list[Write]) -> list[ContextError | None]:
-        if len({write.context for write in writes}) == len(writes):
-            return self._commit_round(writes)
-        # Several writes of one context chain (v+1, v+2, ...): one after a refused write of
-        # its context must not be applied (see Store.commit), and scripts in one pipeline
-        # cannot see each other's outcome, so each round trip carries at most one write per
-        # context. As in one pipeline, a server error fails the batch once all is sent.
+        # Each script is atomic on its own; the batch is not one transaction, but it is one
+        # round trip per server (and with `appendfsync always` about one fsync: the server
+        # syncs once for what it ran in one turn of its event loop). Several writes of one
+        # context chain (v+1, v+2, ...): its consecutive journal entries go in one script
+        # (APPEND_CHAIN), a snapshot alone, and each round trip carries one such unit per
+        # context, since scripts in one pipeline cannot see each other's outcome and a write
+        # after a refused one of its context must not be applied (see Store.commit). As in
+        # one pipeline, a server error fails the batch once all is sent.
+        queues: dict[str, list[list[int]]] = {}
+        for i, write in enumerate(writes):
+            units = queues.setdefault(write.context, [])
+            if units and _chains(writes[units[-1][-1]], write):
+                units[-1].append(i)
+            else:
+                units.append([i])
         results: list[ContextError | None] = [None] * len(writes)
-        refused: dict[str, ContextError | None] = {}  # None: its write hit a server error
         failure: Exception | None = None
         with self._translate("commit", writes=True) as client:
-            remaining = list(range(len(writes)))
-            while remaining:
-                seen: set[str] = set()
-                now: list[int] = []
-                later: list[int] = []
-                for i in remaining:
-                    (later if writes[i].context in seen else now).append(i)
-                    seen.add(writes[i].context)
-                calls = [self._script_call(writes[i]) for i in now]
-                replies = self._run_scripts(client, calls, check=False)
-                for i, reply in zip(now, replies, strict=True):
+            while queues:
+                now = [(name, units.pop(0)) for name, units in queues.items()]
+                calls = [self._unit_call([writes[i] for i in unit]) for _, unit in now]
+                if len(calls) == 1:  # the script object loads itself if the server lacks it
+                    script, keys, args = calls[0]
+                    replies = [script(keys, args, client)]
+                else:
+                    replies = self._run_scripts(client, calls, check=False)
+                for (name, unit), reply in zip(now, replies, strict=True):
                     if isinstance(reply, Exception):
                         failure = failure or reply
-                        refused[writes[i].context] = None
-                    elif (outcome := _outcome(writes[i], reply)) is not None:
-                        results[i] = refused[writes[i].context] = outcome
-                remaining = []
-                for i in later:
-                    if writes[i].context not in refused:
-                        remaining.append(i)
-                    else:
-                        results[i] = refused[writes[i].context]
+                        queues[name] = []  # nothing of it after what may not be stored
+                    elif (outcome := _outcome(writes[unit[0]], reply)) is not None:
+                        for i in (*unit, *(i for later in queues[name] for i in later)):
+                            results[i] = outcome
+                        queues[name] = []
+                queues = {name: units for name, units in queues.items() if units}
             if failure is not None:
                 raise failure  # _translate maps it
         return results
 
-    def _commit_round(self, writes: list[Write]) -> list[ContextError | None]:
-        # Each write is one script run, atomic on its own; the batch is not one transaction
-        # (so `commits_in_batches` stays False), but it is one round trip.
-        calls = [self._script_call(write) for write in writes]
-        with self._translate("commit", writes=True) as client:
-            if len(calls) == 1:
-                script, keys, args = calls[0]
-                replies = [script(keys, args, client)]
-            elif calls:
-                replies = self._run_scripts(client, calls)
-            else:
-                replies = []
-        return [_outcome(write, reply) for write, reply in zip(writes, replies, strict=True)]
+    def _unit_call(self, writes: list[Write]) -> tuple[Script, list[str], list[str | bytes | int]]:
+        """The script that applies `writes` (one write, or journal entries that chain)."""
+        if len(writes) == 1:
+            return self._script_call(writes[0])
+        first = writes[0]
+        keys = self._keys(first.context, "meta", "heads", "journal", "lease")
+        fence = "" if first.lease is None else _decimal(first.lease)
+        args: list[str | bytes | int] = [
+            _decimal(first.expected),
+            self._publish_to(first.context),
+            first.context,
+            fence,
+        ]
+        for write in writes:
+            args += (_decimal(write.version), write.blob)
+        return self._append_chain_script, keys, args
 
     def _script_call(self, write: Write) -> tuple[Script, list[str], list[str | bytes | int]]:
         """The script that applies `write`, its keys and its arguments."""

@@ -222,8 +222,9 @@ class Store(abc.ABC):
     """Whether other processes can write the same contexts (so it is worth watching)."""
 
     commits_in_batches: bool = False
-    """Whether `commit()` of many writes costs about as much as of one (one transaction, one
-    fsync), so that funnelling every tracker's writes through one writer pays off."""
+    """Whether `commit()` of many writes costs about as much as of one (one transaction and
+    one fsync; on Redis one round trip, which the server syncs once), so that funnelling
+    every tracker's writes through one writer pays off."""
 
     commits_creates: bool = False
     """Whether `_commit()` applies creates (`Write.create`) itself, in the batch's one
@@ -451,8 +452,9 @@ class Store(abc.ABC):
         expected error (`VersionConflict`, `ContextNotFoundError`, `LeaseLost` for a fenced
         write whose lease has ended) that refused it alone.
 
-        Stores that batch (Memory, SQLite) apply the batch in one transaction: group commit,
-        one fsync for all. Others (Redis) apply each write atomically on its own.
+        Memory, SQLite and PostgreSQL apply the batch in one transaction: group commit, one
+        fsync for all. Redis applies each write atomically on its own (a context's chain of
+        journal entries in one script), all in one round trip per server.
 
         Several writes of one context form a chain (versions v+1, v+2, ... each expecting the
         one before, prepared before any is stored): a write after a refused write of its

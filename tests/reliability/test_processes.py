@@ -149,10 +149,12 @@ def test_a_subscriber_sees_every_version_another_process_writes(tmp_path, reques
         assert child.returncode == 0, child.stderr[-3000:]
         assert all_seen.wait(30), f"saw up to {seen[-1] if seen else None}"
         if cluster is not None:
-            # Every write went to the one replica of its shard; none over the whole bus.
+            # Every script that moved the head (a write, or a chain of journal entries the
+            # writer sent as one) published to the one replica of its shard; none over the
+            # whole bus.
             publish, shard = cluster.publish_counts()
             assert publish == counts[0]
-            assert shard - counts[1] == total * cluster.replicas_per_master
+            assert 0 < shard - counts[1] <= total * cluster.replicas_per_master
     finally:
         manager.shutdown().get()
     # In order, no gap, each version once, and each holds the counter the other wrote.
