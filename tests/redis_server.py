@@ -195,8 +195,14 @@ class SilentLink:
         self._frozen.clear()
 
     def close(self) -> None:
+        # shutdown() first: on Linux close() alone does not wake the thread blocked in
+        # accept(), which would outlive the test (and a later test counting threads).
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
     def _accept(self) -> None:
