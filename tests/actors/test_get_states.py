@@ -132,7 +132,7 @@ def test_await_gives_the_same_result(manager):
 
 def test_a_damaged_head_fails_the_read_naming_it_and_the_manager_lives_on(tmp_path: Path):
     store = SqliteStore(tmp_path / "ctx.db")
-    with create_manager(store) as manager:
+    with store, create_manager(store) as manager:  # a Store passed in is the caller's to close
         manager.create_context("fine", {"n": 1}).get(timeout=WAIT)
         manager.create_context("bad", {"n": 2}).get(timeout=WAIT)
         with sqlite3.connect(store.path) as conn:
